@@ -1,0 +1,61 @@
+"""Dispatch: ordered results on every local kind, broken workers recorded, resources mapped."""
+
+import os
+
+import pytest
+
+from pyiron_assyst.config import ConfigError, config_from_json
+from pyiron_assyst.executors import Executor, TaskError, run_tasks
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def die_on_three(x: int) -> int:
+    if x == 3:
+        os._exit(1)  # a worker process dies without a Python exception
+    return x
+
+
+@pytest.mark.parametrize("executor", [
+    Executor(kind="serial"),
+    Executor(kind="process", max_workers=2),
+    Executor(kind="process", max_workers=2, chunk_size=1),
+    Executor(kind="single_node", max_workers=2),
+])
+def test_results_come_back_in_input_order(executor):
+    items = list(range(23))
+    assert run_tasks(square, items, executor) == [x * x for x in items]
+
+
+def test_a_dead_worker_marks_its_chunk_failed_and_others_finish():
+    results = run_tasks(die_on_three, list(range(8)), Executor(kind="process", max_workers=2,
+                                                               chunk_size=1))
+    assert isinstance(results[3], TaskError)
+    # chunks that finished before the pool broke keep their results; the rest are marked
+    assert all(r == i or isinstance(r, TaskError) for i, r in enumerate(results))
+    assert run_tasks(square, [2, 3], Executor(kind="process", max_workers=2)) == [4, 9]
+
+
+def test_empty_input_needs_no_workers():
+    assert run_tasks(square, [], Executor(kind="process")) == []
+
+
+def test_resource_dict_carries_gpus_partition_and_time():
+    executor = Executor(kind="slurm_cluster", cores=4, gpus_per_core=1, run_time_max=3600,
+                        partition="gpu", scheduler_args=("--exclusive",))
+    assert executor.resource_dict() == {
+        "cores": 4, "threads_per_core": 1, "gpus_per_core": 1, "run_time_max": 3600,
+        "slurm_cmd_args": ["--exclusive", "--partition=gpu"]}
+    assert config_from_json(executor.to_json()) == executor
+    hash(executor)
+
+
+@pytest.mark.parametrize("kwargs,field", [
+    ({"kind": "cloud"}, "kind"), ({"max_workers": -1}, "max_workers"), ({"cores": 0}, "cores"),
+    ({"run_time_max": 0}, "run_time_max"), ({"chunk_size": -2}, "chunk_size"),
+])
+def test_bad_executor_fields_fail_at_construction(kwargs, field):
+    with pytest.raises(ConfigError, match=f"Executor.{field}"):
+        Executor(**kwargs)
