@@ -156,7 +156,9 @@ class AseCalculator(CalculatorConfig):
         return self._build()
 
     def _build(self) -> BaseCalculator:
-        cls = import_object(self.import_path)
+        # checked against the allow-list at construction; a spawned worker does not know
+        # prefixes registered at run time, so it must not check again
+        cls = import_object(self.import_path, check_allowed=False)
         return cls(**{k: _thaw(v) for k, v in self.kwargs})
 
 
