@@ -1,0 +1,24 @@
+"""Persistence of pipeline runs: columnar structure sets in HDF5, in a project directory.
+
+- :mod:`.columnar` — ``list[Atoms]`` <-> dict of numpy arrays (bit-identical, labels included)
+- :mod:`.hdf5` — those columns in pyiron_base's ``FlattenedStorage`` HDF5 layout; texts;
+  atomic writes; clear errors for foreign or corrupt files
+- :mod:`.locking` — one writer per project at a time
+- :mod:`.tables` — stage tables and lineage walks straight from the columns
+- :mod:`.project` — :class:`Project`: save a run, load stages / configs / reports / lineage
+
+Nothing here imports pyiron_base or pyiron_workflow, and nothing is pickled.
+"""
+
+from .columnar import StorageWarning, columns_to_structures, structures_to_columns
+from .errors import StorageError
+from .project import Project, package_versions
+
+__all__ = [
+    "Project",
+    "StorageError",
+    "StorageWarning",
+    "columns_to_structures",
+    "package_versions",
+    "structures_to_columns",
+]

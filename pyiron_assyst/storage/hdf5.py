@@ -1,0 +1,315 @@
+"""Column tables and texts in HDF5 files, in the layout of pyiron_base's storage.
+
+A *structure file* holds one column table (see :mod:`.columnar`) in the group ``structures``,
+laid out exactly as ``pyiron_base.FlattenedStorage.to_hdf`` lays it out (``element_arrays``,
+``chunk_arrays``, ``num_chunks``, ``num_elements``, ``_fill_values`` and the type datasets), so a
+pyiron user reads it with::
+
+    from pyiron_base import FileHDFio, FlattenedStorage
+    storage = FlattenedStorage()
+    storage.from_hdf(FileHDFio("stage.h5"), "structures")
+
+Strings are stored UTF-8 encoded with four bytes per character (as ``FlattenedStorage`` does)
+and gzip compressed, so the padding costs almost nothing on disk; integer, boolean and
+partly-NaN float columns are gzip compressed too (level 1), fully finite float columns are
+stored raw (random mantissas do not compress; compressing them costs more time than it
+saves). Texts (JSON) are stored as h5io ``unicode`` / ``json`` datasets, which
+``pyiron_base.FileHDFio`` returns as ``str`` / ``dict``. The files are written with plain
+h5py: pyiron_base is never imported (it is not needed to write this layout, its per-structure
+``add_chunk`` is ten times slower than the whole write here, and importing it creates
+``~/pyiron.db`` unless ``PYIRONDISABLE=True``).
+
+Every file is written to a temporary name next to its target, flushed to disk and moved into
+place with :func:`os.replace`, so a killed writer never leaves a half-written file. Every read
+error (missing, truncated, foreign or inconsistent file) is a :class:`StorageError` that names
+the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .columnar import column_kind
+from .errors import StorageError
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "atomic_path",
+    "read_attrs",
+    "read_table",
+    "read_texts",
+    "valid_name",
+    "write_table",
+    "write_texts",
+]
+
+FORMAT = "pyiron_assyst.structures"
+"""Value of the root attribute ``format`` of a structure file."""
+TEXT_FORMAT = "pyiron_assyst.texts"
+"""Value of the root attribute ``format`` of a text file."""
+FORMAT_VERSION = 1
+"""Layout version written in the root attribute ``format_version``."""
+
+GROUP = "structures"
+_FLAT_TYPE = {
+    "NAME": "FlattenedStorage",
+    "OBJECT": "FlattenedStorage",
+    "TYPE": "<class 'pyiron_base.storage.flattenedstorage.FlattenedStorage'>",
+    "VERSION": "0.2.0",
+    "HDF_VERSION": "0.3.0",
+    "DICT_VERSION": "0.1.0",
+}
+_H5_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError, UnicodeDecodeError)
+
+
+@contextlib.contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """A temporary path next to ``target``; moved onto ``target`` (durably) if the block exits
+    normally, removed otherwise."""
+    target = Path(target)
+    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:12]}")
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_text(group: h5py.Group, name: str, text: str, title: str = "unicode") -> None:
+    data = group.create_dataset(name, data=np.frombuffer(text.encode(), dtype=np.uint8))
+    data.attrs["TITLE"] = title
+
+
+def _read_text(dataset: h5py.Dataset) -> str:
+    return dataset[()].tobytes().decode()
+
+
+def _encode(array: np.ndarray) -> np.ndarray:
+    if array.dtype.kind != "U":
+        return array
+    width = max(1, array.dtype.itemsize // np.dtype("U1").itemsize)
+    return np.strings.encode(array, "utf-8").astype(f"S{4 * width}")
+
+
+def _write_array(group: h5py.Group, name: str, array: np.ndarray) -> None:
+    stored = _encode(array)
+    compress = stored.size > 0 and (
+        stored.dtype.kind in "Sbiu" or (stored.dtype.kind == "f" and np.isnan(stored).any()))
+    data = group.create_dataset(name, data=stored, compression="gzip" if compress else None,
+                                compression_opts=1 if compress else None,
+                                shuffle=compress and stored.dtype.kind in "iuf")
+    data.attrs["TITLE"] = "ndarray"
+
+
+def _write_scalar(group: h5py.Group, name: str, value: int) -> None:
+    group.create_dataset(name, data=np.array([value], dtype=np.int64)).attrs["TITLE"] = "int"
+
+
+def _fill_values(columns: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    fills: dict[str, Any] = {}
+    for name, array in columns.items():
+        if array.dtype.kind == "f":
+            fills[name] = float("nan")
+        elif array.dtype.kind == "i" and name not in ("length", "start_index"):
+            fills[name] = -1
+    return fills
+
+
+def write_table(path: str | Path, columns: Mapping[str, np.ndarray],
+                attrs: Mapping[str, str | int] | None = None) -> None:
+    """Write a column table (from :func:`.columnar.structures_to_columns`) atomically.
+
+    Parameters
+    ----------
+    path
+        Target file; replaced atomically if it exists.
+    columns
+        The columns; ``skipped_keys`` goes to a root attribute, the others into the
+        ``FlattenedStorage`` groups.
+    attrs
+        Extra root attributes (e.g. ``stage``, ``run_token``).
+    """
+    path = Path(path)
+    n = len(columns["length"])
+    with atomic_path(path) as tmp, h5py.File(tmp, "w", track_order=True) as f:
+        f.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION,
+                        "n_structures": n, "n_atoms": int(columns["length"].sum()),
+                        "skipped_keys": json.dumps(columns["skipped_keys"].tolist())})
+        f.attrs.update(dict(attrs or {}))
+        group = f.create_group(GROUP, track_order=True)
+        for key, value in _FLAT_TYPE.items():
+            _write_text(group, key, value)
+        _write_scalar(group, "num_elements", int(columns["length"].sum()))
+        _write_scalar(group, "num_chunks", n)
+        element, chunk = group.create_group("element_arrays"), group.create_group("chunk_arrays")
+        _write_array(chunk, "identifier", np.arange(n).astype(np.str_))
+        for name, array in columns.items():
+            kind = column_kind(name)
+            if kind != "table":
+                _write_array(element if kind == "element" else chunk, name, array)
+        per = {n: a for n, a in columns.items() if column_kind(n) != "table"}
+        _write_text(group, "_fill_values", json.dumps(_fill_values(per)), title="json")
+
+
+def _open(path: Path, expected: str) -> h5py.File:
+    if not path.is_file():
+        raise StorageError(f"file not found (expected a {expected} file)", path)
+    try:
+        f = h5py.File(path, "r")
+    except _H5_ERRORS as error:
+        raise StorageError(f"not a readable HDF5 file (truncated or foreign?): {error}",
+                           path) from None
+    found = f.attrs.get("format")
+    version = f.attrs.get("format_version")
+    if found != expected or version != FORMAT_VERSION:
+        f.close()
+        raise StorageError(f"not a {expected} file, version {FORMAT_VERSION} (format "
+                           f"attribute {found!r}, version {version!r})", path)
+    return f
+
+
+@contextlib.contextmanager
+def _reading(path: Path, expected: str) -> Iterator[h5py.File]:
+    f = _open(path, expected)
+    try:
+        yield f
+    except StorageError:
+        raise
+    except _H5_ERRORS as error:
+        raise StorageError(f"corrupt or inconsistent file: {type(error).__name__}: {error}",
+                           path) from None
+    finally:
+        f.close()
+
+
+def read_attrs(path: str | Path) -> dict[str, Any]:
+    """Root attributes of a structure file (``stage``, ``n_structures``, ``skipped_keys`` …)."""
+    with _reading(Path(path), FORMAT) as f:
+        attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+    attrs["skipped_keys"] = json.loads(attrs.get("skipped_keys", "[]"))
+    return attrs
+
+
+def _decode(array: np.ndarray) -> np.ndarray:
+    return np.strings.decode(array, "utf-8") if array.dtype.kind == "S" else array
+
+
+def _check(columns: Mapping[str, np.ndarray], n: int, n_atoms: int, path: Path) -> None:
+    for name, array in columns.items():
+        expected = n_atoms if column_kind(name) == "element" else n
+        if len(array) != expected:
+            raise StorageError(f"column {name!r} has {len(array)} rows, expected {expected}",
+                               path)
+    if "length" in columns:
+        lengths, starts = columns["length"].astype(np.int64), columns["start_index"]
+        if lengths.sum() != n_atoms or np.any(starts != np.cumsum(lengths) - lengths):
+            raise StorageError("structure lengths / start indices are inconsistent", path)
+
+
+def read_table(path: str | Path, select: Callable[[str], bool] | Iterable[str] | None = None,
+               expect: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
+    """Read the columns of a structure file (all, or those ``select`` accepts).
+
+    Parameters
+    ----------
+    path
+        A file written by :func:`write_table`.
+    select
+        Column names, or a predicate on names; ``None`` reads everything. ``length`` and
+        ``start_index`` are always read.
+    expect
+        Root attributes the file must have (e.g. the ``run_token`` of its run).
+
+    Raises
+    ------
+    StorageError
+        If the file is missing, not HDF5, not a structure file, not the expected one, or
+        inconsistent.
+    """
+    path = Path(path)
+    if select is not None and not callable(select):
+        wanted = set(select)
+        select = wanted.__contains__
+    columns: dict[str, np.ndarray] = {}
+    with _reading(path, FORMAT) as f:
+        for key, value in (expect or {}).items():
+            if f.attrs.get(key) != value:
+                raise StorageError(f"file does not belong here: attribute {key!r} is "
+                                   f"{f.attrs.get(key)!r}, expected {value!r}", path)
+        group = f[GROUP]
+        n, n_atoms = int(group["num_chunks"][0]), int(group["num_elements"][0])
+        for sub in ("chunk_arrays", "element_arrays"):
+            for name, dataset in group[sub].items():
+                keep = name in ("length", "start_index") or select is None or select(name)
+                if keep and name != "identifier":
+                    columns[name] = _decode(dataset[()])
+        skipped = json.loads(f.attrs.get("skipped_keys", "[]"))
+    columns["skipped_keys"] = np.array(skipped, dtype=np.str_)
+    _check({k: v for k, v in columns.items() if k != "skipped_keys"}, n, n_atoms, path)
+    return columns
+
+
+def valid_name(name: str) -> bool:
+    """Whether ``name`` can be an HDF5 group / dataset / file name stem."""
+    return bool(name) and "/" not in name and "\x00" not in name and name not in (".", "..")
+
+
+def write_texts(path: str | Path, texts: Mapping[str, Mapping[str, str]],
+                attrs: Mapping[str, str | int] | None = None) -> None:
+    """Write groups of texts (e.g. ``{"configs": {name: json}}``) atomically.
+
+    Each text is an h5io ``unicode`` dataset ``<group>/<name>``, which
+    ``pyiron_base.FileHDFio`` reads as ``str``; groups keep insertion order.
+
+    Raises
+    ------
+    ValueError
+        If a group or text name is not a valid HDF5 name (see :func:`valid_name`).
+    """
+    bad = [name for group, entries in texts.items() for name in (group, *entries)
+           if not valid_name(name)]
+    if bad:
+        raise ValueError(f"names must be non-empty and contain no '/': {bad}")
+    path = Path(path)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w", track_order=True) as f:
+        f.attrs.update({"format": TEXT_FORMAT, "format_version": FORMAT_VERSION})
+        f.attrs.update(dict(attrs or {}))
+        for group_name, entries in texts.items():
+            group = f.create_group(group_name, track_order=True)
+            for name, text in entries.items():
+                _write_text(group, name, text)
+
+
+def read_texts(path: str | Path) -> tuple[dict[str, dict[str, str]], dict[str, Any]]:
+    """Texts and root attributes of a file written by :func:`write_texts`."""
+    path = Path(path)
+    with _reading(path, TEXT_FORMAT) as f:
+        out = {group_name: {name: _read_text(data) for name, data in group.items()}
+               for group_name, group in f.items()}
+        attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+    return out, attrs
