@@ -115,13 +115,15 @@ def _encode(value: Any, strict: bool) -> Any:
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else {"@float": repr(value)}
-    if callable(value) and hasattr(value, "__qualname__"):
-        if strict and not _persistable_path(value):
+    if callable(value):
+        if hasattr(value, "__qualname__") and _persistable_path(value):
+            return {"@callable": object_path(value)}
+        if strict:
             raise NotPersistableError(
-                f"{value!r} is defined in __main__ or inside a function and cannot be stored; "
-                "move it to an importable module"
+                f"{value!r} is not an importable module-level callable and cannot be stored; "
+                "define it in an importable module"
             )
-        return {"@callable": object_path(value)}
+        return {"@live": repr(value)}  # unique within this session only
     raise NotPersistableError(f"cannot encode {type(value).__name__} value {value!r} as JSON")
 
 

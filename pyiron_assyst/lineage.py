@@ -52,7 +52,18 @@ def child_uuid(parent: str, step: str, config_hash: str, copy: int = 0) -> str:
 def rng_for(seed: int, uuid: str, retry: int = 0) -> np.random.Generator:
     """Random stream for the structure ``uuid`` at retry ``retry``, under config seed ``seed``."""
     words = [(_uuid.UUID(uuid).int >> (32 * i)) & 0xFFFFFFFF for i in range(4)]
-    return np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, *words, retry]))
+    return np.random.default_rng(np.random.SeedSequence([*_seed_words(seed), *words, retry]))
+
+
+def _seed_words(seed: int) -> list[int]:
+    """The whole integer seed as 32-bit words, sign first, so no two seeds collide."""
+    magnitude, words = abs(int(seed)), []
+    while True:
+        words.append(magnitude & 0xFFFFFFFF)
+        magnitude >>= 32
+        if not magnitude:
+            break
+    return [int(seed < 0), len(words), *words]
 
 
 def _content_uuid(atoms: Atoms) -> str:
