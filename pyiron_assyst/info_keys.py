@@ -41,10 +41,11 @@ class InfoKey:
 
 _KEYS = (
     InfoKey("uuid", str, "", "all", "identity of the structure, derived (uuid5), never drawn"),
-    InfoKey("parent", str, "", "all", "uuid of the structure this one was made from; '' for roots"),
+    InfoKey("parent", str, "", "all",
+            "uuid of the structure this one was made from; absent on roots"),
     InfoKey("root", str, "", "all", "uuid of the sampled crystal this structure descends from"),
     InfoKey("ancestry", str, "", "all",
-            "uuids of all ancestors, root first, joined by ';' ('' for roots)"),
+            "uuids of all ancestors, root first, joined by ';' (absent on roots)"),
     InfoKey("step", str, "", "all", "the step that made this structure, e.g. 'relax:volume'"),
     InfoKey("formula", str, "", "sample", "requested formula, e.g. 'Cu2Ag1'"),
     InfoKey("dim", int, "", "sample", "periodic dimensions: 3 bulk, 2 layer, 1 rod, 0 cluster"),

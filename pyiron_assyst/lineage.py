@@ -74,11 +74,15 @@ def _content_uuid(atoms: Atoms) -> str:
 
 
 def stamp_root(atoms: Atoms, uuid: str, step: str = "sample") -> Atoms:
-    """Mark ``atoms`` as a root structure with identity ``uuid`` (in place; returned)."""
+    """Mark ``atoms`` as a root structure with identity ``uuid`` (in place; returned).
+
+    Roots carry no ``parent`` and no ``ancestry`` key: ASE's extxyz writer emits empty strings
+    unquoted and its reader then swallows the next key into them.
+    """
+    for key in ("parent", "ancestry"):
+        atoms.info.pop(key, None)
     set_info(atoms, "uuid", uuid)
-    set_info(atoms, "parent", "")
     set_info(atoms, "root", uuid)
-    set_info(atoms, "ancestry", "")
     set_info(atoms, "step", step)
     return atoms
 
