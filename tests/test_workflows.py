@@ -1,0 +1,131 @@
+"""The canonical macro end to end: union, reports, lineage, reproducibility, recipe JSON."""
+
+import flowrep as fr
+import numpy as np
+import pyiron_workflow as pwf
+import pytest
+
+from pyiron_assyst import nodes
+from pyiron_assyst.calculators import EMT, Morse
+from pyiron_assyst.crystals import Formulas, SampleConfig
+from pyiron_assyst.executors import Executor
+from pyiron_assyst.filters import DistanceFilter
+from pyiron_assyst.info_keys import INFO_KEYS
+from pyiron_assyst.perturbations import PerturbConfig, Rattle, Stretch
+from pyiron_assyst.relaxations import SymmetryRelax
+from pyiron_assyst.workflows import OUTPUTS, assyst, build_workflow
+
+from .test_relaxations import GoldenVolumeRelax
+
+FORMULAS = Formulas.range("Cu", 1, 3)
+SMALL = {
+    "sample_config": SampleConfig(spacegroups=(1, 47, 123, 191, 221, 225, 229), seed=3),
+    "perturb_config": PerturbConfig(perturbations=(Rattle(0.1, supercell=True),) * 2
+                                    + (Stretch(0.05, 0.02),), filter=DistanceFilter(1.0),
+                                    retries=5, seed=3),
+}
+
+
+def run_macro(**kwargs):
+    run = pwf.node(assyst).run(formulas=FORMULAS, **{**SMALL, **kwargs})
+    assert run.exception is None, run.exception
+    return dict(run.outputs)
+
+
+def fingerprint(structures):
+    return [(s.info["uuid"], s.numbers.tobytes(), s.positions.tobytes(), s.cell.array.tobytes(),
+             s.get_potential_energy() if s.calc is not None else None) for s in structures]
+
+
+@pytest.fixture(scope="module")
+def serial():
+    return run_macro(executor=Executor(kind="serial"))
+
+
+def test_outputs_are_the_filtered_union_of_the_stages(serial):
+    assert set(serial) == set(OUTPUTS)
+    union = serial["sampled"] + serial["volume_relaxed"] + serial["relaxed"] + serial["perturbed"]
+    report = serial["filter_report"]
+    assert report.n_candidates == len(union)
+    dropped = {d.uuid for d in report.drops}
+    assert [s.info["uuid"] for s in serial["training_set"]] == [
+        s.info["uuid"] for s in union if s.info["uuid"] not in dropped]
+    assert len(serial["perturbed"]) > 0 and len(serial["relaxed"]) > 0
+
+
+def test_reports_chain_from_stage_to_stage(serial):
+    s = serial
+    assert s["sample_report"].n_out == s["sample_filter_report"].n_in
+    assert s["sample_filter_report"].n_out == s["volume_report"].n_in == len(s["sampled"])
+    assert s["volume_report"].n_out == s["relax_report"].n_in == len(s["volume_relaxed"])
+    assert s["relax_report"].n_out == s["perturb_report"].n_in == len(s["relaxed"])
+    assert s["perturb_report"].n_candidates == 3 * len(s["relaxed"])
+    assert s["perturb_report"].n_out == len(s["perturbed"])
+
+
+def test_every_structure_descends_from_a_sampled_crystal(serial):
+    roots = {s.info["uuid"] for s in serial["sampled"]}
+    parents = {s.info["uuid"] for s in serial["relaxed"]}
+    for structure in serial["perturbed"]:
+        assert structure.info["root"] in roots
+        assert structure.info["parent"] in parents
+        assert structure.info["ancestry"].split(";")[0] == structure.info["root"]
+    uuids = [s.info["uuid"] for s in serial["training_set"]]
+    assert len(uuids) == len(set(uuids))
+
+
+def test_only_declared_info_keys_are_written(serial):
+    for structure in serial["training_set"]:
+        assert set(structure.info) <= set(INFO_KEYS), set(structure.info) - set(INFO_KEYS)
+
+
+def test_relaxed_structures_carry_labels_and_no_constraints(serial):
+    for structure in serial["relaxed"]:
+        results = structure.calc.results
+        assert {"energy", "free_energy", "forces", "stress"} <= set(results)
+        assert structure.constraints == []
+        assert isinstance(structure.info["converged"], bool)
+
+
+def test_same_seed_same_set_serial_or_parallel(serial):
+    parallel = run_macro(executor=Executor(kind="process", max_workers=2))
+    assert fingerprint(parallel["training_set"]) == fingerprint(serial["training_set"])
+
+
+def test_another_seed_gives_another_set(serial):
+    other = run_macro(sample_config=SampleConfig(spacegroups=(1, 47, 123, 191, 221, 225, 229),
+                                                 seed=4), executor=Executor(kind="serial"))
+    assert fingerprint(other["sampled"]) != fingerprint(serial["sampled"])
+
+
+def test_a_custom_relaxer_runs_through_the_macro():
+    out = run_macro(volume_relax=GoldenVolumeRelax(), full_relax=SymmetryRelax(),
+                    executor=Executor(kind="serial"))
+    assert out["volume_report"].stage == "relax:golden"
+    assert all(s.info["step"] == "relax:golden" for s in out["volume_relaxed"])
+    for before, after in zip(out["sampled"], out["volume_relaxed"]):
+        scale = (after.get_volume() / before.get_volume()) ** (1 / 3)
+        assert scale != 1.0
+        np.testing.assert_allclose(after.cell.array, scale * before.cell.array, atol=1e-9)
+
+
+def test_recipe_json_round_trip_keeps_the_configs():
+    configs = {**SMALL, "calculator": Morse(epsilon=0.3, r0=2.8, rho0=4.0),
+               "executor": Executor(kind="serial")}
+    wf = build_workflow(FORMULAS, **configs)
+    text = wf.recipe.model_dump_json()
+    rebuilt = pwf.Workflow.from_recipe(fr.schemas.WorkflowRecipe.model_validate_json(text), "copy")
+    run = rebuilt.run()
+    assert run.exception is None, run.exception
+    direct = run_macro(**configs)
+    assert fingerprint(run.outputs["training_set"]) == fingerprint(direct["training_set"])
+
+
+def test_config_classes_are_nodes_with_editable_constants():
+    wf = pwf.Workflow("configs")
+    wf.sample = pwf.node(SampleConfig, max_atoms=2, seed=5)
+    wf.create_output_from(wf.sample.outputs.config, label="config")
+    run = wf.run()
+    assert run.exception is None
+    assert run.outputs["config"] == SampleConfig(max_atoms=2, seed=5)
+    assert nodes.config_from_json(EMT().to_json()) == EMT()
