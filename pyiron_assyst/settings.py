@@ -7,8 +7,8 @@ class's fields. Nested configs are nested tables (or inline tables) with their o
 arrays become tuples, and an array entry with ``copies = n`` stands for ``n`` equal entries
 (e.g. four copies of one rattle). ``[formulas]`` takes ``elements``, ``min_atoms`` and
 ``max_atoms`` (every composition of the elements with ``min_atoms`` to ``max_atoms`` atoms)
-or an explicit ``list = [{Cu = 1}, {Cu = 2, Ag = 1}]``. An omitted table keeps the macro default. See
-``examples/cu_emt.toml``.
+or an explicit ``list = [{Cu = 1}, {Cu = 2, Ag = 1}]``. An omitted table keeps the macro
+default. See ``examples/cu_emt.toml``.
 """
 
 from __future__ import annotations
