@@ -62,7 +62,7 @@ _KEYS = (
             "optimizer step at which a trace snapshot was taken (snapshots only)"),
     InfoKey("perturbation", str, "", "perturb", "readable name of the applied perturbation"),
     InfoKey("perturbation_applied", str, "", "perturb",
-            "the branch a RandomChoice actually applied (else equal to 'perturbation')"),
+            "the branch a RandomChoice applied (innermost choice wins; absent without one)"),
     InfoKey("attempt", int, "", "perturb", "retry index at which the perturbation passed"),
     InfoKey("supercell", int, "", "perturb",
             "repetition per periodic direction applied to a one-atom cell before rattling"),

@@ -404,7 +404,9 @@ class RandomChoice(Perturbation):
 
     def apply(self, atoms: Atoms, rng: np.random.Generator) -> Atoms:
         chosen = self.b if rng.random() < self.chance else self.a
-        return chosen.apply(atoms, rng)
+        child = chosen.apply(atoms, rng)
+        set_info(child, "perturbation_applied", chosen.name)
+        return child
 
     @property
     def name(self) -> str:

@@ -502,3 +502,14 @@ def test_perturb_with_config_equals_perturb():
     assert [x.info for x in a] == [y.info for y in b]
     assert all(np.array_equal(x.positions, y.positions) for x, y in zip(a, b))
     assert report_a.n_candidates == 2
+
+
+def test_random_choice_records_the_branch_it_applied():
+    hydro, shear = Stretch(0.1, 0.0), Stretch(0.0, 0.1)
+    out, _ = perturb([cu()], (RandomChoice(hydro, shear, chance=0.5),) * 40, seed=5)
+    applied = [s.info["perturbation_applied"] for s in out]
+    assert set(applied) == {hydro.name, shear.name}
+    for s in out:  # a hydrostatic-only stretch keeps the cubic cell diagonal
+        off_diagonal = s.cell.array[~np.eye(3, dtype=bool)]
+        assert (np.abs(off_diagonal).max() < 1e-12) == (s.info["perturbation_applied"]
+                                                        == hydro.name)
