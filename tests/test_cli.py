@@ -96,3 +96,9 @@ def test_module_entry_point_shows_help():
     done = subprocess.run([sys.executable, "-m", "pyiron_assyst.cli", "run", "--help"],
                           capture_output=True, text=True)
     assert done.returncode == 0 and "--max-atoms" in done.stdout
+
+
+@pytest.mark.parametrize("name", ["production_unary.toml", "production_binary.toml"])
+def test_presets_load(name):
+    formulas, configs, _ = settings.load_settings(f"examples/{name}")
+    assert max(sum(f.values()) for f in formulas) == configs["sample_config"].max_atoms == 10
