@@ -18,11 +18,13 @@ import importlib
 import json
 import math
 from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import Any
 
 __all__ = [
     "ALLOWED_PREFIXES",
     "Config",
+    "callable_name",
     "ConfigError",
     "NotPersistableError",
     "config_from_dict",
@@ -74,6 +76,13 @@ def freeze(value: Any) -> Any:
     if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
         return value.item()  # numpy scalar
     return value
+
+
+def callable_name(func: Any) -> str:
+    """A readable name of a callable: its ``__name__``, ``partial(name)`` or its type name."""
+    if isinstance(func, partial):
+        return f"partial({callable_name(func.func)})"
+    return getattr(func, "__name__", type(func).__name__)
 
 
 def object_path(obj: Any) -> str:

@@ -19,7 +19,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property, lru_cache, partial
+from functools import cached_property, lru_cache
 from typing import Any, Literal
 
 import numpy as np
@@ -27,7 +27,7 @@ from ase import Atoms
 from ase.data import atomic_numbers
 from tqdm.auto import tqdm
 
-from .config import Config, ConfigError, require
+from .config import Config, ConfigError, callable_name, require
 from .lineage import uuid_of
 from .report import Drop, StageReport
 
@@ -245,13 +245,7 @@ class FunctionFilter(Filter):
 
     @property
     def name(self) -> str:
-        return _callable_name(self.func)
-
-
-def _callable_name(func: Any) -> str:
-    if isinstance(func, partial):
-        return f"partial({_callable_name(func.func)})"
-    return getattr(func, "__name__", type(func).__name__)
+        return callable_name(self.func)
 
 
 # --------------------------------------------------------------------------- distances

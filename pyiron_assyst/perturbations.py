@@ -20,7 +20,6 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,7 @@ from ase import Atoms
 from ase.data import atomic_numbers
 from tqdm.auto import tqdm
 
-from .config import Config, ConfigError, require
+from .config import Config, ConfigError, callable_name, require
 from .filters import Filter, as_filter
 from .info_keys import INFO_KEYS, set_info
 from .lineage import child_uuid, make_child, rng_for, uuid_of
@@ -456,13 +455,7 @@ class FunctionPerturbation(Perturbation):
 
     @property
     def name(self) -> str:
-        return _callable_name(self.func)
-
-
-def _callable_name(func: Any) -> str:
-    if isinstance(func, partial):
-        return f"partial({_callable_name(func.func)})"
-    return getattr(func, "__name__", type(func).__name__)
+        return callable_name(self.func)
 
 
 def _takes_rng(func: Callable[..., Any]) -> bool:
