@@ -66,7 +66,7 @@ from .info_keys import set_info
 from .lineage import rng_for, root_uuid, stamp_root
 from .report import Drop, StageReport
 
-__all__ = ["Formulas", "SampleConfig", "formula_string", "sample"]
+__all__ = ["Formulas", "GridPoint", "SampleConfig", "formula_string", "grid_points", "sample"]
 
 logger = logging.getLogger(__name__)
 
@@ -341,7 +341,7 @@ class SampleConfig(Config):
         return self.spacegroups
 
 
-class _Point(NamedTuple):
+class GridPoint(NamedTuple):
     """One grid point: what a worker needs to draw its structure."""
 
     formula: Formula
@@ -351,10 +351,14 @@ class _Point(NamedTuple):
     uuid: str
 
 
-def _grid(formulas: Formulas, config: SampleConfig) -> list[_Point]:
-    """Grid points in grid order (formulas, then groups, then repeats); see module docs."""
+def grid_points(formulas: Formulas, config: SampleConfig) -> list[GridPoint]:
+    """Grid points in grid order (formulas, then groups, then repeats); see module docs.
+
+    Compatibility with the group is not checked here (see :func:`sample`); the planner uses
+    this to count exactly what sampling will attempt.
+    """
     names: set[str] = set()
-    points: list[_Point] = []
+    points: list[GridPoint] = []
     duplicates = 0
     for formula in formulas.trim(config.min_atoms, config.max_atoms).formulas:
         pairs = tuple((e, n) for e, n in formula if n > 0)
@@ -366,18 +370,18 @@ def _grid(formulas: Formulas, config: SampleConfig) -> list[_Point]:
         for group in config.groups:
             for repeat in range(config.repeat):
                 uuid = root_uuid(config.seed, name, config.dim, group, repeat)
-                points.append(_Point(pairs, name, group, repeat, uuid))
+                points.append(GridPoint(pairs, name, group, repeat, uuid))
     if duplicates:
         logger.warning("sample: %d repeated formulas sampled once each (use repeat for more "
                        "draws)", duplicates)
     return points
 
 
-def _describe(point: _Point, config: SampleConfig) -> str:
+def _describe(point: GridPoint, config: SampleConfig) -> str:
     return f"{point.name} in group {point.group} (dim {config.dim}), repeat {point.repeat}"
 
 
-def _sample_point(task: tuple[SampleConfig, _Point]) -> Atoms | Drop:
+def _sample_point(task: tuple[SampleConfig, GridPoint]) -> Atoms | Drop:
     """Worker: draw the structure of one grid point, or say why there is none."""
     config, point = task
     species = [e for e, _ in point.formula]
@@ -405,7 +409,7 @@ def _sample_point(task: tuple[SampleConfig, _Point]) -> Atoms | Drop:
                 f"{config.max_retries + 1} call(s), last: {last}")
 
 
-def _annotate(atoms: Atoms, point: _Point, config: SampleConfig) -> Atoms:
+def _annotate(atoms: Atoms, point: GridPoint, config: SampleConfig) -> Atoms:
     """Write the sample info keys and the root identity."""
     found = _pyxtal.found_group(atoms, config.symprec) if config.dim == 3 else 0
     set_info(atoms, "formula", point.name)
@@ -420,11 +424,11 @@ def _annotate(atoms: Atoms, point: _Point, config: SampleConfig) -> Atoms:
 class _Walker:
     """Computes grid outcomes batch by batch, in grid order."""
 
-    def __init__(self, grid: list[_Point], config: SampleConfig, executor: Executor) -> None:
+    def __init__(self, grid: list[GridPoint], config: SampleConfig, executor: Executor) -> None:
         self.grid, self.config, self.executor = grid, config, executor
         self._compatible: dict[tuple[tuple[int, ...], int], bool] = {}
 
-    def compatible(self, point: _Point) -> bool:
+    def compatible(self, point: GridPoint) -> bool:
         key = (tuple(n for _, n in point.formula), point.group)
         if key not in self._compatible:
             self._compatible[key] = _pyxtal.is_compatible(key[0], point.group, self.config.dim)
@@ -475,7 +479,7 @@ def sample(formulas: Formulas | Iterable[Mapping[str, int]], config: SampleConfi
     """
     start_time = time.perf_counter()
     formulas = formulas if isinstance(formulas, Formulas) else Formulas(tuple(formulas))
-    walker = _Walker(_grid(formulas, config), config, executor or Executor(kind="serial"))
+    walker = _Walker(grid_points(formulas, config), config, executor or Executor(kind="serial"))
     limit = config.max_structures
     structures: list[Atoms] = []
     drops: list[Drop] = []
