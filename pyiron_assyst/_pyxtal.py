@@ -35,6 +35,8 @@ import spglib
 from ase import Atoms
 from ase.neighborlist import neighbor_list
 
+from .filters import has_pair_closer
+
 __all__ = [
     "MAX_GROUP",
     "TOLERANCE_PROTOTYPES",
@@ -230,6 +232,8 @@ def too_close(atoms: Atoms, tolerance: str | tuple[tuple[str, float], ...],
     cutoff = max(limits.values())
     if cutoff <= slack:
         return ""
+    if not _any_too_close(atoms, limits, slack):  # fast exact check; describe only on failure
+        return ""
     first, second, distances = neighbor_list("ijd", atoms, cutoff)
     worst, text = 0.0, ""
     for i, j, d in zip(first, second, distances):
@@ -239,6 +243,15 @@ def too_close(atoms: Atoms, tolerance: str | tuple[tuple[str, float], ...],
             worst = shortfall
             text = f"{pair[0]}-{pair[1]} {d:.3f} Å < tolerance {limits[pair]:.3f} Å"
     return text
+
+
+def _any_too_close(atoms: Atoms, limits: dict[tuple[str, str], float], slack: float) -> bool:
+    """Whether any pair is closer than its tolerance minus ``slack`` (Å), images included."""
+    symbols = atoms.get_chemical_symbols()
+    table = np.array([[limits[a, b] - slack for b in symbols] for a in symbols])
+    table = table.reshape(len(symbols), len(symbols))
+    return has_pair_closer(atoms.positions, table, atoms.cell.array,
+                           np.asarray(atoms.pbc, dtype=bool))
 
 
 def found_group(atoms: Atoms, symprec: float) -> int:

@@ -14,7 +14,7 @@ a cluster has no cell degrees of freedom.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -107,12 +107,15 @@ def rotate(atoms: Atoms, rotation: np.ndarray) -> Atoms:
 
 
 @lru_cache(maxsize=1)
-def _blas_controller() -> Any:
+def _blas_libraries() -> tuple[Any, ...]:
+    """threadpoolctl controllers of the BLAS libraries loaded now (numpy's and scipy's)."""
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:  # optional: only a speed-up
-        return None
-    return ThreadpoolController()
+        return ()
+    import scipy.linalg  # noqa: F401 - load scipy's own BLAS before looking for libraries
+
+    return tuple(ThreadpoolController().select(user_api="blas").lib_controllers)
 
 
 @contextmanager
@@ -121,11 +124,20 @@ def serial_blas() -> Iterator[None]:
 
     OpenBLAS spreads even a 3×3 solve over all its threads; on a busy machine that makes the
     cell filter a hundred times slower than the calculator (EMT). The calculator itself is
-    never called under this limit.
+    never called under this limit. Libraries already on one thread are left alone, so the
+    limit costs a few µs (it is entered several times per optimizer step).
     """
-    controller = _blas_controller()
-    with controller.limit(limits=1, user_api="blas") if controller else nullcontext():
+    changed = []
+    for library in _blas_libraries():
+        threads = library.num_threads
+        if threads != 1:
+            library.set_num_threads(1)
+            changed.append((library, threads))
+    try:
         yield
+    finally:
+        for library, threads in changed:
+            library.set_num_threads(threads)
 
 
 def logm3(matrix: np.ndarray) -> np.ndarray:
@@ -180,6 +192,7 @@ class PeriodicCellFilter(FrechetCellFilter):
         mask = None if self._axes.all() else np.outer(self._axes, self._axes)
         super().__init__(atoms, mask=mask, scalar_pressure=scalar_pressure)
         self._utility.logm = logm3
+        self._last: tuple[tuple[Any, ...], np.ndarray, np.ndarray] | None = None
 
     def get_positions(self) -> np.ndarray:
         with serial_blas():
@@ -190,10 +203,30 @@ class PeriodicCellFilter(FrechetCellFilter):
             super().set_positions(new, **kwargs)
 
     def get_forces(self, **kwargs: Any) -> np.ndarray:
+        """Generalized forces (atoms and cell), computed once per structure state.
+
+        ASE's optimizers ask for the gradient three times per step (step, log, convergence
+        check); each request would cost two calculator state checks and the cell gradient.
+        The result for the current positions, cell, constraints and calculator is kept and a
+        copy returned (bit-identical to computing it again).
+        """
+        state = self._state(kwargs)
+        if self._last is not None and _same_state(self._last[0], state):
+            _, forces, stress = self._last
+            self.stress = stress.copy()
+            return forces.copy()
         stress = self.atoms.get_stress(**kwargs)
         atoms_forces = self.atoms.get_forces(**kwargs)
         with serial_blas():
-            return self._forces(atoms_forces, stress)
+            forces = self._forces(atoms_forces, stress)
+        self._last = (state, forces.copy(), self.stress.copy())
+        return forces
+
+    def _state(self, kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        """Positions and cell (bytes), keyword arguments, calculator and constraint objects."""
+        atoms = self.atoms
+        return (atoms.positions.tobytes(), atoms.cell.array.tobytes(),
+                tuple(sorted(kwargs.items())), atoms.calc, tuple(atoms.constraints))
 
     def _forces(self, atoms_forces: np.ndarray, stress: np.ndarray) -> np.ndarray:
         from scipy.linalg import expm_frechet
@@ -217,6 +250,12 @@ class PeriodicCellFilter(FrechetCellFilter):
         forces[len(self.atoms):] = gradient / self.exp_cell_factor
         self.stress = full_3x3_to_voigt_6_stress(residual_stress)
         return forces
+
+
+def _same_state(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    """Equal arrays and arguments, and the very same calculator and constraint objects."""
+    return (a[:3] == b[:3] and a[3] is b[3] and len(a[4]) == len(b[4])
+            and all(x is y for x, y in zip(a[4], b[4])))
 
 
 def cell_filter(atoms: Atoms, mode: CellMode = "full",

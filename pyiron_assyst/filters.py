@@ -258,13 +258,32 @@ _REDUCE_ABOVE_IMAGES = 343
 
 def _has_close_pair(positions: np.ndarray, radii: np.ndarray, cell: np.ndarray,
                     pbc: np.ndarray) -> bool:
-    """Whether any pair (periodic images included) is closer than the sum of its radii (Å).
+    """Whether any pair (periodic images included) is closer than the sum of its radii (Å)."""
+    return has_pair_closer(positions, radii[:, None] + radii[None, :], cell, pbc, radii)
 
-    Fractional differences are wrapped to [-1/2, 1/2] along periodic directions and checked
-    against every lattice image within the cutoff ``2 * max(radii)``, the largest radius sum
-    among these atoms. Large structures go to ASE's binned neighbour list instead.
+
+def has_pair_closer(positions: np.ndarray, limit: np.ndarray, cell: np.ndarray,
+                    pbc: np.ndarray, radii: np.ndarray | None = None) -> bool:
+    """Whether any pair ``i, j`` is closer than ``limit[i, j]`` (Å), periodic images included.
+
+    An atom and its own periodic images count as a pair (``limit[i, i]``). Fractional
+    differences are wrapped to [-1/2, 1/2] along periodic directions and checked against every
+    lattice image within the cutoff ``limit.max()``. Large structures go to ASE's binned
+    neighbour list instead (with per-atom cutoffs ``radii`` when the limits are radius sums).
+
+    Parameters
+    ----------
+    positions
+        Cartesian positions (n × 3, Å).
+    limit
+        Symmetric matrix (n × n) of the smallest allowed distances in Å; entries <= 0 allow
+        any distance.
+    cell, pbc
+        Cell vectors (3 × 3, Å; non-periodic ones may be zero) and periodic directions.
+    radii
+        Per-atom radii (Å) with ``limit = radii[:, None] + radii[None, :]``, if so.
     """
-    cutoff = 2.0 * float(radii.max())
+    cutoff = float(limit.max()) if limit.size else 0.0
     if cutoff <= 0.0:
         return False
     full = _complete_cell(cell, pbc)
@@ -278,7 +297,9 @@ def _has_close_pair(positions: np.ndarray, radii: np.ndarray, cell: np.ndarray,
         images = _image_counts(inverse, pbc, cutoff)
     n = len(positions)
     if n * n * _n_images(images) > _BRUTE_FORCE_ENTRIES:
-        return _has_close_pair_binned(positions, radii, full, pbc)
+        if radii is not None:
+            return _has_close_pair_binned(positions, radii, full, pbc)
+        return _has_pair_closer_binned(positions, limit, cutoff, full, pbc)
     diff = positions[None, :, :] - positions[:, None, :]
     wrap = np.round(diff @ inverse)
     wrap[..., ~pbc] = 0.0
@@ -287,8 +308,8 @@ def _has_close_pair(positions: np.ndarray, radii: np.ndarray, cell: np.ndarray,
     d2 = np.einsum("ijsk,ijsk->ijs", d, d)
     index = np.arange(n)
     d2[index, index, zero] = np.inf  # an atom is not its own neighbour
-    limit = radii[:, None] + radii[None, :]
-    return bool((d2 < (limit * limit)[:, :, None]).any())
+    squared = np.where(limit > 0.0, limit * limit, -1.0)
+    return bool((d2 < squared[:, :, None]).any())
 
 
 def _complete_cell(cell: np.ndarray, pbc: np.ndarray) -> np.ndarray:
@@ -334,6 +355,14 @@ def _has_close_pair_binned(positions: np.ndarray, radii: np.ndarray, cell: np.nd
 
     first = primitive_neighbor_list("i", pbc, cell, positions, radii)
     return len(first) > 0
+
+
+def _has_pair_closer_binned(positions: np.ndarray, limit: np.ndarray, cutoff: float,
+                            cell: np.ndarray, pbc: np.ndarray) -> bool:
+    from ase.neighborlist import primitive_neighbor_list
+
+    first, second, distance = primitive_neighbor_list("ijd", pbc, cell, positions, cutoff)
+    return bool((distance < limit[first, second]).any())
 
 
 @dataclass(frozen=True)
