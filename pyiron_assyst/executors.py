@@ -18,27 +18,43 @@ allocation (``salloc``/``sbatch``) through executorlib's ``SlurmJobExecutor``.
 
 A function that raises on one item gives a :class:`TaskError` for that item only, on every kind;
 chunks with such errors (or whose job failed) are not kept in the cache, so a re-run retries them.
+
+``task_timeout`` limits the time of each task. Local ``"process"`` workers
+(:class:`~pyiron_assyst.process_pool.WorkerPool`) are killed with everything they started when
+a task overruns, and replaced; a worker that dies fails only the task it was running. On the
+other kinds a ``SIGALRM`` in the worker process interrupts the task (Python code and calls that
+return to the interpreter; a hang inside C code that never does is only stopped by the job's
+``run_time_max`` on SLURM). A timed-out task is a :class:`TaskError` with ``reason ==
+"timeout"``. :func:`iter_tasks` yields results as tasks finish, for callers that keep them
+(e.g. a result cache) before the stage is over.
 """
 
 from __future__ import annotations
 
 import atexit
 import hashlib
+import logging
 import math
 import os
 import re
+import signal
+import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor as _FuturesExecutor
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, as_completed
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from tqdm.auto import tqdm
 
 from .config import Config, require
+from .process_pool import WorkerPool
 
-__all__ = ["KINDS", "SCHEDULER_KINDS", "Executor", "TaskError", "run_tasks", "shutdown_pools"]
+__all__ = ["KINDS", "SCHEDULER_KINDS", "Executor", "TaskError", "TaskTimeout", "iter_tasks",
+           "run_tasks", "shutdown_pools"]
+
+logger = logging.getLogger(__name__)
 
 KINDS = ("serial", "process", "single_node", "slurm_cluster", "slurm_job")
 SCHEDULER_KINDS = ("slurm_cluster", "slurm_job")
@@ -84,6 +100,11 @@ class Executor(Config):
     cache_directory
         Where ``"slurm_cluster"`` keeps its job files, scripts, logs and cached results
         (``None``: ``./executorlib_cache``). No whitespace (a SLURM restriction).
+    task_timeout
+        Time limit of each task (one structure) in s; a task that overruns fails with reason
+        ``"timeout"`` and the others go on (``None``: no limit). Enforced by killing and
+        replacing the worker on ``"process"``, by ``SIGALRM`` in the worker elsewhere, and on
+        ``"serial"`` only when called from the main thread (a warning says when it cannot be).
     """
 
     kind: ExecutorKind = "process"
@@ -96,6 +117,7 @@ class Executor(Config):
     scheduler_args: tuple[str, ...] = ()
     chunk_size: int = 0
     cache_directory: str | None = None
+    task_timeout: float | None = None
 
     def __post_init__(self) -> None:
         require(self.kind in KINDS, "Executor", "kind", f"one of {KINDS}", self.kind)
@@ -108,6 +130,12 @@ class Executor(Config):
                 "None or > 0 s", self.run_time_max)
         require(self.chunk_size >= 0, "Executor", "chunk_size", ">= 0 (0: automatic)",
                 self.chunk_size)
+        require(self.task_timeout is None or (
+            isinstance(self.task_timeout, (int, float)) and not isinstance(self.task_timeout, bool)
+            and math.isfinite(self.task_timeout) and self.task_timeout > 0), "Executor",
+            "task_timeout", "None or a finite number > 0 s", self.task_timeout)
+        if self.task_timeout is not None:
+            object.__setattr__(self, "task_timeout", float(self.task_timeout))
         object.__setattr__(self, "scheduler_args", tuple(self.scheduler_args))
         self._check_scheduler_fields()
 
@@ -172,15 +200,27 @@ class Executor(Config):
 
 
 class TaskError(RuntimeError):
-    """A task failed: its function raised, its worker died or its job could not run.
+    """A task failed: its function raised, it overran its time limit, its worker died or its
+    job could not run.
 
     ``str(error)`` is ``"ExceptionType: message"``; :attr:`traceback` holds the formatted
-    traceback from the worker when there was one.
+    traceback from the worker when there was one; :attr:`reason` is the drop reason a stage
+    records: ``"timeout"`` for an overrun, else ``"calculator_error"``.
     """
 
-    def __init__(self, message: str, traceback: str = "") -> None:
+    def __init__(self, message: str, traceback: str = "", reason: str = "calculator_error"
+                 ) -> None:
         super().__init__(message)
         self.traceback = traceback
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.traceback, self.reason))
+
+
+class TaskTimeout(BaseException):  # noqa: N818 - like KeyboardInterrupt, not an Exception
+    """Raised inside a task by the time-limit alarm; a ``BaseException`` so that the task's
+    own ``except Exception`` (which turns calculator errors into data) does not swallow it."""
 
 
 def _slurm_time(seconds: int) -> str:
@@ -201,37 +241,68 @@ def _allocation_cpus() -> int:
     return total or os.cpu_count() or 1
 
 
-_POOLS: dict[int, ProcessPoolExecutor] = {}
+_POOLS: dict[int, WorkerPool] = {}
 
 
-def _process_pool(workers: int) -> ProcessPoolExecutor:
+def _blas_threads(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def _process_pool(workers: int) -> tuple[WorkerPool, bool]:
+    """The shared pool of ``workers`` processes, or a private one if it is busy (another
+    thread is using it); the flag says whether the caller owns (and must shut down) it."""
     pool = _POOLS.get(workers)
     if pool is None:
-        import multiprocessing
-
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-        _POOLS[workers] = pool
-    return pool
+        pool = _POOLS[workers] = WorkerPool(workers, _blas_threads(workers))
+    if pool.lock.locked():
+        return WorkerPool(workers, _blas_threads(workers)), True
+    return pool, False
 
 
 @atexit.register
 def shutdown_pools() -> None:
     """Stop the persistent local worker processes."""
-    for pool in _POOLS.values():
-        pool.shutdown(wait=False, cancel_futures=True)
+    for pool in list(_POOLS.values()):
+        pool.shutdown()
     _POOLS.clear()
 
 
-def _call(func: Callable[[Any], Any], item: Any) -> Any:
-    """``func(item)``, or a :class:`TaskError` carrying the exception and its traceback."""
+def _on_alarm(signum: int, frame: Any) -> None:
+    raise TaskTimeout
+
+
+def _can_alarm() -> bool:
+    return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+
+
+def _call(func: Callable[[Any], Any], item: Any, timeout: float | None = None) -> Any:
+    """``func(item)``, or a :class:`TaskError` carrying the exception and its traceback.
+
+    With ``timeout`` (s) and on the main thread, a ``SIGALRM`` interrupts ``func`` when it
+    overruns; the result is then a :class:`TaskError` with reason ``"timeout"``.
+    """
+    alarm = timeout is not None and _can_alarm()
+    previous = signal.signal(signal.SIGALRM, _on_alarm) if alarm else None
     try:
-        return func(item)
+        try:
+            if alarm:
+                signal.setitimer(signal.ITIMER_REAL, timeout)
+            return func(item)
+        finally:  # no alarm can fire after this
+            if alarm:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+    except TaskTimeout:
+        return TaskError(f"TaskTimeout: no result within {timeout:g} s", reason="timeout")
     except Exception as error:
         return TaskError(f"{type(error).__name__}: {error}", traceback.format_exc())
+    finally:
+        if alarm:
+            signal.signal(signal.SIGALRM, previous)
 
 
-def _run_chunk(func: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
-    return [_call(func, item) for item in items]
+def _run_chunk(func: Callable[[Any], Any], items: Sequence[Any],
+               timeout: float | None = None) -> list[Any]:
+    return [_call(func, item, timeout) for item in items]
 
 
 def _chunks(n: int, executor: Executor) -> list[range]:
@@ -303,70 +374,90 @@ def run_tasks(func: Callable[[Any], Any], items: Sequence[Any], executor: Execut
     """Apply a module-level ``func`` to every item; results in input order.
 
     ``func`` should catch its own per-item errors and return them as data. If it raises
-    anyway, or its worker dies, or its job cannot run, the affected items' results are
-    :class:`TaskError` instances, so one broken task never loses the others. A progress bar
-    counts finished tasks.
+    anyway, or overruns ``executor.task_timeout``, or its worker dies, or its job cannot run,
+    the affected items' results are :class:`TaskError` instances, so one broken task never
+    loses the others. A progress bar counts finished tasks.
+    """
+    items = list(items)
+    results: list[Any] = [None] * len(items)
+    for index, result in iter_tasks(func, items, executor, desc):
+        results[index] = result
+    return results
+
+
+def iter_tasks(func: Callable[[Any], Any], items: Sequence[Any], executor: Executor,
+               desc: str = "") -> Iterator[tuple[int, Any]]:
+    """Like :func:`run_tasks`, but yield ``(index, result)`` as soon as each task finishes.
+
+    Every index of ``items`` is yielded exactly once (results of a remote chunk arrive
+    together). Closing the iterator early stops the local workers that are still busy.
     """
     items = list(items)
     if not items:
-        return []
+        return
     bar = tqdm(total=len(items), desc=desc, disable=None, leave=False)
     try:
-        if executor.kind == "serial" or (executor.kind == "process" and len(items) == 1):
-            results = []
-            for item in items:
-                results.append(_call(func, item))
-                bar.update()
-            return results
-        return _run_parallel(func, items, executor, bar)
+        for index, result in _iter(func, items, executor):
+            bar.update()
+            yield index, result
     finally:
         bar.close()
+
+
+def _iter(func: Callable[[Any], Any], items: list[Any], executor: Executor
+          ) -> Iterator[tuple[int, Any]]:
+    timeout = executor.task_timeout
+    local = executor.kind == "serial" or (
+        executor.kind == "process" and len(items) == 1 and timeout is None)
+    if local:
+        if timeout is not None and not _can_alarm():
+            logger.warning("task_timeout=%g s is not enforced: kind='serial' runs tasks on this "
+                           "thread, which is not the main thread; use kind='process'", timeout)
+        for index, item in enumerate(items):
+            yield index, _call(func, item, timeout)
+    elif executor.kind == "process":
+        chunks = _chunks(len(items), executor)
+        pool, owned = _process_pool(min(executor.workers, len(chunks)))
+        try:
+            yield from pool.run(func, items, chunks, timeout)
+        finally:
+            if owned:
+                pool.shutdown()
+    else:
+        yield from _iter_external(func, items, executor)
 
 
 def _submit(pool: _FuturesExecutor, func: Callable[[Any], Any], chunk: list[Any],
             executor: Executor) -> Future:
     if executor.kind == "slurm_cluster":
-        return pool.submit(_run_chunk, func, chunk,
+        return pool.submit(_run_chunk, func, chunk, executor.task_timeout,
                            resource_dict={"cache_key": _cache_key(func, chunk)})
-    return pool.submit(_run_chunk, func, chunk)
+    return pool.submit(_run_chunk, func, chunk, executor.task_timeout)
 
 
-def _run_parallel(func: Callable[[Any], Any], items: list[Any], executor: Executor,
-                  bar: tqdm) -> list[Any]:
+def _iter_external(func: Callable[[Any], Any], items: list[Any], executor: Executor
+                   ) -> Iterator[tuple[int, Any]]:
     chunks = _chunks(len(items), executor)
-    if executor.kind == "process":
-        pool: _FuturesExecutor = _process_pool(min(executor.workers, len(chunks)))
-        owned = False
-    else:
-        pool, owned = _external_executor(executor), True
-    results: list[Any] = [None] * len(items)
+    pool = _external_executor(executor)
     try:
         futures = {_submit(pool, func, [items[i] for i in chunk], executor): chunk
                    for chunk in chunks}
         for future in as_completed(futures):
             chunk = futures[future]
-            values = _chunk_values(future, len(chunk), executor, pool)
+            values = _chunk_values(future, len(chunk))
             if executor.kind == "slurm_cluster" and any(isinstance(v, TaskError) for v in values):
                 _forget(executor, func, [items[i] for i in chunk])
-            for i, value in zip(chunk, values):
-                results[i] = value
-            bar.update(len(chunk))
-    except BaseException:
-        if owned:  # leave submitted SLURM jobs running: a re-run picks them up from the cache
-            pool.shutdown(wait=False)
+            yield from zip(chunk, values)
+    except BaseException:  # leave submitted SLURM jobs running: a re-run picks them up
+        pool.shutdown(wait=False)
         raise
-    if owned:
-        pool.shutdown(wait=True)
-    return results
+    pool.shutdown(wait=True)
 
 
-def _chunk_values(future: Future, size: int, executor: Executor,
-                  pool: _FuturesExecutor) -> list[Any]:
+def _chunk_values(future: Future, size: int) -> list[Any]:
     try:
         return future.result()
     except Exception as error:  # a worker died or the submission / job failed
-        if executor.kind == "process":
-            _POOLS.pop(getattr(pool, "_max_workers", -1), None)
         output = getattr(error, "output", None)  # e.g. what sbatch said when it refused a job
         detail = f" ({output.strip()})" if isinstance(output, str) and output.strip() else ""
         return [TaskError(f"{type(error).__name__}: {error}{detail}")] * size

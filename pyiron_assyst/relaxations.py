@@ -39,11 +39,13 @@ from ase.calculators.calculator import BaseCalculator
 from ase.constraints import FixAtoms, FixSymmetry
 from ase.filters import Filter
 
+from .cache import ResultCache, structure_key
 from .calculators import CalculatorConfig
 from .cell_filters import CellMode, cell_filter, rotate, strain_frame
 from .config import Config, require
+from .dispatch import run_cached
 from .evaluation import Outcome, ensure_labels, run_safely, single_point
-from .executors import Executor, TaskError, run_tasks
+from .executors import Executor, TaskError
 from .info_keys import set_info
 from .lineage import child_uuid, make_child, uuid_of
 from .report import Drop, StageReport
@@ -66,6 +68,8 @@ OPTIMIZERS = ("BFGS", "BFGSLineSearch", "FIRE", "LBFGS", "LBFGSLineSearch", "MDM
 """Names of the :mod:`ase.optimize` optimizers a relaxation may use."""
 
 _RELAX_KEYS = ("converged", "relax_steps", "force_calls")
+_TASK_REVISION = "relax-task-1"
+"""Part of every cache key of :func:`relax`: change it when a task's result would change."""
 
 
 @dataclass
@@ -361,7 +365,7 @@ def _collect(tally: _Tally, parent: Atoms, outcome: Outcome[Minimization] | Task
              config: Relaxation, tag: str) -> None:
     uuid = child_uuid(uuid_of(parent), config.step, tag, 0)
     if isinstance(outcome, TaskError):
-        tally.drops.append(Drop(uuid, "calculator_error", str(outcome)))
+        tally.drops.append(Drop(uuid, outcome.reason, str(outcome)))
         return
     tally.force_calls += outcome.force_calls
     tally.calculator_time += outcome.calculator_time
@@ -385,7 +389,8 @@ def _collect(tally: _Tally, parent: Atoms, outcome: Outcome[Minimization] | Task
 
 
 def relax(structures: Sequence[Atoms], config: Relaxation, calculator: CalculatorConfig,
-          executor: Executor | None = None) -> tuple[list[Atoms], StageReport]:
+          executor: Executor | None = None, cache: ResultCache | None = None,
+          retry_failed: bool = False) -> tuple[list[Atoms], StageReport]:
     """Relax every structure with ``config`` and a calculator built from ``calculator``.
 
     The per-structure work runs on ``executor`` (default: a local process pool on all cores);
@@ -401,6 +406,15 @@ def relax(structures: Sequence[Atoms], config: Relaxation, calculator: Calculato
         Calculator config; ``calculator.calculator_for(atoms)`` is called for every structure.
     executor
         Where to run the per-structure tasks.
+    cache
+        Keep every finished relaxation here, by content (the structure's arrays and info, and
+        the hashes of ``config`` and ``calculator``; see
+        :func:`~pyiron_assyst.cache.structure_key`), in the namespace ``config.step``, and
+        answer unchanged inputs from it: a relaxation killed and started again computes only
+        what had not finished, with a bit-identical result. ``None``: no cache.
+    retry_failed
+        Relax again structures whose cached result is a failure (by default a stored failure
+        is reported again, not retried).
 
     Returns
     -------
@@ -415,13 +429,18 @@ def relax(structures: Sequence[Atoms], config: Relaxation, calculator: Calculato
     report
         ``n_candidates`` = inputs + snapshots, so that ``n_out + len(drops) == n_candidates``.
         Failed structures are dropped as ``"calculator_error"`` or ``"non_finite"`` with the
-        error text; unconverged ones are flagged (or dropped) as ``"not_converged"``.
-        ``calculator_time`` (s) and ``force_calls`` sum over all structures, failed ones too.
+        error text, those that overran ``executor.task_timeout`` as ``"timeout"``; unconverged
+        ones are flagged (or dropped) as ``"not_converged"``. ``calculator_time`` (s) and
+        ``force_calls`` sum over all structures, failed ones and cached ones too.
     """
     start = time.perf_counter()
     tag = f"{config.config_hash()}+{calculator.config_hash()}"
     items = [(s.copy(), config, calculator) for s in structures]
-    outcomes = run_tasks(_relax_task, items, executor or Executor(), desc=config.step)
+    keys = [structure_key(s, _TASK_REVISION, config.config_hash(), calculator.config_hash())
+            for s in structures]
+    outcomes, _ = run_cached(_relax_task, items, keys, executor or Executor(),
+                             None if cache is None else cache.namespace(config.step),
+                             retry_failed, desc=config.step)
     tally = _Tally()
     for parent, outcome in zip(structures, outcomes):
         _collect(tally, parent, outcome, config, tag)

@@ -1,0 +1,1 @@
+"""Sub-commands of the ``pyiron-assyst`` command line, one module each (``add_*_command``)."""

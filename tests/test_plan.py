@@ -1,0 +1,159 @@
+"""Plan before spending: exact sampling counts, expected later stages, the bill, the command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from pyiron_assyst.calculators import EMT
+from pyiron_assyst.commands.plan import add_plan_command, run_plan
+from pyiron_assyst.config import ConfigError, config_from_json
+from pyiron_assyst.crystals import Formulas, SampleConfig, sample
+from pyiron_assyst.executors import Executor
+from pyiron_assyst.perturbations import PerturbConfig, Rattle, Stretch, perturb_with
+from pyiron_assyst.plan import PlanAssumptions, plan
+from pyiron_assyst.relaxations import FullRelax, VolumeRelax, relax
+
+SERIAL = Executor(kind="serial")
+GROUPS = (1, 2, 12, 47, 99, 123, 166, 191, 194, 216, 221, 225, 229)
+BINARY = Formulas.range(("Cu", "Ag"), 0, 4).trim(1, 3)  # 9 compositions with 1-3 atoms
+
+
+def _drops(report, *reasons: str) -> int:
+    counts = report.drop_counts()
+    return sum(counts.get(reason, 0) for reason in reasons)
+
+
+@pytest.mark.parametrize("config", [
+    SampleConfig(spacegroups=GROUPS, max_atoms=3, repeat=2),
+    SampleConfig(spacegroups=GROUPS, max_atoms=3, max_structures=7),
+    SampleConfig(spacegroups=(1, 5, 10, 25, 40), dim=2, max_atoms=3),
+])
+def test_sampling_count_is_exact(config):
+    planned = plan(BINARY, config, volume_relax=None, full_relax=None, perturb_config=None)
+    structures, report = sample(BINARY, config, SERIAL)
+    generator = _drops(report, "generator_timeout", "generator_error")
+    assert planned.stage("sample").exact
+    assert planned.stage("sample").n_out == report.n_out + generator == len(structures) + generator
+    assert planned.incompatible == _drops(report, "incompatible_group")
+    if config.max_structures is None:
+        assert planned.grid_points == report.n_candidates
+    assert 0 < report.n_out < report.n_candidates  # the grid has both kinds of points
+
+
+def test_relax_and_perturb_counts_match_a_run_without_filters():
+    formulas = Formulas.range("Cu", 1, 3)
+    config = SampleConfig(spacegroups=(1, 191, 194, 225, 229), max_atoms=2)
+    perturbations = PerturbConfig((Rattle(0.1), Rattle(0.1), Stretch(0.05, 0.01)), seed=1)
+    volume, full = VolumeRelax(max_steps=30), FullRelax(max_steps=30)
+    planned = plan(formulas, config, perturbations, volume, full)
+
+    sampled, _ = sample(formulas, config, SERIAL)
+    volume_relaxed, _ = relax(sampled, volume, EMT(), SERIAL)
+    relaxed, _ = relax(volume_relaxed, full, EMT(), SERIAL)
+    perturbed, report = perturb_with(relaxed, perturbations)
+    assert [planned.stage(s).n_out for s in ("sample", "relax:volume", "relax:full", "perturb")
+            ] == [len(sampled), len(volume_relaxed), len(relaxed), len(perturbed)]
+    assert report.drop_counts() == {"one_atom_cell": 2 * sum(len(a) == 1 for a in relaxed)}
+    union = len(sampled) + len(volume_relaxed) + len(relaxed) + len(perturbed)
+    assert planned.training_set == union == planned.stage("label").calculations
+
+
+def test_bill_by_hand():
+    """One simple cubic Cu atom: 1 sampled, 1 + 1 relaxed, 4 of 8 published perturbations apply."""
+    assumptions = PlanAssumptions(volume_relax_calls=10, full_relax_calls=30)
+    p = plan([{"Cu": 1}], SampleConfig(spacegroups=(221,), max_atoms=1), PerturbConfig(),
+             assumptions=assumptions, cost_per_calculation_core_hours=2.0,
+             cores_per_calculation=4)
+    assert [s.n_out for s in p.stages] == [1, 1, 1, 1, 4, 7, 7]
+    assert p.calculations == 10 + 30 + 7 and p.core_hours == 94.0
+    assert p.max_calculations == 101 + 101 + 7  # max_steps = 100: 101 calls each at most
+    assert p.hours_per_calculation == 0.5
+    reuse = plan([{"Cu": 1}], SampleConfig(spacegroups=(221,), max_atoms=1), PerturbConfig(),
+                 assumptions=PlanAssumptions(volume_relax_calls=10, full_relax_calls=30,
+                                             relabel_relaxed=False))
+    assert reuse.stage("label").calculations == 7 - 2
+
+
+def test_fractions_and_trace_scale_the_expected_counts():
+    assumptions = PlanAssumptions(sample_filter_pass=0.5, relax_failure=0.25, perturb_pass=0.5,
+                                  final_filter_pass=0.8, full_relax_calls=21)
+    p = plan([{"Cu": 2}], SampleConfig(spacegroups=(191, 194, 229), max_atoms=2),
+             PerturbConfig((Rattle(0.1), Stretch(0.05, 0.01))),
+             full_relax=FullRelax(trace=5), assumptions=assumptions)
+    n = p.stage("sample").n_out
+    assert n == 3
+    volume = n * 0.5 * 0.75
+    full = volume * 0.75 * (1 + 3)  # 20 steps, a snapshot at steps 5, 10 and 15
+    assert p.stage("relax:volume").n_out == pytest.approx(volume)
+    assert p.stage("relax:full").n_out == pytest.approx(full)
+    assert p.stage("perturb").n_out == pytest.approx(full * 2 * 0.5)
+    assert p.training_set == pytest.approx(0.8 * (n * 0.5 + volume + full + full))
+    assert p.stage("relax:full").calculations == pytest.approx(volume * 21)
+
+
+def test_assumptions_are_checked_and_round_trip():
+    with pytest.raises(ConfigError, match="PlanAssumptions.perturb_pass"):
+        PlanAssumptions(perturb_pass=1.5)
+    with pytest.raises(ConfigError, match="PlanAssumptions.full_relax_calls"):
+        PlanAssumptions(full_relax_calls=0)
+    with pytest.raises(ConfigError, match="plan.cores_per_calculation"):
+        plan([{"Cu": 1}], cores_per_calculation=0)
+    assumptions = PlanAssumptions(relax_failure=0.1, relabel_relaxed=False)
+    assert config_from_json(assumptions.to_json()) == assumptions
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def _run(argv: list[str], capsys) -> tuple[int, str, str]:
+    parser = argparse.ArgumentParser(prog="pyiron-assyst")
+    add_plan_command(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    assert args.handler is run_plan  # what cli.py calls
+    code = run_plan(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_command_prints_the_plan_of_the_flags(capsys):
+    code, out, _ = _run(["plan", "--elements", "Cu", "--max-atoms", "2", "--json",
+                         "--cost-per-calculation", "3", "--cores", "8"], capsys)
+    assert code == 0
+    data = json.loads(out)
+    expected = plan(Formulas.range("Cu", 1, 3), SampleConfig(max_atoms=2),
+                    cost_per_calculation_core_hours=3.0, cores_per_calculation=8)
+    assert data["core_hours"] == expected.core_hours == 3 * data["calculations"]
+    assert [s["n_out"] for s in data["stages"]] == [s.n_out for s in expected.stages]
+    code, out, _ = _run(["plan", "--elements", "Cu", "--max-atoms", "2"], capsys)
+    assert code == 0 and "core-hours" in out and "exact" in out
+
+
+def test_command_reads_settings(tmp_path, capsys):
+    settings = tmp_path / "run.toml"
+    settings.write_text(
+        '[formulas]\nlist = [{Cu = 1}, {Cu = 2}]\n'
+        '[sample_config]\ntype = "SampleConfig"\nspacegroups = [191, 225, 229]\nmax_atoms = 2\n'
+        '[full_relax]\ntype = "FullRelax"\nmax_steps = 10\n'
+        '[executor]\ntype = "Executor"\nkind = "slurm_cluster"\ncores = 16\n')
+    code, out, _ = _run(["plan", str(settings), "--json", "--full-relax-calls", "5"], capsys)
+    assert code == 0
+    data = json.loads(out)
+    assert data["cores_per_calculation"] == 16
+    full = next(s for s in data["stages"] if s["stage"] == "relax:full")
+    assert full["calculations"] == 5 * full["n_in"] and full["max_calculations"] == 11 * full[
+        "n_in"]
+    assert data["stages"][0]["n_out"] == plan(
+        [{"Cu": 1}, {"Cu": 2}], SampleConfig(spacegroups=(191, 225, 229), max_atoms=2),
+        volume_relax=None, full_relax=None, perturb_config=None).stage("sample").n_out
+
+
+def test_command_rejects_bad_input(capsys):
+    code, _, err = _run(["plan", "--perturb-pass", "2"], capsys)
+    assert code == 2 and "perturb_pass" in err
+    code, _, err = _run(["plan", "--cost-per-calculation", "-1"], capsys)
+    assert code == 2 and "cost_per_calculation" in err
+    code, _, err = _run(["plan", "missing.toml"], capsys)
+    assert code == 2 and "does not exist" in err
