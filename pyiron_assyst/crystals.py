@@ -453,7 +453,8 @@ class _Walker:
                         f"{_describe(point, self.config)}: no Wyckoff-site combination holds "
                         f"{point.name}")
         if isinstance(result, TaskError):
-            return Drop(point.uuid, "generator_error",
+            reason = "generator_timeout" if result.reason == "timeout" else "generator_error"
+            return Drop(point.uuid, reason,
                         f"{_describe(point, self.config)}: worker failed: {result}")
         return result
 

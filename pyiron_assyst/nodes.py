@@ -16,14 +16,23 @@ import flowrep as fr
 from ase import Atoms
 
 from . import calculators, crystals, executors, filters, perturbations, relaxations
-from .config import Config
+from .cache import ResultCache
+from .config import ConfigError
 from .config import config_from_json as _config_from_json
 from .report import StageReport
+from .settings import config_classes
 
 __all__ = [
     "apply_filter",
+    "calculator_from_json",
     "concatenate",
     "config_from_json",
+    "executor_from_json",
+    "filter_from_json",
+    "formulas_from_json",
+    "perturb_config_from_json",
+    "relaxation_from_json",
+    "sample_config_from_json",
     "perturb",
     "relax",
     "sample",
@@ -47,9 +56,17 @@ def relax(
     config: relaxations.Relaxation = relaxations.FullRelax(),
     calculator: calculators.CalculatorConfig = calculators.EMT(),
     executor: executors.Executor = executors.Executor(),
+    cache_directory: str | None = None,
+    retry_failed: bool = False,
 ) -> tuple[list[Atoms], StageReport]:
-    """Relax each structure with a calculator config (see :func:`relaxations.relax`)."""
-    relaxed, report = relaxations.relax(structures, config, calculator, executor)
+    """Relax each structure with a calculator config (see :func:`relaxations.relax`).
+
+    With ``cache_directory`` (e.g. ``<project>/cache``) finished relaxations are kept there by
+    content and reused; ``retry_failed`` relaxes again those whose cached result is a failure.
+    """
+    cache = None if cache_directory is None else ResultCache(cache_directory)
+    relaxed, report = relaxations.relax(structures, config, calculator, executor, cache,
+                                        retry_failed)
     return relaxed, report
 
 
@@ -91,22 +108,59 @@ def config_from_json(text: str) -> Any:
     return _config_from_json(text)
 
 
-_NOT_NODES = (relaxations.Relaxation,)
+def _typed(text: str, kind: type) -> Any:
+    config = _config_from_json(text)
+    if not isinstance(config, kind):
+        raise ConfigError(f"expected a {kind.__name__} config, got {type(config).__name__}")
+    return config
 
 
-def _config_classes() -> list[type]:
-    modules = (calculators, crystals, executors, filters, perturbations, relaxations)
-    found = []
-    for module in modules:
-        for name in getattr(module, "__all__", ()):
-            obj = getattr(module, name)
-            if (isinstance(obj, type) and issubclass(obj, Config) and obj not in _NOT_NODES
-                    and "__dataclass_fields__" in vars(obj)
-                    and not getattr(obj, "__abstractmethods__", None)):
-                found.append(obj)
-    return found
+# One builder per port type, so that edges into typed ports pass pyiron_workflow's (and
+# PyironFlow's) type check, which rejects ``Any -> Formulas``.
 
 
-for _cls in _config_classes():
+@fr.atomic("config")
+def formulas_from_json(text: str) -> crystals.Formulas:
+    """:class:`~pyiron_assyst.crystals.Formulas` from JSON text."""
+    return _typed(text, crystals.Formulas)
+
+
+@fr.atomic("config")
+def sample_config_from_json(text: str) -> crystals.SampleConfig:
+    """:class:`~pyiron_assyst.crystals.SampleConfig` from JSON text."""
+    return _typed(text, crystals.SampleConfig)
+
+
+@fr.atomic("config")
+def filter_from_json(text: str) -> filters.Filter:
+    """Any :class:`~pyiron_assyst.filters.Filter` (also ``&``, ``|``, ``~``) from JSON text."""
+    return _typed(text, filters.Filter)
+
+
+@fr.atomic("config")
+def relaxation_from_json(text: str) -> relaxations.Relaxation:
+    """Any :class:`~pyiron_assyst.relaxations.Relaxation` from JSON text."""
+    return _typed(text, relaxations.Relaxation)
+
+
+@fr.atomic("config")
+def perturb_config_from_json(text: str) -> perturbations.PerturbConfig:
+    """:class:`~pyiron_assyst.perturbations.PerturbConfig` from JSON text."""
+    return _typed(text, perturbations.PerturbConfig)
+
+
+@fr.atomic("config")
+def calculator_from_json(text: str) -> calculators.CalculatorConfig:
+    """Any :class:`~pyiron_assyst.calculators.CalculatorConfig` from JSON text."""
+    return _typed(text, calculators.CalculatorConfig)
+
+
+@fr.atomic("config")
+def executor_from_json(text: str) -> executors.Executor:
+    """:class:`~pyiron_assyst.executors.Executor` from JSON text."""
+    return _typed(text, executors.Executor)
+
+
+for _cls in config_classes().values():
     if "flowrep_recipe" not in vars(_cls):
         fr.atomic("config")(_cls)

@@ -17,26 +17,48 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from . import calculators, crystals, executors, filters, perturbations, relaxations
+from . import (
+    calculators,
+    crystals,
+    curation,
+    executors,
+    filters,
+    perturbations,
+    relaxations,
+    structure_settings,
+)
 from .config import Config, ConfigError
 
-__all__ = ["CONFIG_TABLES", "config_from_table", "formulas_from_table", "load_settings"]
+__all__ = [
+    "CONFIG_MODULES",
+    "CONFIG_TABLES",
+    "config_classes",
+    "config_from_table",
+    "formulas_from_table",
+    "load_settings",
+]
 
 CONFIG_TABLES = (
     "sample_config", "sample_filter", "volume_relax", "full_relax", "perturb_config",
     "final_filter", "calculator", "executor",
 )
 
-_MODULES = (calculators, crystals, executors, filters, perturbations, relaxations)
+CONFIG_MODULES = (calculators, crystals, curation, executors, filters, perturbations,
+                  relaxations, structure_settings)
+"""Modules whose public config classes TOML tables (and graph nodes) can name."""
 
 
-def _registry() -> dict[str, type]:
+def config_classes() -> dict[str, type]:
+    """Every concrete public config class by name (what a table's ``type`` may be)."""
     found: dict[str, type] = {}
-    for module in _MODULES:
+    for module in CONFIG_MODULES:
         for name in getattr(module, "__all__", ()):
             obj = getattr(module, name)
-            if isinstance(obj, type) and issubclass(obj, Config):
+            if (isinstance(obj, type) and issubclass(obj, Config)
+                    and "__dataclass_fields__" in vars(obj)
+                    and not getattr(obj, "__abstractmethods__", None)):
                 found[name] = obj
+    found.pop("Relaxation", None)  # the base class: a relaxation needs a kind
     return found
 
 
@@ -57,7 +79,7 @@ def _value(value: Any, where: str) -> Any:
 
 def config_from_table(table: dict[str, Any], where: str = "") -> Config:
     """Build the config named by ``table["type"]`` from the other keys (recursively)."""
-    registry = _registry()
+    registry = config_classes()
     kind = table.get("type")
     if kind not in registry:
         raise ConfigError(f"{where or 'table'}.type must be one of {sorted(registry)}; "

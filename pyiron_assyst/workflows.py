@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import flowrep as fr
 import pyiron_workflow as pwf
+from ase import Atoms
 
 from . import nodes
 from .calculators import EMT, CalculatorConfig
@@ -26,6 +27,7 @@ from .filters import AspectFilter, DistanceFilter, Filter, VolumeFilter
 from .nodes import apply_filter, concatenate, perturb, relax, sample
 from .perturbations import PerturbConfig
 from .relaxations import FullRelax, Relaxation, VolumeRelax
+from .report import StageReport
 
 __all__ = [
     "DEFAULT_FINAL_FILTER",
@@ -63,12 +65,21 @@ def assyst(
     final_filter: Filter = DEFAULT_FINAL_FILTER,
     calculator: CalculatorConfig = EMT(),
     executor: Executor = Executor(),
-):
-    """The ASSYST pipeline: sample, relax twice, perturb, and filter the union of all stages."""
+    cache_directory: str | None = None,
+    retry_failed: bool = False,
+) -> tuple[list[Atoms], list[Atoms], list[Atoms], list[Atoms], list[Atoms], StageReport,
+           StageReport, StageReport, StageReport, StageReport, StageReport]:
+    """The ASSYST pipeline: sample, relax twice, perturb, and filter the union of all stages.
+
+    With ``cache_directory`` the relaxations are cached there by content (a killed run started
+    again recomputes only what had not finished); ``retry_failed`` retries cached failures.
+    """
     generated, sample_report = sample(formulas, sample_config, executor)
     sampled, sample_filter_report = apply_filter(generated, sample_filter, "sample_filter")
-    volume_relaxed, volume_report = relax(sampled, volume_relax, calculator, executor)
-    relaxed, relax_report = relax(volume_relaxed, full_relax, calculator, executor)
+    volume_relaxed, volume_report = relax(sampled, volume_relax, calculator, executor,
+                                          cache_directory, retry_failed)
+    relaxed, relax_report = relax(volume_relaxed, full_relax, calculator, executor,
+                                  cache_directory, retry_failed)
     perturbed, perturb_report = perturb(relaxed, perturb_config)
     union = concatenate(sampled, volume_relaxed, relaxed, perturbed)
     training_set, filter_report = apply_filter(union, final_filter, "final_filter")
@@ -85,11 +96,26 @@ _CONFIG_INPUTS = (
 )
 
 
+_BUILDERS = {
+    "formulas": nodes.formulas_from_json,
+    "sample_config": nodes.sample_config_from_json,
+    "sample_filter": nodes.filter_from_json,
+    "volume_relax": nodes.relaxation_from_json,
+    "full_relax": nodes.relaxation_from_json,
+    "perturb_config": nodes.perturb_config_from_json,
+    "final_filter": nodes.filter_from_json,
+    "calculator": nodes.calculator_from_json,
+    "executor": nodes.executor_from_json,
+}
+"""The typed JSON builder node of each config input of :func:`assyst`."""
+
+
 def build_workflow(formulas: Formulas, name: str = "assyst", **configs) -> pwf.Workflow:
     """An editable :class:`pyiron_workflow.Workflow` holding the macro and its configs as nodes.
 
-    Every config (and the formulas) is a :func:`~pyiron_assyst.nodes.config_from_json` node
-    whose only input is the config's JSON text, so the workflow's recipe
+    Every config (and the formulas) is a typed JSON builder node (e.g.
+    :func:`~pyiron_assyst.nodes.sample_config_from_json`) whose only input is the config's JSON
+    text, so the workflow's recipe
     (``wf.recipe.model_dump_json()``) carries all settings and rebuilds into a runnable copy
     with :meth:`pyiron_workflow.Workflow.from_recipe`. Configs not given take the macro's
     defaults. The workflow's outputs are those of :func:`assyst` (see :data:`OUTPUTS`).
@@ -113,7 +139,7 @@ def build_workflow(formulas: Formulas, name: str = "assyst", **configs) -> pwf.W
     values = {"formulas": formulas, **{k: configs.get(k, defaults[k]) for k in _CONFIG_INPUTS}}
     for key, value in values.items():
         label = f"cfg_{key}"
-        setattr(wf, label, pwf.node(nodes.config_from_json, text=value.to_json()))
+        setattr(wf, label, pwf.node(_BUILDERS[key], text=value.to_json()))
         wf.connect(getattr(wf, label).outputs.config, getattr(wf.assyst.inputs, key))
     for port in OUTPUTS:
         wf.create_output_from(getattr(wf.assyst.outputs, port), label=port)

@@ -1,0 +1,238 @@
+"""The ASSYST graph in the PyironFlow widget, built headlessly (no browser, no kernel).
+
+The widget's Python side is driven the way the browser drives it: commands through the
+``commands`` trait (``"ungroup_node: <label> @ <stamp>"``, ``"run executed @ <stamp>"``) and
+port edits through ``unlock_port`` / ``commit_entry``. What the browser would draw is read from
+the ``nodes`` and ``edges`` traits (JSON).
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import json
+import warnings
+from collections import Counter
+
+import pyiron_workflow as pwf
+import pytest
+
+from pyiron_assyst.calculators import EMT
+from pyiron_assyst.config import config_from_json
+from pyiron_assyst.crystals import Formulas, SampleConfig
+from pyiron_assyst.executors import KINDS, Executor
+from pyiron_assyst.relaxations import FullRelax
+from pyiron_assyst.workflows import OUTPUTS, assyst, build_workflow
+
+pyironflow = pytest.importorskip("pyironflow")
+port_cache_key = pytest.importorskip("pyironflow.wf_extensions").port_cache_key
+
+FORMULAS = Formulas.range("Cu", 1, 3)
+CONFIGS = {"sample_config": SampleConfig(spacegroups=(221, 229), seed=1),
+           "executor": Executor(kind="serial")}
+MACRO_INPUTS = ["formulas", "sample_config", "sample_filter", "volume_relax", "full_relax",
+                "perturb_config", "final_filter", "calculator", "executor"]
+MACRO_TYPES = ["Formulas", "SampleConfig", "Filter", "Relaxation", "Relaxation",
+               "PerturbConfig", "Filter", "CalculatorConfig", "Executor"]
+BUILDERS = {  # the typed JSON builder node of each macro input
+    "formulas": "formulas", "sample_config": "sample_config", "sample_filter": "filter",
+    "volume_relax": "relaxation", "full_relax": "relaxation", "perturb_config": "perturb_config",
+    "final_filter": "filter", "calculator": "calculator", "executor": "executor"}
+
+
+def builder_path(kind: str) -> str:
+    return f"pyiron_assyst.nodes.{kind}_from_json"
+STAGE_EDGES = {  # inside the macro, after ungrouping (labels without the prefix)
+    "sample_0.structures->apply_filter_0.structures",
+    "apply_filter_0.structures->relax_0.structures",
+    "relax_0.structures->relax_1.structures",
+    "relax_1.structures->perturb_0.structures",
+    "apply_filter_0.structures->concatenate_0.sampled",
+    "relax_0.structures->concatenate_0.volume_relaxed",
+    "relax_1.structures->concatenate_0.relaxed",
+    "perturb_0.structures->concatenate_0.perturbed",
+    "concatenate_0.structures->apply_filter_1.structures",
+}
+CONFIG_EDGES = {  # config node -> stage port, after ungrouping the macro
+    "formulas": ["sample_0.formulas"],
+    "sample_config": ["sample_0.config"],
+    "executor": ["sample_0.executor", "relax_0.executor", "relax_1.executor"],
+    "sample_filter": ["apply_filter_0.filter"],
+    "volume_relax": ["relax_0.config"],
+    "calculator": ["relax_0.calculator", "relax_1.calculator"],
+    "full_relax": ["relax_1.config"],
+    "perturb_config": ["perturb_0.config"],
+    "final_filter": ["apply_filter_1.filter"],
+}
+
+
+class Gui:
+    """A headless PyironFlow and its first tab, with the browser's commands."""
+
+    def __init__(self, items: list) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            self.flow = pyironflow.PyironFlow(items, library_roots=None)
+        self.widget = self.flow.wf_widgets[0]
+        self._stamps = itertools.count()
+
+    def command(self, text: str) -> None:
+        self.widget.gui.commands = f"{text} @ {next(self._stamps)}"
+
+    def nodes(self) -> dict[str, dict]:
+        return {n["id"]: n["data"] for n in json.loads(self.widget.gui.nodes)}
+
+    def edges(self) -> set[str]:
+        return {e["id"] for e in json.loads(self.widget.gui.edges)}
+
+    def ports(self, node: str, side: str = "target") -> dict[str, dict]:
+        data = self.nodes()[node]
+        keys = ("labels", "types", "types_raw") + (
+            ("defaults", "has_default") if side == "target" else ())
+        rows = zip(*(data[f"{side}_{key}"] for key in keys))
+        return {row[0]: dict(zip(keys[1:], row[1:])) for row in rows}
+
+
+@pytest.fixture
+def recipe_gui():
+    """The workflow of :func:`build_workflow`, loaded from its recipe, wrapper ungrouped."""
+    gui = Gui([build_workflow(FORMULAS, **CONFIGS).recipe])
+    assert list(gui.nodes()) == ["workflow"]
+    gui.command("ungroup_node: workflow")
+    yield gui
+    gui.flow.close()
+
+
+def test_macro_node_shows_typed_inputs_with_defaults():
+    gui = Gui([pwf.node(assyst)])
+    nodes = gui.nodes()
+    assert list(nodes) == ["assyst"]
+    data = nodes["assyst"]
+    assert data["import_path"] == "pyiron_assyst.workflows.assyst"
+    assert data["ungroup"] == "confirm"  # ungrouping loses the python reference
+    ports = gui.ports("assyst")
+    signature = inspect.signature(assyst).parameters
+    assert list(ports) == list(signature)
+    assert [ports[k]["types_raw"] for k in MACRO_INPUTS] == MACRO_TYPES
+    assert all(ports[k]["types"] == "none" for k in MACRO_INPUTS)  # configs: fed by nodes
+    assert {k: p["has_default"] for k, p in ports.items()} == {
+        k: p.default is not inspect.Parameter.empty for k, p in signature.items()}
+    for name, port in ports.items():  # JSON-able extras (e.g. a directory) are editable fields
+        if name not in MACRO_INPUTS:
+            assert port["types"] != "none", name
+            assert port["defaults"] == repr(signature[name].default), name
+    assert data["source_labels"] == list(OUTPUTS)
+    gui.flow.close()
+
+
+def test_macro_outputs_are_typed():
+    gui = Gui([pwf.node(assyst)])
+    types = [p["types_raw"] for p in gui.ports("assyst", "source").values()]
+    gui.flow.close()
+    assert types == ["list"] * 5 + ["StageReport"] * 6
+
+
+def test_workflow_object_loads_directly():
+    Gui([build_workflow(FORMULAS, **CONFIGS)]).flow.close()
+
+
+def test_config_nodes_hold_each_config_as_editable_json(recipe_gui):
+    gui = recipe_gui
+    nodes = gui.nodes()
+    builders = {label: data for label, data in nodes.items()
+                if data["import_path"].endswith("_from_json")}
+    assert sorted(builders) == sorted(f"workflow_cfg_{k}" for k in MACRO_INPUTS)
+    for name in MACRO_INPUTS:
+        assert builders[f"workflow_cfg_{name}"]["import_path"] == builder_path(BUILDERS[name])
+    expected = {"formulas": FORMULAS, **{k: p.default for k, p in _macro_defaults().items()},
+                **CONFIGS}
+    for name in MACRO_INPUTS:
+        label = f"workflow_cfg_{name}"
+        assert gui.ports(label) == {"text": {"types": "text", "types_raw": "str",
+                                             "defaults": None, "has_default": False}}
+        text = gui.widget.locked[port_cache_key(label, "text")]  # a constant, shown locked
+        assert config_from_json(text) == expected[name]
+        assert nodes[label]["target_locked"]["text"]["releasable"] is True
+    assert gui.edges() == {f"workflow_cfg_{k}.config->workflow_assyst.{k}"
+                           for k in MACRO_INPUTS}
+
+
+def test_ungrouped_macro_shows_stage_nodes_typed_ports_and_edges(recipe_gui):
+    gui = recipe_gui
+    gui.command("ungroup_node: workflow_assyst")
+    nodes = gui.nodes()
+    paths = Counter(data["import_path"] for data in nodes.values())
+    builders = Counter(builder_path(kind) for kind in BUILDERS.values())
+    assert paths == {**builders, "pyiron_assyst.nodes.sample": 1, "pyiron_assyst.nodes.relax": 2,
+                     "pyiron_assyst.nodes.apply_filter": 2, "pyiron_assyst.nodes.perturb": 1,
+                     "pyiron_assyst.nodes.concatenate": 1}
+    relax = {k: p["types_raw"] for k, p in gui.ports("workflow_assyst_relax_0").items()}
+    assert relax.items() >= {
+        "structures": "list", "config": "Relaxation", "calculator": "CalculatorConfig",
+        "executor": "Executor"}.items()
+    assert {k: p["types_raw"] for k, p in gui.ports("workflow_assyst_relax_0", "source").items()
+            } == {"structures": "list", "report": "StageReport"}
+    assert gui.ports("workflow_assyst_apply_filter_1")["filter"]["types_raw"] == [
+        "Filter", "NoneType"]
+    prefix = "workflow_assyst_"
+    expected = {prefix + e.replace("->", "->" + prefix) for e in STAGE_EDGES}
+    expected |= {f"workflow_cfg_{k}.config->{prefix}{target}"
+                 for k, targets in CONFIG_EDGES.items() for target in targets}
+    assert gui.edges() == expected
+
+
+def test_runs_from_the_widget_with_an_edited_config(recipe_gui):
+    gui = recipe_gui
+    edited = SampleConfig(spacegroups=(221,), seed=2)
+    label = "workflow_cfg_sample_config"
+    assert gui.widget.unlock_port(label, "text")["error"] is None
+    assert gui.widget.commit_entry(label, "text", edited.to_json())["error"] is None
+    gui.command("ungroup_node: workflow_assyst")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        gui.command("run executed")
+    outputs = gui.widget.last_run.outputs
+    sample_report = outputs["workflow_assyst_sample_0__report"]
+    assert (sample_report.n_in, sample_report.n_candidates) == (2, 2)  # two formulas, one group
+    trained = outputs["workflow_assyst_apply_filter_1__structures"]
+
+    direct = pwf.node(assyst).run(formulas=FORMULAS, **{**CONFIGS, "sample_config": edited})
+    assert direct.exception is None
+    assert [s.info["uuid"] for s in trained] == [
+        s.info["uuid"] for s in direct.outputs["training_set"]]
+    assert [s.get_potential_energy() for s in trained if s.calc is not None] == [
+        s.get_potential_energy() for s in direct.outputs["training_set"] if s.calc is not None]
+
+
+def test_config_class_nodes_offer_fields_with_defaults():
+    wf = pwf.Workflow("configs")
+    wf.sampling = pwf.node(SampleConfig)
+    wf.dispatch = pwf.node(Executor)
+    wf.relaxation = pwf.node(FullRelax)
+    wf.emt = pwf.node(EMT)
+    gui = Gui([wf])
+    nodes = gui.nodes()
+    assert {k: d["import_path"] for k, d in nodes.items()} == {
+        "sampling": "pyiron_assyst.crystals.SampleConfig",
+        "dispatch": "pyiron_assyst.executors.Executor",
+        "relaxation": "pyiron_assyst.relaxations.FullRelax",
+        "emt": "pyiron_assyst.calculators.EMT"}
+    sampling = gui.ports("sampling")
+    assert {k: (p["types"], p["defaults"]) for k, p in sampling.items()
+            if k in ("max_atoms", "seed", "symprec", "dim")} == {
+        "max_atoms": ("text", "10"), "seed": ("text", "0"), "symprec": ("text", "0.001"),
+        "dim": ("text", "3")}
+    kind = gui.ports("dispatch")["kind"]
+    assert (kind["types"], kind["defaults"]) == ("dropdown", "'process'")
+    assert nodes["dispatch"]["target_literal_values"][0] == [f"'{k}'" for k in KINDS]
+    assert gui.ports("relaxation")["force_tolerance"]["defaults"] == "0.001"
+    assert gui.ports("emt")["fixed_cutoff"]["types"] == "checkbox"
+    for label, cls in (("sampling", "SampleConfig"), ("dispatch", "Executor"),
+                       ("relaxation", "FullRelax"), ("emt", "EMT")):
+        assert gui.ports(label, "source") == {"config": {"types": "none", "types_raw": cls}}
+    gui.flow.close()
+
+
+def _macro_defaults():
+    return {k: p for k, p in inspect.signature(assyst).parameters.items()
+            if p.default is not inspect.Parameter.empty}
