@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
 # The test suite: installs the package with its test extra (including the reference
 # implementation assyst 1.0.0) into the active venv (or ./.venv), then runs pytest.
+# As root with apt (CI), Debian's graphviz is installed so notebooks render the graph; the
+# SLURM tests install and start their own one-node cluster (scripts/slurm/start.sh).
 # Extra arguments go to pytest, e.g. `scripts/run-tests.sh -m "not slow"`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/_venv.sh
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v dot >/dev/null; then
+  { apt-get install -y -qq --no-install-recommends graphviz >/dev/null 2>&1 \
+    || { apt-get update -qq >/dev/null 2>&1 \
+         && apt-get install -y -qq --no-install-recommends graphviz >/dev/null 2>&1; }; } \
+    || echo "run-tests: graphviz not installed; graph drawings are skipped" >&2
+fi
 python -m pip install --quiet ".[test]"
 python -m pytest "$@"

@@ -85,6 +85,7 @@ def cu_supercell(n: int) -> Atoms:
 
 
 # ------------------------------------------------------------------------- custom engines
+# --- golden-start
 @dataclass(frozen=True)
 class GoldenVolumeRelax(Relaxation):
     """Volume relaxation without an ASE optimizer: golden-section search of E(cell scale)."""
@@ -120,6 +121,7 @@ class GoldenVolumeRelax(Relaxation):
             steps += 1
         energy((a + b) / 2)  # the final structure is the last evaluated: labels come from cache
         return Minimization(atoms, converged=b - a <= self.scale_tolerance, steps=steps)
+# --- golden-end
 
 
 @dataclass(frozen=True)
