@@ -10,7 +10,9 @@ Sub-commands (each in its own module of :mod:`pyiron_assyst.commands`):
 - ``show``: counts, configs, the lineage of one structure, the table of a stage;
 - ``plan``: structures and calculations per stage and core-hours, before anything runs;
 - ``export``: a stored stage in the format a fitting code reads (extxyz, MACE/NequIP extxyz,
-  pacemaker, MTP, pyiron_potentialfit).
+  pacemaker, MTP, pyiron_potentialfit);
+- ``fit``: sample to labels with EMT, a MACE fit, and its transferability report (extra
+  ``fit``).
 
 Bad input (settings, flags, a missing or foreign project) exits with status 2 and a one-line
 message.
@@ -22,6 +24,7 @@ import argparse
 import logging
 import sys
 
+from .commands.fit import add_fit_command
 from .commands.plan import add_plan_command
 from .commands.retry import add_retry_failed_command
 from .commands.run import add_run_command
@@ -34,7 +37,7 @@ from .storage import StorageError
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 COMMANDS = (add_plan_command, add_run_command, add_status_command, add_retry_failed_command,
-            add_show_command, add_export_command)
+            add_show_command, add_export_command, add_fit_command)
 """``add_<name>_command(subparsers)`` of every sub-command, in help order."""
 
 

@@ -13,5 +13,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v dot >/dev
          && apt-get install -y -qq --no-install-recommends graphviz >/dev/null 2>&1; }; } \
     || echo "run-tests: graphviz not installed; graph drawings are skipped" >&2
 fi
-python -m pip install --quiet ".[test]"
+# torch first, pinned: the CPU wheel of 2.13.0 lies on this machine's disk; an unpinned torch
+# (asked for by mace-torch) would fetch a CUDA build of several GB.
+python -m pip install --quiet "torch==2.13.0"
+python -m pip install --quiet ".[test,fit]"
 python -m pytest "$@"

@@ -1,0 +1,314 @@
+"""Fit stage (MACE) and transferability report.
+
+Fast tests: configs, the lineage split, the training targets, the final-epoch guard and the
+EMT-vs-EMT report (which must be exactly zero everywhere). One tiny fit (a 4-channel MACE model,
+36 structures, 2 epochs, ~10 s) runs once per module; the second, identical fit that checks bit
+reproducibility and the report of a fitted model are marked slow.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk
+from ase.calculators.singlepoint import SinglePointCalculator
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pyiron_assyst.calculators import EMT
+from pyiron_assyst.config import ConfigError, config_from_json
+from pyiron_assyst.evaluation import evaluate
+from pyiron_assyst.fit import (
+    FitConfig,
+    FitError,
+    MaceModel,
+    _final_epoch,
+    fit,
+    root_of,
+    split_by_lineage,
+    training_targets,
+)
+from pyiron_assyst.lineage import child_uuid, make_child, root_uuid, stamp_root
+from pyiron_assyst.transferability import TransferabilityConfig, transferability, write_report
+
+mace = pytest.importorskip("mace")
+
+TINY = FitConfig(num_channels=4, correlation=1, r_max=4.0, epochs=2, batch_size=8, seed=1,
+                 threads=1, valid_fraction=0.2, ema_decay=0.9)
+HELD_OUT_MAE = 25.0  # meV/atom; measured 10.5
+HELD_OUT_FORCES = 0.08  # eV/Å; measured 0.031
+FCC_A_TOLERANCE = 0.01  # relative; measured 0.0030
+QUICK_REPORT = TransferabilityConfig(n_volumes=5, vacancy_repeat=2, relax_steps=20,
+                                     slab_layers=3, md_steps=10, md_snapshots=2)
+
+
+def _family(phase: str, volume_scale: float, index: int, copies: int = 2) -> list[Atoms]:
+    """An EMT-labelled Cu root cell and ``copies`` rattled children of it."""
+    atoms = bulk("Cu", phase, a={"fcc": 3.6, "bcc": 2.87, "sc": 2.4, "hcp": 2.55}[phase])
+    atoms.set_cell(atoms.cell * volume_scale ** (1 / 3), scale_atoms=True)
+    root = stamp_root(atoms, root_uuid(0, "Cu", 3, index, 0))
+    family = [root]
+    for copy in range(copies):
+        child = root.repeat((2, 1, 1))
+        child.rattle(0.05, seed=index * 10 + copy)
+        family.append(make_child(child, root, "rattle", child_uuid(root.info["uuid"], "rattle",
+                                                                   "test", copy)))
+    return [evaluate(s, EMT()).value for s in family]
+
+
+def _families(scales: tuple[float, ...]) -> list[Atoms]:
+    structures = []
+    for i, (phase, scale) in enumerate((p, s) for p in ("fcc", "bcc", "sc", "hcp")
+                                       for s in scales):
+        structures += _family(phase, scale, i)
+    return structures
+
+
+@pytest.fixture(scope="module")
+def labelled() -> list[Atoms]:
+    """12 lineages (4 phases x 3 volumes), 3 structures each."""
+    return _families((0.92, 1.0, 1.08))
+
+
+@pytest.fixture(scope="module")
+def tiny_fit(labelled, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("fit")
+    return fit(labelled, TINY, directory=str(directory)), directory
+
+
+# --------------------------------------------------------------------------- configs
+
+
+def test_fit_config_round_trip_and_validation():
+    assert config_from_json(TINY.to_json()) == TINY
+    assert hash(config_from_json(TINY.to_json())) == hash(TINY)
+    for bad in ({"backend": "nequip"}, {"epochs": 0}, {"valid_fraction": 1.0},
+                {"device": "tpu"}, {"max_L": 4}, {"r_max": -1.0}):
+        with pytest.raises(ConfigError):
+            FitConfig(**bad)
+
+
+def test_device_auto_follows_executor_gpus():
+    from pyiron_assyst.executors import Executor
+
+    assert FitConfig().resolved_device(None) == "cpu"
+    assert FitConfig().resolved_device(Executor(kind="serial")) == "cpu"
+    assert FitConfig().resolved_device(Executor(kind="slurm_cluster", gpus_per_core=1)) == "cuda"
+    assert FitConfig(device="cpu").resolved_device(Executor(gpus_per_core=1)) == "cpu"
+
+
+def test_transferability_config_validation():
+    assert config_from_json(QUICK_REPORT.to_json()) == QUICK_REPORT
+    for bad in ({"element": "Xx"}, {"volume_range": (1.1, 1.2)}, {"n_volumes": 3},
+                {"md_snapshots": 300}):
+        with pytest.raises(ConfigError):
+            TransferabilityConfig(**bad)
+
+
+# --------------------------------------------------------------------------- split and data
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(0, 9), min_size=2, max_size=40), st.floats(0.05, 0.9),
+       st.integers(0, 5))
+def test_split_keeps_lineages_whole_and_ignores_order(families, fraction, seed):
+    structures = []
+    for i, family in enumerate(families):
+        atoms = Atoms("Cu", cell=[2.5] * 3, pbc=True)
+        atoms.info.update(uuid=f"{i}", root=f"root{family}")
+        structures.append(atoms)
+    kept, held = split_by_lineage(structures, fraction, seed)
+    assert len(kept) + len(held) == len(structures)
+    held_roots, kept_roots = {root_of(s) for s in held}, {root_of(s) for s in kept}
+    assert not held_roots & kept_roots
+    n_roots = len(held_roots | kept_roots)
+    if n_roots >= 2:
+        assert 1 <= len(held_roots) <= n_roots - 1
+        assert len(held_roots) == min(max(round(fraction * n_roots), 1), n_roots - 1)
+    _, held_reversed = split_by_lineage(structures[::-1], fraction, seed)
+    assert {root_of(s) for s in held_reversed} == held_roots
+
+
+def test_training_targets_use_free_energy():
+    atoms = bulk("Cu", "fcc", a=3.6)
+    forces = np.array([[0.1, -0.2, 0.3]])
+    stress = np.arange(6.0) * 1e-3
+    atoms.calc = SinglePointCalculator(atoms, energy=-1.0, free_energy=-1.25, forces=forces,
+                                       stress=stress)
+    target = training_targets(atoms)
+    assert target.calc is None
+    assert target.info["REF_energy"] == -1.25
+    assert np.array_equal(target.arrays["REF_forces"], forces)
+    assert np.array_equal(target.info["REF_stress"], stress)
+
+
+def test_final_epoch_guard():
+    log = "INFO: Loaded Stage one model from epoch 7 for evaluation\n"
+    assert _final_epoch(log, 8) == 7
+    with pytest.raises(FitError, match="not of the final epoch 9"):
+        _final_epoch(log, 10)
+    with pytest.raises(FitError):
+        _final_epoch("nothing loaded", 3)
+
+
+def test_unlabelled_only_raises(tmp_path):
+    with pytest.raises(FitError, match="no labelled"):
+        fit([bulk("Cu")], TINY, directory=str(tmp_path))
+
+
+# --------------------------------------------------------------------------- the tiny fit
+
+
+def test_tiny_fit_returns_final_model_usable_as_calculator(tiny_fit, labelled):
+    (model, report), directory = tiny_fit
+    assert isinstance(model, MaceModel)
+    assert config_from_json(model.to_json()) == model
+    assert os.path.dirname(model.model_path).startswith(str(directory))
+    assert report.final_epoch == TINY.epochs - 1
+    assert report.n_train + report.n_valid == len(labelled) and not report.drops
+    assert not set(report.train_roots) & set(report.valid_roots)
+    assert len(report.valid_roots) == 2  # round(0.2 * 12 lineages)
+    checkpoints = sorted(p.name for p in (directory / os.path.basename(
+        os.path.dirname(model.model_path)) / "checkpoints").glob("*.pt"))
+    assert checkpoints == [f"model_run-{TINY.seed}_epoch-{TINY.epochs - 1}.pt"]
+    atoms = labelled[0].copy()
+    atoms.calc = model.get_calculator()
+    assert math.isfinite(atoms.get_potential_energy())
+    assert atoms.get_forces().shape == (len(atoms), 3)
+
+
+def test_fit_is_answered_from_its_cache(tiny_fit, labelled):
+    (model, _), directory = tiny_fit
+    again, report = fit(labelled, TINY, directory=str(directory))
+    assert report.cached and again == model
+
+
+def test_model_hash_ties_config_to_file(tiny_fit, tmp_path):
+    (model, _), _ = tiny_fit
+    copy = tmp_path / "copy.model"
+    copy.write_bytes(Path(model.model_path).read_bytes())
+    moved = MaceModel(str(copy), model.sha256)
+    assert moved.get_calculator() is not None
+    copy.write_bytes(b"changed")
+    with pytest.raises(FitError, match="changed"):
+        moved.get_calculator()
+
+
+@pytest.mark.slow
+def test_seeded_fit_is_bit_reproducible(tiny_fit, labelled, tmp_path):
+    import torch
+
+    (model, _), _ = tiny_fit
+    again, report = fit(labelled, TINY, directory=str(tmp_path))
+    assert not report.cached
+    first = torch.load(model.model_path, weights_only=False).state_dict()
+    second = torch.load(again.model_path, weights_only=False).state_dict()
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def test_report_of_reference_against_itself_is_exact(labelled, tmp_path):
+    """EMT against EMT: the same deterministic calculator, so every difference and error is 0."""
+    _, held = split_by_lineage(labelled, 0.3, 0)
+    result = transferability(EMT(), EMT(), held, QUICK_REPORT)
+    table = result.table()
+    assert table["difference"].abs().max() == 0.0
+    errors = table[table["quantity"].str.contains("MAE|RMSE")]
+    assert len(errors) == 3 * 3 and (errors["model"] == 0.0).all()
+    # EMT Cu: a = 3.590 Å, B = 133 GPa, E(bcc) - E(fcc) = 32.6 meV/atom, vacancy 1.24 eV
+    # (ASE's EMT parameters; independent of the quick settings to the digits checked)
+    assert result.value("fcc a").reference == pytest.approx(3.5902, abs=2e-4)
+    assert result.value("fcc B").reference == pytest.approx(133.0, abs=1.0)
+    assert result.value("E(bcc) - E(fcc)").reference == pytest.approx(32.64, abs=0.05)
+    assert result.value("E(sc) - E(fcc)").reference > 300
+    paths = write_report(result, tmp_path / "report")
+    assert {p.name for p in paths} == {"transferability.csv", "transferability.md",
+                                       "ev_curves.png", "parity_energy.png",
+                                       "parity_forces.png"}
+    assert all(p.stat().st_size > 0 for p in paths)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("PYIRON_ASSYST_LONG_FIT"),
+                    reason="a 30-epoch fit takes 12-20 min on 2 cores; PYIRON_ASSYST_LONG_FIT=1")
+def test_report_of_a_fitted_model_within_tolerances(tmp_path):
+    """A 16-channel model fitted for 30 epochs on 16 of 20 lineages (4 phases x 5 volumes,
+    0.9-1.1 V0, 3 structures each); the other 4 lineages are held out.
+
+    Tolerances: the held-out cells lie inside the volume range of the training cells, so the
+    model interpolates EMT's smooth energy surface. Measured on this machine (2 threads): energy
+    MAE 10.5 meV/atom, force RMSE 0.031 eV/Å, fcc a 0.3 % off. The bounds are 2.4-3.3 times
+    that, to absorb another machine's floating-point order (the fit is reproducible only per
+    machine and thread count), and far below an untrained model (~500 meV/atom, ~1 eV/Å).
+    Bulk moduli, vacancy and surface energies are *not* checked: this training set has no
+    strained, defected or surface environments, and the report shows it (B ~50 vs 133 GPa).
+    """
+    structures = _families((0.9, 0.95, 1.0, 1.05, 1.1))
+    kept, held = split_by_lineage(structures, 0.2, 0)
+    config = FitConfig(num_channels=16, correlation=2, r_max=4.5, epochs=30, batch_size=4,
+                       seed=0, threads=2, ema_decay=None)
+    model, _ = fit(kept, config, directory=str(tmp_path))
+    result = transferability(model, EMT(), held, QUICK_REPORT)
+    table = result.table().to_string()
+    assert result.value("held-out: energy MAE").model < HELD_OUT_MAE, table
+    assert result.value("held-out: force RMSE").model < HELD_OUT_FORCES, table
+    fcc_a = result.value("fcc a")
+    assert abs(fcc_a.difference) < FCC_A_TOLERANCE * fcc_a.reference, table
+
+
+# --------------------------------------------------------------------------- nodes and CLI
+
+
+def test_split_node(labelled):
+    import pyiron_workflow as pwf
+
+    from pyiron_assyst import fit_nodes
+
+    run = pwf.node(fit_nodes.split).run(structures=labelled, fraction=0.25, seed=3)
+    assert run.exception is None
+    kept, held = run.outputs["kept"], run.outputs["held_out"]
+    assert len(kept) + len(held) == len(labelled)
+    assert not {root_of(s) for s in kept} & {root_of(s) for s in held}
+
+
+@pytest.mark.slow
+def test_transferability_node_writes_report(labelled, tmp_path):
+    import pyiron_workflow as pwf
+
+    from pyiron_assyst import fit_nodes
+
+    _, held = split_by_lineage(labelled, 0.25, 3)
+    run = pwf.node(fit_nodes.transferability).run(model=EMT(), reference=EMT(), held_out=held,
+                                                  config=QUICK_REPORT, directory=str(tmp_path))
+    assert run.exception is None
+    assert (tmp_path / "transferability.md").is_file()
+
+
+def test_fit_command_rejects_bad_arguments(capsys):
+    from pyiron_assyst.commands.fit import main
+
+    assert main(["--group-step", "0", "-o", "unused"]) == 2
+    assert "--group-step" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_fit_command_end_to_end(tmp_path):
+    """The whole loop on a minimal case: 1-2 Cu atoms, every 12th group, a 2-epoch fit."""
+    from pyiron_assyst.commands.fit import main
+
+    out = tmp_path / "run"
+    assert main(["--group-step", "12", "--epochs", "2", "--channels", "4", "--threads", "1",
+                 "--workers", "1", "-o", str(out)]) == 0
+    for name in ("summary.txt", "training_set.extxyz", "held_out.extxyz",
+                 "report/transferability.csv", "report/ev_curves.png"):
+        assert (out / name).is_file(), name
+    text = (out / "summary.txt").read_text()
+    assert "held-out within 1 eV/atom: energy MAE" in text and "final epoch 1" in text
