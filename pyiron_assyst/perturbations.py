@@ -20,6 +20,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -96,6 +97,15 @@ class Perturbation(Config, ABC):
             If the perturbation does not apply to ``atoms`` by design.
         """
 
+    def _apply_owned(self, atoms: Atoms, rng: np.random.Generator) -> Atoms:
+        """:meth:`apply` to a private copy that this call may modify and return.
+
+        :class:`Series` hands every member after the first the previous member's new structure
+        this way, so that the built-in perturbations copy it only once. The default copies
+        anyway (through :meth:`apply`); the result is the same.
+        """
+        return self.apply(atoms, rng)
+
     @property
     def name(self) -> str:
         """Short readable description, e.g. ``"rattle(0.1)"``."""
@@ -138,9 +148,10 @@ def _flatten(items: Sequence[Any]) -> tuple[Perturbation, ...]:
     return tuple(out)
 
 
-def _prepare(atoms: Atoms, supercell: bool) -> Atoms:
-    """A copy of ``atoms``; one-atom cells are repeated 2x per periodic direction or skipped."""
-    new = atoms.copy()
+def _prepare(atoms: Atoms, supercell: bool, owned: bool = False) -> Atoms:
+    """A copy of ``atoms`` (``atoms`` itself if ``owned``); one-atom cells are repeated 2x per
+    periodic direction or skipped."""
+    new = atoms if owned else atoms.copy()
     if len(new) != 1:
         return new
     if not supercell:
@@ -182,7 +193,12 @@ class Rattle(Perturbation):
                 self.supercell)
 
     def apply(self, atoms: Atoms, rng: np.random.Generator) -> Atoms:
-        new = _prepare(atoms, self.supercell)
+        return self._rattle(_prepare(atoms, self.supercell), rng)
+
+    def _apply_owned(self, atoms: Atoms, rng: np.random.Generator) -> Atoms:
+        return self._rattle(_prepare(atoms, self.supercell, owned=True), rng)
+
+    def _rattle(self, new: Atoms, rng: np.random.Generator) -> Atoms:
         displacement = rng.normal(0.0, self.sigma, size=(len(new), 3))
         new.set_positions(new.positions + displacement, apply_constraint=False)
         return new
@@ -221,11 +237,17 @@ class ElementScaledRattle(Perturbation):
                 self.supercell)
 
     def apply(self, atoms: Atoms, rng: np.random.Generator) -> Atoms:
+        return self._rattle(atoms, rng, owned=False)
+
+    def _apply_owned(self, atoms: Atoms, rng: np.random.Generator) -> Atoms:
+        return self._rattle(atoms, rng, owned=True)
+
+    def _rattle(self, atoms: Atoms, rng: np.random.Generator, owned: bool) -> Atoms:
         lengths = dict(self.reference)
         missing = sorted(set(atoms.get_chemical_symbols()) - set(lengths))
         if missing:
             raise ValueError(f"ElementScaledRattle.reference has no length for {missing}")
-        new = _prepare(atoms, self.supercell)
+        new = _prepare(atoms, self.supercell, owned)
         sigma = self.sigma * np.array([lengths[s] for s in new.get_chemical_symbols()])
         displacement = rng.normal(0.0, 1.0, size=(len(new), 3)) * sigma[:, None]
         new.set_positions(new.positions + displacement, apply_constraint=False)
@@ -300,10 +322,16 @@ class Stretch(Perturbation):
         _floats(self, "hydro", "shear", "minimum_strain")
 
     def apply(self, atoms: Atoms, rng: np.random.Generator) -> Atoms:
+        return self._stretch(atoms, rng, owned=False)
+
+    def _apply_owned(self, atoms: Atoms, rng: np.random.Generator) -> Atoms:
+        return self._stretch(atoms, rng, owned=True)
+
+    def _stretch(self, atoms: Atoms, rng: np.random.Generator, owned: bool) -> Atoms:
         periodic = np.asarray(atoms.pbc, dtype=bool)
         if not periodic.any():
             raise PerturbationSkip("no_periodic_direction", "nothing to strain in a cluster")
-        new = atoms.copy()
+        new = atoms if owned else atoms.copy()
         deformation = self._deformation(new.cell.array[periodic], rng)
         new.set_cell(new.cell.array @ deformation, scale_atoms=False)
         new.set_positions(new.positions @ deformation, apply_constraint=False)
@@ -312,31 +340,49 @@ class Stretch(Perturbation):
     def _deformation(self, periodic_vectors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """``F`` (3x3) in Cartesian coordinates, straining only the span of the vectors."""
         k = len(periodic_vectors)
-        basis = np.eye(3) if k == 3 else np.linalg.qr(periodic_vectors.T, mode="complete")[0]
+        basis = None if k == 3 else np.linalg.qr(periodic_vectors.T, mode="complete")[0]
         for _ in range(100):
-            local = np.eye(3)
-            local[:k, :k] = self._strain(k, rng)
-            if np.linalg.eigvalsh(local[:k, :k]).min() > 0:
+            strain = self._strain(k, rng)
+            if np.linalg.eigvalsh(strain).min() > 0:
+                if basis is None:  # bulk: the Cartesian frame is the strain frame
+                    return strain
+                local = np.eye(3)
+                local[:k, :k] = strain
                 return basis @ local @ basis.T
         raise ValueError(f"{self.name}: no positive definite deformation in 100 draws")
 
     def _strain(self, k: int, rng: np.random.Generator) -> np.ndarray:
-        upper = np.triu_indices(k, 1)
+        upper, diagonal = _strain_indices(k)
         deformation = np.zeros((k, k))
         deformation[upper] = self._components(self.shear, len(upper[0]), rng)
         deformation += deformation.T
-        deformation[np.diag_indices(k)] = 1.0 + self._components(self.hydro, k, rng)
+        deformation[diagonal] = 1.0 + self._components(self.hydro, k, rng)
         return deformation
 
     def _components(self, maximum: float, size: int, rng: np.random.Generator) -> np.ndarray:
         if maximum == 0 or size == 0:
             return np.zeros(size)
         magnitude = rng.uniform(self.minimum_strain, maximum, size=size)
-        return magnitude * rng.choice((-1.0, 1.0), size=size)
+        # the very draws of rng.choice((-1.0, 1.0), size=size), without its overhead
+        return magnitude * _SIGNS[rng.integers(0, 2, size=size)]
 
     @property
     def name(self) -> str:
         return f"stretch(hydro={_fmt(self.hydro)}, shear={_fmt(self.shear)})"
+
+
+_SIGNS = np.array((-1.0, 1.0))
+_SIGNS.setflags(write=False)
+
+
+@lru_cache(maxsize=4)
+def _strain_indices(k: int) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """Upper-triangle and diagonal indices of a ``k`` x ``k`` strain (read-only, cached)."""
+    indices = (np.triu_indices(k, 1), np.diag_indices(k))
+    for part in indices:
+        for array in part:
+            array.setflags(write=False)
+    return indices
 
 
 def _member(owner: str, field: str, value: Any) -> Perturbation:
@@ -365,8 +411,15 @@ class Series(Perturbation):
             _member("Series", "perturbations", p) for p in self.perturbations))
 
     def apply(self, atoms: Atoms, rng: np.random.Generator) -> Atoms:
+        first, *rest = self.perturbations
+        atoms = first.apply(atoms, rng)
+        for p in rest:  # each member after the first works on its predecessor's new structure
+            atoms = p._apply_owned(atoms, rng)
+        return atoms
+
+    def _apply_owned(self, atoms: Atoms, rng: np.random.Generator) -> Atoms:
         for p in self.perturbations:
-            atoms = p.apply(atoms, rng)
+            atoms = p._apply_owned(atoms, rng)
         return atoms
 
     @property
@@ -402,8 +455,14 @@ class RandomChoice(Perturbation):
         _floats(self, "chance")
 
     def apply(self, atoms: Atoms, rng: np.random.Generator) -> Atoms:
+        return self._choose(atoms, rng, owned=False)
+
+    def _apply_owned(self, atoms: Atoms, rng: np.random.Generator) -> Atoms:
+        return self._choose(atoms, rng, owned=True)
+
+    def _choose(self, atoms: Atoms, rng: np.random.Generator, owned: bool) -> Atoms:
         chosen = self.b if rng.random() < self.chance else self.a
-        child = chosen.apply(atoms, rng)
+        child = chosen._apply_owned(atoms, rng) if owned else chosen.apply(atoms, rng)
         set_info(child, "perturbation_applied", chosen.name)
         return child
 
