@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import os
 import warnings
 
 import h5py
@@ -281,8 +280,9 @@ def test_training_container_layout_and_values(structures, tmp_path):
                 np.testing.assert_array_equal(chunk["stress"][i], -labels.stress)
 
 
-def test_training_container_loads_as_pyiron_flattened_storage(structures, tmp_path):
-    os.environ.setdefault("PYIRONDISABLE", "True")  # no ~/pyiron.db
+def test_training_container_loads_as_pyiron_flattened_storage(structures, tmp_path,
+                                                             monkeypatch):
+    monkeypatch.setenv("PYIRONDISABLE", "True")  # no ~/pyiron.db; must not leak to later tests
     from pyiron_base import FileHDFio, FlattenedStorage
 
     magnetic = structures[0].copy()

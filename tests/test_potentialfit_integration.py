@@ -89,6 +89,7 @@ def run_script(python: Path, script: str, *args: str, cwd: Path) -> dict:
     path.write_text(script)
     env = {**os.environ, "HOME": str(cwd / "home"), "PYTHONNOUSERSITE": "1"}
     env.pop("PYTHONPATH", None)
+    env.pop("PYIRONDISABLE", None)  # the consumer's job database must work
     (cwd / "home").mkdir(exist_ok=True)
     proc = subprocess.run([str(python), str(path), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
