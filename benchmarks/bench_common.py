@@ -121,6 +121,8 @@ class StageRun:
     calc_time: float | None = None
     converged: float | None = None
     peak_mb: float = 0.0
+    idle_estimate: float | None = None
+    worker_cpu: list[float] = field(default_factory=list)
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -143,12 +145,15 @@ class _MemorySampler(threading.Thread):
         self.base = self._rss()
         self.peak = 0
 
+    def refresh(self) -> None:
+        """Look for child processes again (worker pools start and stop)."""
+        with contextlib.suppress(Exception):
+            self.children = self.process.children(recursive=True)
+        self.refreshed = time.monotonic()
+
     def _rss(self) -> int:
-        now = time.monotonic()
-        if now - getattr(self, "refreshed", 0.0) > 0.5:
-            with contextlib.suppress(Exception):
-                self.children = self.process.children(recursive=True)
-            self.refreshed = now
+        if time.monotonic() - getattr(self, "refreshed", 0.0) > 0.5:
+            self.refresh()
         total = self.process.memory_info().rss
         for child in self.children:
             with contextlib.suppress(Exception):
@@ -159,14 +164,14 @@ class _MemorySampler(threading.Thread):
         while not self.stop_event.wait(self.interval):
             self.peak = max(self.peak, self._rss() - self.base)
 
-    def cpu(self) -> float:
-        """CPU time (user + system, s) of this process and its current children."""
-        total = time.process_time()
+    def cpu(self) -> tuple[float, dict[int, float]]:
+        """CPU time (user + system, s) of this process, and of each current child by pid."""
+        children = {}
         for child in self.children:
             with contextlib.suppress(Exception):
                 times = child.cpu_times()
-                total += times.user + times.system
-        return total
+                children[child.pid] = times.user + times.system
+        return time.process_time(), children
 
     def stop(self) -> float:
         self.stop_event.set()
@@ -184,6 +189,17 @@ class Timing:
     cpu: float
     peak_mb: float
     result: Any
+    main_cpu: float = 0.0
+    worker_cpu: list[float] = field(default_factory=list)
+
+    @property
+    def idle_estimate(self) -> float:
+        """Wall time (s) this run would take on idle cores: the busiest worker's CPU time plus
+        the driver's (an upper bound when they overlap); the wall time itself for serial runs.
+        """
+        if not self.worker_cpu:
+            return self.wall
+        return min(self.wall, max(self.worker_cpu) + self.main_cpu)
 
 
 def measure(func: Callable[[], Any], repeats: int,
@@ -201,17 +217,22 @@ def measure(func: Callable[[], Any], repeats: int,
         gc.collect()
         sampler = _MemorySampler()
         sampler.start()
-        cpu_start = sampler.cpu()
+        main_start, children_start = sampler.cpu()
         start = time.perf_counter()
         try:
             result = func()
         finally:
             wall = time.perf_counter() - start
-            cpu = sampler.cpu() - cpu_start
+            sampler.refresh()  # workers started inside the clock
+            main_end, children_end = sampler.cpu()
             peak = sampler.stop()
+        workers = [t - children_start.get(pid, 0.0) for pid, t in children_end.items()]
+        workers = [t for t in workers if t > 0.05]  # idle helpers (resource tracker) aside
+        main_cpu = main_end - main_start
         walls.append(wall)
         if best is None or wall < best.wall:
-            best = Timing(wall, walls, cpu, peak, result)
+            best = Timing(wall, walls, main_cpu + sum(workers), peak, result, main_cpu,
+                          workers)
     assert best is not None
     best.peak_mb = max(best.peak_mb, 0.0)
     return best

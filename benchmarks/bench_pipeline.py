@@ -167,6 +167,7 @@ def _chain_row(name: str, cores: int, timing: Timing) -> dict[str, Any]:
     chain: Chain = timing.result
     return {"impl": name, "cores": cores, "wall": timing.wall, "walls": timing.walls,
             "cpu": timing.cpu, "peak_mb": timing.peak_mb, "stage_times": chain.times,
+            "idle_estimate": timing.idle_estimate, "worker_cpu": timing.worker_cpu,
             "counts": {k: len(v) for k, v in chain.sets.items()},
             "force_calls": chain.force_calls, "calc_time": chain.calc_time}
 

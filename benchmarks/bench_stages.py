@@ -97,7 +97,9 @@ class Bench:
     def _row(self, stage: str, impl: str, cores: int, timing: Timing, n_in: int, n_out: int,
              **extra: Any) -> StageRun:
         row = StageRun(self.case.name, stage, impl, cores, timing.wall, timing.walls,
-                       timing.cpu, n_in, n_out, peak_mb=timing.peak_mb, **extra)
+                       timing.cpu, n_in, n_out, peak_mb=timing.peak_mb,
+                       idle_estimate=timing.idle_estimate, worker_cpu=timing.worker_cpu,
+                       **extra)
         self.rows.append(row)
         calls = f", {row.force_calls} force calls" if row.force_calls is not None else ""
         self.log(f"  {stage:<13} {impl:<14} {cores} core(s): {row.wall:8.2f} s "
