@@ -43,6 +43,7 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor as _FuturesExecutor
 from concurrent.futures import Future, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -73,7 +74,8 @@ class Executor(Config):
     Parameters
     ----------
     kind
-        ``"serial"`` (in this process), ``"process"`` (persistent local worker processes),
+        ``"serial"`` (in this process, BLAS/OpenMP limited to ``cores * threads_per_core``
+        threads while its tasks run), ``"process"`` (persistent local worker processes),
         ``"single_node"`` (executorlib ``SingleNodeExecutor``), ``"slurm_cluster"`` (executorlib
         ``SlurmClusterExecutor``: one ``sbatch`` job per chunk) or ``"slurm_job"`` (executorlib
         ``SlurmJobExecutor``: persistent ``srun`` workers inside the current allocation).
@@ -248,6 +250,27 @@ def _blas_threads(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
+@contextmanager
+def _thread_limit(threads: int) -> Iterator[None]:
+    """BLAS / OpenMP thread pools of this process limited to ``threads`` while tasks run here.
+
+    A serial (or single in-process) run is one core's work: left at their default (all cores),
+    OpenBLAS's threads spin against each other on tiny matrices, which made an EMT relaxation on
+    a workflow node's thread 3-6x slower than on the main thread. Process workers get the same
+    treatment once at start-up (``cores // workers`` threads each).
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # declared dependency; without it nothing is limited
+        yield
+        return
+    import numpy  # noqa: F401 - load the BLAS libraries the tasks will use, so they are limited
+    import scipy.linalg  # noqa: F401
+
+    with threadpool_limits(limits=threads):
+        yield
+
+
 def _process_pool(workers: int) -> tuple[WorkerPool, bool]:
     """The shared pool of ``workers`` processes, or a private one if it is busy (another
     thread is using it); the flag says whether the caller owns (and must shut down) it."""
@@ -413,8 +436,9 @@ def _iter(func: Callable[[Any], Any], items: list[Any], executor: Executor
         if timeout is not None and not _can_alarm():
             logger.warning("task_timeout=%g s is not enforced: kind='serial' runs tasks on this "
                            "thread, which is not the main thread; use kind='process'", timeout)
-        for index, item in enumerate(items):
-            yield index, _call(func, item, timeout)
+        with _thread_limit(executor.cores * executor.threads_per_core):
+            for index, item in enumerate(items):
+                yield index, _call(func, item, timeout)
     elif executor.kind == "process":
         chunks = _chunks(len(items), executor)
         pool, owned = _process_pool(min(executor.workers, len(chunks)))

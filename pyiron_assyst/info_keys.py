@@ -60,7 +60,7 @@ _KEYS = (
     InfoKey("force_calls", int, "", "relax", "calculator evaluations during the relaxation"),
     InfoKey("trace_index", int, "", "relax",
             "optimizer step at which a trace snapshot was taken (snapshots only)"),
-    InfoKey("label_calculator", str, "", "label",
+    InfoKey("label_calculator", str, "", "relax, label",
             "config_hash() of the calculator config that computed the single point"),
     InfoKey("kpoint_mesh", str, "", "label", "Monkhorst-Pack mesh used, e.g. '6 6 4'"),
     InfoKey("kpoint_density", float, "Å", "label",

@@ -31,11 +31,11 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from ase import Atoms, units
-from ase.calculators.calculator import BaseCalculator
+from ase.calculators.calculator import BaseCalculator, Calculator, all_changes
 from ase.constraints import FixAtoms, FixSymmetry
 from ase.filters import Filter
 
@@ -44,11 +44,13 @@ from .calculators import CalculatorConfig
 from .cell_filters import CellMode, cell_filter, rotate, strain_frame
 from .config import Config, require
 from .dispatch import run_cached
-from .evaluation import Outcome, ensure_labels, run_safely, single_point
+from .evaluation import Outcome, classify, ensure_labels, run_safely, single_point
 from .executors import Executor, TaskError
 from .info_keys import set_info
+from .labels import LABEL_CALCULATOR, label_is_current
 from .lineage import child_uuid, make_child, uuid_of
 from .report import Drop, StageReport
+from .structure_settings import prepare_structure
 
 __all__ = [
     "OPTIMIZERS",
@@ -68,7 +70,7 @@ OPTIMIZERS = ("BFGS", "BFGSLineSearch", "FIRE", "LBFGS", "LBFGSLineSearch", "MDM
 """Names of the :mod:`ase.optimize` optimizers a relaxation may use."""
 
 _RELAX_KEYS = ("converged", "relax_steps", "force_calls")
-_TASK_REVISION = "relax-task-1"
+_TASK_REVISION = "relax-task-2"
 """Part of every cache key of :func:`relax`: change it when a task's result would change."""
 
 
@@ -316,8 +318,35 @@ class SymmetryRelax(_CellRelaxation):
         return super().degrees_of_freedom(atoms)
 
 
-def _minimize_and_label(config: Relaxation, atoms: Atoms,
+def _prime(calc: BaseCalculator, atoms: Atoms, results: dict[str, Any] | None) -> None:
+    """Seed ``calc``'s cache with ``results``, computed by the same calculator config for these
+    very ``atoms`` (e.g. by the volume relaxation the full one starts from): the optimizer's
+    first evaluation is then a look-up, not a force call.
+
+    ASE calculators compare the atoms they are asked about with the cached ones, so a changed
+    structure is still evaluated; its first real evaluation is told that everything changed, as
+    a new calculator's would be (EMT, for one, builds its neighbour list only then).
+    """
+    if not results or not isinstance(calc, Calculator):
+        return
+    calc.atoms = atoms.copy()
+    calc.results = {key: np.array(value, copy=True) if isinstance(value, np.ndarray)
+                    else value for key, value in results.items()}
+    own_check = type(calc).check_state
+
+    def check_state(other: Atoms, tol: float = 1e-15) -> list[str]:
+        changes = own_check(calc, other, tol)
+        if not changes:
+            return changes
+        del calc.check_state  # one full start, then the calculator's own bookkeeping
+        return list(all_changes)
+
+    calc.check_state = check_state  # type: ignore[method-assign]
+
+
+def _minimize_and_label(config: Relaxation, results: dict[str, Any] | None, atoms: Atoms,
                         calc: BaseCalculator) -> Minimization:
+    _prime(calc, atoms, results)
     result = config.minimize(atoms, calc)
     if not isinstance(result, Minimization):
         raise TypeError(f"{type(config).__name__}.minimize must return a Minimization; "
@@ -327,9 +356,17 @@ def _minimize_and_label(config: Relaxation, atoms: Atoms,
                         int(result.steps), trajectory)
 
 
-def _relax_task(item: tuple[Atoms, Relaxation, CalculatorConfig]) -> Outcome[Minimization]:
-    atoms, config, calculator = item
-    return run_safely(atoms, calculator, partial(_minimize_and_label, config))
+_RelaxItem = tuple[Atoms, Relaxation, CalculatorConfig, "dict[str, Any] | None"]
+
+
+def _relax_task(item: _RelaxItem) -> Outcome[Minimization]:
+    """Worker: derived settings (k-points, moments) recorded, then the minimization, metered."""
+    atoms, config, calculator, stored = item
+    try:
+        prepared = prepare_structure(calculator, atoms)
+    except Exception as error:  # a broken settings hook is one structure's failure
+        return Outcome(None, *classify(error))
+    return run_safely(prepared, calculator, partial(_minimize_and_label, config, stored))
 
 
 @dataclass
@@ -345,24 +382,27 @@ class _Tally:
 
 
 def _stamp_final(final: Atoms, parent: Atoms, step: str, uuid: str, result: Minimization,
-                 force_calls: int) -> None:
+                 force_calls: int, calculator_hash: str) -> None:
     make_child(final, parent, step, uuid)
     final.info.pop("trace_index", None)
+    set_info(final, LABEL_CALCULATOR, calculator_hash)
     set_info(final, "converged", result.converged)
     set_info(final, "relax_steps", result.steps)
     set_info(final, "force_calls", force_calls)
 
 
-def _stamp_snapshot(snapshot: Atoms, parent: Atoms, step: str, tag: str, index: int) -> None:
+def _stamp_snapshot(snapshot: Atoms, parent: Atoms, step: str, tag: str, index: int,
+                    calculator_hash: str) -> None:
     trace_step = f"{step}:trace"
     make_child(snapshot, parent, trace_step, child_uuid(uuid_of(parent), trace_step, tag, index))
     for key in _RELAX_KEYS:
         snapshot.info.pop(key, None)
+    set_info(snapshot, LABEL_CALCULATOR, calculator_hash)
     set_info(snapshot, "trace_index", index)
 
 
 def _collect(tally: _Tally, parent: Atoms, outcome: Outcome[Minimization] | TaskError,
-             config: Relaxation, tag: str) -> None:
+             config: Relaxation, tag: str, calculator_hash: str) -> None:
     uuid = child_uuid(uuid_of(parent), config.step, tag, 0)
     if isinstance(outcome, TaskError):
         tally.drops.append(Drop(uuid, outcome.reason, str(outcome)))
@@ -373,7 +413,8 @@ def _collect(tally: _Tally, parent: Atoms, outcome: Outcome[Minimization] | Task
         tally.drops.append(Drop(uuid, outcome.reason, outcome.detail))
         return
     result = outcome.value
-    _stamp_final(result.atoms, parent, config.step, uuid, result, outcome.force_calls)
+    _stamp_final(result.atoms, parent, config.step, uuid, result, outcome.force_calls,
+                 calculator_hash)
     if result.converged:
         tally.out.append(result.atoms)
     else:
@@ -383,7 +424,7 @@ def _collect(tally: _Tally, parent: Atoms, outcome: Outcome[Minimization] | Task
         if config.keep_unconverged:
             tally.out.append(result.atoms)
     for index, snapshot in result.trajectory:
-        _stamp_snapshot(snapshot, parent, config.step, tag, index)
+        _stamp_snapshot(snapshot, parent, config.step, tag, index, calculator_hash)
         tally.out.append(snapshot)
         tally.snapshots += 1
 
@@ -394,7 +435,11 @@ def relax(structures: Sequence[Atoms], config: Relaxation, calculator: Calculato
     """Relax every structure with ``config`` and a calculator built from ``calculator``.
 
     The per-structure work runs on ``executor`` (default: a local process pool on all cores);
-    the live calculator is built inside the worker. Inputs are never modified.
+    the live calculator is built inside the worker, after the config's structure settings
+    (k-points, magnetic moments; :func:`~pyiron_assyst.structure_settings.prepare_structure`)
+    are applied. Inputs are never modified. An input that carries a current single point of the
+    same calculator config (as the output of an earlier relaxation does) starts with it: the
+    first optimizer step costs no force call.
 
     Parameters
     ----------
@@ -424,7 +469,9 @@ def relax(structures: Sequence[Atoms], config: Relaxation, calculator: Calculato
         from the parent, the step and the hashes of ``config`` and ``calculator``, copy 0) with a
         single point (``energy``/``free_energy`` in eV, ``forces`` in eV/Å, ``stress`` in eV/Å³
         for 3-D periodic cells), no constraints, and info ``converged``, ``relax_steps``,
-        ``force_calls``. A snapshot is a child of the same input (step ``config.step + ":trace"``,
+        ``force_calls`` and ``label_calculator`` (the calculator's config hash, so that
+        :func:`~pyiron_assyst.labels.label` with the same config reuses the single point). A
+        snapshot is a child of the same input (step ``config.step + ":trace"``,
         copy index and info ``trace_index`` = optimizer step) with its own single point.
     report
         ``n_candidates`` = inputs + snapshots, so that ``n_out + len(drops) == n_candidates``.
@@ -435,7 +482,10 @@ def relax(structures: Sequence[Atoms], config: Relaxation, calculator: Calculato
     """
     start = time.perf_counter()
     tag = f"{config.config_hash()}+{calculator.config_hash()}"
-    items = [(s.copy(), config, calculator) for s in structures]
+    current = calculator.config_hash()
+    items = [(s.copy(), config, calculator,
+              dict(s.calc.results) if label_is_current(s, current) else None)
+             for s in structures]
     keys = [structure_key(s, _TASK_REVISION, config.config_hash(), calculator.config_hash())
             for s in structures]
     outcomes, _ = run_cached(_relax_task, items, keys, executor or Executor(),
@@ -443,7 +493,7 @@ def relax(structures: Sequence[Atoms], config: Relaxation, calculator: Calculato
                              retry_failed, desc=config.step)
     tally = _Tally()
     for parent, outcome in zip(structures, outcomes):
-        _collect(tally, parent, outcome, config, tag)
+        _collect(tally, parent, outcome, config, tag, calculator.config_hash())
     report = StageReport(
         stage=config.step, n_in=len(structures), n_candidates=len(structures) + tally.snapshots,
         n_out=len(tally.out), drops=tuple(tally.drops), flagged=tuple(tally.flagged),

@@ -59,3 +59,23 @@ def test_resource_dict_carries_gpus_partition_and_time():
 def test_bad_executor_fields_fail_at_construction(kwargs, field):
     with pytest.raises(ConfigError, match=f"Executor.{field}"):
         Executor(**kwargs)
+
+
+def _blas_threads(_: object) -> int:
+    from threadpoolctl import threadpool_info
+
+    return max(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_serial_tasks_run_with_blas_limited_to_the_executors_threads(threads):
+    """OpenBLAS on all cores made EMT relaxations on a node thread 3-6x slower (issue 7)."""
+    import scipy.linalg  # noqa: F401 - BLAS libraries loaded before the outer limit
+    from threadpoolctl import threadpool_limits
+
+    executor = Executor(kind="serial", threads_per_core=threads)
+    with threadpool_limits(limits=4, user_api="blas"):  # a process default above the limit
+        assert _blas_threads(None) == 4
+        seen = run_tasks(_blas_threads, [0, 1], executor)
+        assert seen == [threads, threads]
+        assert _blas_threads(None) == 4  # restored after the stage

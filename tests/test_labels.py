@@ -114,13 +114,21 @@ def test_labels_stay_current_through_a_stored_run(tmp_path):
     assert report.force_calls == 0 and all(a is b for a, b in zip(again, loaded))
 
 
-def test_relaxation_labels_and_stale_labels_are_relabelled():
+def test_relaxation_labels_are_reused_and_stale_labels_are_relabelled():
     relaxed, _ = relax(structures()[:2], VolumeRelax(), EMT(), SERIAL)
-    assert all(not label_is_current(a, EMT().config_hash()) for a in relaxed)  # no record
+    assert all(label_is_current(a, EMT().config_hash()) for a in relaxed)  # relax records it
     out, report = label(relaxed, EMT(), SERIAL)
+    assert report.force_calls == 0 and all(a is b for a, b in zip(out, relaxed))
+    fresh, report = label(relaxed, EMT(), SERIAL, relabel=True)
     assert report.force_calls == 2
-    for before, after in zip(relaxed, out):  # same geometry and calculator: same numbers
-        assert after.calc.results["energy"] == before.calc.results["energy"]
+    for reused, computed in zip(out, fresh):  # same geometry and calculator: same numbers
+        assert reused.calc.results["energy"] == computed.calc.results["energy"]
+        np.testing.assert_array_equal(reused.calc.results["forces"],
+                                      computed.calc.results["forces"])
+        np.testing.assert_array_equal(reused.calc.results["stress"],
+                                      computed.calc.results["stress"])
+    _, report = label(relaxed, Morse(), SERIAL)  # another calculator's relaxation: relabelled
+    assert report.force_calls == 2
     moved = out[0].copy()
     moved.calc = out[0].calc
     moved.positions[0, 0] += 0.1

@@ -359,6 +359,24 @@ def test_force_calls_count_every_real_evaluation_and_nothing_else():
     assert 0 < report.calculator_time < report.wall_time
 
 
+def test_a_relaxation_starts_from_its_inputs_current_single_point():
+    """The full relaxation after a volume one needs no first force call (issue 7)."""
+    calculator = AseCalculator("tests.faulty_calculators:CountingEMT")
+    volume, _ = relax([strained_cu(), triclinic()], VolumeRelax(), calculator, SERIAL)
+    assert all(v.info["label_calculator"] == calculator.config_hash() for v in volume)
+    unlabelled = [v.copy() for v in volume]  # same geometry and info, no single point
+    primed, report = relax(volume, FullRelax(), calculator, SERIAL)
+    cold, cold_report = relax(unlabelled, FullRelax(), calculator, SERIAL)
+    assert cold_report.force_calls - report.force_calls == 2  # one saved per structure
+    assert [o.info["force_calls"] for o in primed] == [o.info["relax_steps"] for o in primed]
+    for a, b in zip(primed, cold):  # the same trajectory, bit for bit
+        np.testing.assert_array_equal(a.positions, b.positions)
+        np.testing.assert_array_equal(a.cell.array, b.cell.array)
+        assert a.get_potential_energy() == b.get_potential_energy()
+    _, other = relax(volume, FullRelax(), EMT(), SERIAL)  # another config: evaluated again
+    assert other.force_calls == cold_report.force_calls
+
+
 @pytest.mark.parametrize("keep", [True, False])
 def test_unconverged_structures_are_flagged_or_dropped(keep):
     starts = [strained_cu(), bulk("Cu", "fcc", a=3.6), triclinic()]
