@@ -38,7 +38,7 @@ MARKERS = {
     "Atoms.copy": ("atoms.py", "copy"),
     "lineage.make_child": ("lineage.py", "make_child"),
     "rng_for": ("lineage.py", "rng_for"),
-    "distance filter (ours)": ("filters.py", "_has_close_pair"),
+    "distance filter (ours)": ("distances.py", "has_close_pair"),
 }
 
 

@@ -7,6 +7,7 @@ my_check``), and work with the builtin ``filter(DistanceFilter(1.0), structures)
 
 :func:`apply_filter` is the filter stage: it keeps the structures that pass and reports every
 other one as a :class:`~pyiron_assyst.report.Drop` naming the (sub)filter that rejected it.
+The pair-distance search behind :class:`DistanceFilter` is :mod:`pyiron_assyst.distances`.
 
 Units: distances in Å, volumes in Å³/atom, energies in eV/atom, forces in eV/Å.
 """
@@ -19,8 +20,8 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
-from typing import Any, Literal
+from functools import cached_property
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from ase import Atoms
@@ -28,6 +29,8 @@ from ase.data import atomic_numbers
 from tqdm.auto import tqdm
 
 from .config import Config, ConfigError, callable_name, require
+from .distances import has_close_pair
+from .distances import has_pair_closer as has_pair_closer  # importable from here, as before
 from .lineage import uuid_of
 from .report import Drop, StageReport
 
@@ -145,7 +148,22 @@ def _filter_tuple(owner: str, filters: Any) -> tuple[Filter, ...]:
 
 
 @dataclass(frozen=True)
-class AllOf(Filter):
+class _Combination(Filter):
+    """Base of the n-ary combinators: a non-empty tuple of filters joined by ``_symbol``."""
+
+    filters: tuple[Filter, ...]
+    _symbol: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "filters", _filter_tuple(type(self).__name__, self.filters))
+
+    @property
+    def name(self) -> str:
+        return "(" + f" {self._symbol} ".join(f.name for f in self.filters) + ")"
+
+
+@dataclass(frozen=True)
+class AllOf(_Combination):
     """Keeps a structure if every filter keeps it (``a & b``); stops at the first rejection.
 
     Parameters
@@ -154,10 +172,7 @@ class AllOf(Filter):
         Filters (plain callables are wrapped in :class:`FunctionFilter`), checked in order.
     """
 
-    filters: tuple[Filter, ...]
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "filters", _filter_tuple("AllOf", self.filters))
+    _symbol: ClassVar[str] = "&"
 
     def __call__(self, atoms: Atoms) -> bool:
         return all(f(atoms) for f in self.filters)
@@ -170,13 +185,9 @@ class AllOf(Filter):
                 return rejected
         return None
 
-    @property
-    def name(self) -> str:
-        return "(" + " & ".join(f.name for f in self.filters) + ")"
-
 
 @dataclass(frozen=True)
-class AnyOf(Filter):
+class AnyOf(_Combination):
     """Keeps a structure if at least one filter keeps it (``a | b``); stops at the first pass.
 
     Parameters
@@ -185,17 +196,10 @@ class AnyOf(Filter):
         Filters (plain callables are wrapped in :class:`FunctionFilter`), checked in order.
     """
 
-    filters: tuple[Filter, ...]
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "filters", _filter_tuple("AnyOf", self.filters))
+    _symbol: ClassVar[str] = "|"
 
     def __call__(self, atoms: Atoms) -> bool:
         return any(f(atoms) for f in self.filters)
-
-    @property
-    def name(self) -> str:
-        return "(" + " | ".join(f.name for f in self.filters) + ")"
 
 
 @dataclass(frozen=True)
@@ -250,122 +254,6 @@ class FunctionFilter(Filter):
 
 # --------------------------------------------------------------------------- distances
 
-_BRUTE_FORCE_ENTRIES = 500_000
-"""Above this many (pair, image) entries the distance check uses ASE's binned neighbor list."""
-_REDUCE_ABOVE_IMAGES = 343
-"""Minkowski-reduce fully periodic cells that would need more lattice images than this."""
-
-
-def _has_close_pair(positions: np.ndarray, radii: np.ndarray, cell: np.ndarray,
-                    pbc: np.ndarray) -> bool:
-    """Whether any pair (periodic images included) is closer than the sum of its radii (Å)."""
-    return has_pair_closer(positions, radii[:, None] + radii[None, :], cell, pbc, radii)
-
-
-def has_pair_closer(positions: np.ndarray, limit: np.ndarray, cell: np.ndarray,
-                    pbc: np.ndarray, radii: np.ndarray | None = None) -> bool:
-    """Whether any pair ``i, j`` is closer than ``limit[i, j]`` (Å), periodic images included.
-
-    An atom and its own periodic images count as a pair (``limit[i, i]``). Fractional
-    differences are wrapped to [-1/2, 1/2] along periodic directions and checked against every
-    lattice image within the cutoff ``limit.max()``. Large structures go to ASE's binned
-    neighbour list instead (with per-atom cutoffs ``radii`` when the limits are radius sums).
-
-    Parameters
-    ----------
-    positions
-        Cartesian positions (n × 3, Å).
-    limit
-        Symmetric matrix (n × n) of the smallest allowed distances in Å; entries <= 0 allow
-        any distance.
-    cell, pbc
-        Cell vectors (3 × 3, Å; non-periodic ones may be zero) and periodic directions.
-    radii
-        Per-atom radii (Å) with ``limit = radii[:, None] + radii[None, :]``, if so.
-    """
-    cutoff = float(limit.max()) if limit.size else 0.0
-    if cutoff <= 0.0:
-        return False
-    full = _complete_cell(cell, pbc)
-    inverse = np.linalg.inv(full)
-    images = _image_counts(inverse, pbc, cutoff)
-    if pbc.all() and _n_images(images) > _REDUCE_ABOVE_IMAGES:
-        from ase.geometry import minkowski_reduce
-
-        full = np.asarray(minkowski_reduce(full)[0], dtype=float)
-        inverse = np.linalg.inv(full)
-        images = _image_counts(inverse, pbc, cutoff)
-    n = len(positions)
-    if n * n * _n_images(images) > _BRUTE_FORCE_ENTRIES:
-        if radii is not None:
-            return _has_close_pair_binned(positions, radii, full, pbc)
-        return _has_pair_closer_binned(positions, limit, cutoff, full, pbc)
-    diff = positions[None, :, :] - positions[:, None, :]
-    wrap = np.round(diff @ inverse)
-    if not pbc.all():
-        wrap[..., ~pbc] = 0.0
-    shifts, zero = _shifts(images)
-    d = (diff - wrap @ full)[:, :, None, :] + (shifts @ full)[None, None, :, :]
-    d2 = np.einsum("ijsk,ijsk->ijs", d, d)
-    index = np.arange(n)
-    d2[index, index, zero] = np.inf  # an atom is not its own neighbour
-    squared = np.where(limit > 0.0, limit * limit, -1.0)
-    return bool((d2 < squared[:, :, None]).any())
-
-
-def _complete_cell(cell: np.ndarray, pbc: np.ndarray) -> np.ndarray:
-    """The cell with vectors of non-periodic directions completed (ASE), checked to be regular."""
-    from ase.cell import Cell
-
-    cell = np.asarray(cell, dtype=float)
-    periodic_all = bool(pbc.all())
-    periodic = cell if periodic_all else cell[pbc]
-    if len(periodic):
-        scale = float(np.prod(np.einsum("ij,ij->i", periodic, periodic)))
-        if scale == 0.0 or np.linalg.det(periodic @ periodic.T) <= 1e-20 * scale:
-            raise ValueError("the cell is degenerate along its periodic directions")
-    return cell if periodic_all else Cell(cell).complete().array
-
-
-def _image_counts(inverse: np.ndarray, pbc: np.ndarray, cutoff: float) -> tuple[int, ...]:
-    """Largest image index ``m`` per direction, for fractional differences in [-1/2, 1/2].
-
-    An image ``n`` is at least ``(|n| - 1/2) * h`` away (``h``: spacing of lattice planes), so
-    only ``|n| < cutoff / h + 1/2`` can be within the cutoff.
-    """
-    inverse_spacing = np.linalg.norm(inverse, axis=0)  # 1 / h per direction
-    counts = np.floor(cutoff * inverse_spacing + 0.5 + 1e-9).astype(int)
-    return tuple(int(m) if periodic else 0 for m, periodic in zip(counts, pbc))
-
-
-def _n_images(images: tuple[int, ...]) -> int:
-    return math.prod(2 * m + 1 for m in images)
-
-
-@lru_cache(maxsize=512)
-def _shifts(images: tuple[int, ...]) -> tuple[np.ndarray, int]:
-    """Integer lattice shifts ``|n_k| <= images[k]`` and the index of the zero shift."""
-    grid = np.meshgrid(*(np.arange(-m, m + 1) for m in images), indexing="ij")
-    shifts = np.stack(grid, axis=-1).reshape(-1, 3).astype(float)
-    shifts.setflags(write=False)
-    return shifts, len(shifts) // 2
-
-
-def _has_close_pair_binned(positions: np.ndarray, radii: np.ndarray, cell: np.ndarray,
-                           pbc: np.ndarray) -> bool:
-    from ase.neighborlist import primitive_neighbor_list
-
-    first = primitive_neighbor_list("i", pbc, cell, positions, radii)
-    return len(first) > 0
-
-
-def _has_pair_closer_binned(positions: np.ndarray, limit: np.ndarray, cutoff: float,
-                            cell: np.ndarray, pbc: np.ndarray) -> bool:
-    from ase.neighborlist import primitive_neighbor_list
-
-    first, second, distance = primitive_neighbor_list("ijd", pbc, cell, positions, cutoff)
-    return bool((distance < limit[first, second]).any())
-
 
 @dataclass(frozen=True)
 class DistanceFilter(Filter):
@@ -415,8 +303,8 @@ class DistanceFilter(Filter):
         checked = ~np.isnan(radii)
         if not checked.any():
             return True
-        return not _has_close_pair(atoms.positions[checked], radii[checked],
-                                   atoms.cell.array, np.asarray(atoms.pbc, dtype=bool))
+        return not has_close_pair(atoms.positions[checked], radii[checked],
+                                  atoms.cell.array, np.asarray(atoms.pbc, dtype=bool))
 
     @property
     def name(self) -> str:

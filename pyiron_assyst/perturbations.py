@@ -9,6 +9,10 @@ bit-identical for the same input and seed, whatever else is in the batch.
 Perturbations chain with ``+`` (:class:`Series`), pick randomly with :class:`RandomChoice`,
 and any callable becomes one through :class:`FunctionPerturbation`. Lengths are in Å, strains
 dimensionless.
+
+The stage functions :func:`perturb` and :func:`perturb_with` live in
+:mod:`pyiron_assyst.perturb_stage` and are importable from here; their config
+:class:`PerturbConfig` is defined here.
 """
 
 from __future__ import annotations
@@ -16,23 +20,22 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers
-from tqdm.auto import tqdm
 
 from .config import Config, ConfigError, callable_name, require
 from .filters import Filter, as_filter
-from .info_keys import INFO_KEYS, set_info
-from .lineage import child_uuid, make_child, rng_for, uuid_of
-from .report import Drop, StageReport
+from .info_keys import set_info
+
+if TYPE_CHECKING:
+    from .perturb_stage import perturb, perturb_with  # imported on first use, see __getattr__
 
 __all__ = [
     "ElementScaledRattle",
@@ -531,72 +534,7 @@ def _takes_rng(func: Callable[..., Any]) -> bool:
                                      or positional[1].name == "rng")
 
 
-# --------------------------------------------------------------------------- the stage
-
-_STALE_KEYS = tuple(k for k, v in INFO_KEYS.items() if v.stage in ("relax", "perturb"))
-"""Info keys that describe how the parent was made, not the perturbed child."""
-
-
-def _clean_copy(atoms: Atoms) -> Atoms:
-    """A copy without calculator, constraints and the parent's relax/perturb info keys."""
-    clean = atoms.copy()
-    clean.calc = None
-    clean.set_constraint()
-    for key in _STALE_KEYS:
-        clean.info.pop(key, None)
-    return clean
-
-
-def _finish(child: Atoms, parent: Atoms, step: str, uuid: str, name: str, retry: int) -> Atoms:
-    child.calc = None  # a perturbed structure has no label
-    child.set_constraint()
-    make_child(child, parent, step, uuid)
-    set_info(child, "perturbation", name)
-    set_info(child, "attempt", retry)
-    return child
-
-
-_Candidate = tuple[Perturbation, str, str, int]
-
-
-def _candidates(perturbations: tuple[Perturbation, ...]) -> list[_Candidate]:
-    """``(perturbation, step, config hash, copy index)`` for each perturbation of the tuple.
-
-    The copy index counts earlier entries with the same step and hash (equal perturbations), so
-    ``(Rattle(0.1),) * 4`` makes four different structures.
-    """
-    out: list[_Candidate] = []
-    seen: dict[tuple[str, str], int] = {}
-    for p in perturbations:
-        step, digest = f"perturb:{p.name}", p.config_hash()
-        copy = seen.get((step, digest), 0)
-        seen[(step, digest)] = copy + 1
-        out.append((p, step, digest, copy))
-    return out
-
-
-def _attempt(parent: Atoms, clean: Atoms, p: Perturbation, step: str, uuid: str,
-             check: Filter | None, seed: int, retries: int) -> Atoms | Drop:
-    """Apply ``p`` until ``check`` passes; the child, or the drop that explains why not."""
-    rejected = ""
-    for retry in range(retries):
-        try:
-            child = p.apply(clean, rng_for(seed, uuid, retry))
-        except PerturbationSkip as skip:
-            return Drop(uuid, skip.reason, skip.detail or p.name)
-        except Exception as error:
-            return Drop(uuid, "perturbation_error", f"{p.name}: {type(error).__name__}: {error}")
-        if check is not None:
-            try:
-                rejected = check.rejected_by(child) or ""
-            except Exception as error:
-                return Drop(uuid, "filter_error",
-                            f"{check.name}: {type(error).__name__}: {error}")
-            if rejected:
-                continue
-        return _finish(child, parent, step, uuid, p.name, retry)
-    return Drop(uuid, "filter_retries_exhausted", f"{rejected} rejected all {retries} attempts")
-
+# --------------------------------------------------------------------------- the stage config
 
 _PUBLISHED = (
     (Rattle(0.25) + Stretch(hydro=0.05, shear=0.005),) * 4
@@ -651,54 +589,10 @@ class PerturbConfig(Config):
         require(self.retries >= 1, "PerturbConfig", "retries", "an int >= 1", self.retries)
 
 
-def perturb(structures: list[Atoms],
-            perturbations: Perturbation | Callable[..., Atoms] | Sequence[Perturbation],
-            filter: Filter | Callable[[Atoms], bool] | None = None, retries: int = 10,
-            seed: int = 0) -> tuple[list[Atoms], StageReport]:
-    """Apply each perturbation to each structure, retrying until ``filter`` passes.
+def __getattr__(name: str) -> object:
+    """The stage functions live in :mod:`pyiron_assyst.perturb_stage` (imported on first use)."""
+    if name in ("perturb", "perturb_with"):
+        from . import perturb_stage
 
-    Parameters
-    ----------
-    structures
-        Parents (not modified).
-    perturbations
-        One perturbation or a tuple of them; each makes one child per parent. Equal entries
-        make distinct copies (``(Rattle(0.1),) * 4`` gives four children per parent).
-    filter
-        A :class:`~pyiron_assyst.filters.Filter`, a callable ``Atoms -> bool`` or ``None``.
-    retries
-        Attempts per child, >= 1; attempt ``r`` draws from ``rng_for(seed, uuid, r)``.
-    seed
-        Config seed of the random streams.
-
-    Returns
-    -------
-    children, report
-        Children in structure-major, perturbation-minor order, with lineage (step
-        ``"perturb:<name>"``), info ``"perturbation"`` (name) and ``"attempt"`` (passing retry
-        index), no calculator and no constraints. Drop reasons: ``"one_atom_cell"`` (and other
-        :class:`PerturbationSkip` reasons), ``"perturbation_error"``, ``"filter_error"``,
-        ``"filter_retries_exhausted"``.
-    """
-    config = PerturbConfig(perturbations, filter, retries, seed)
-    return perturb_with(structures, config)
-
-
-def perturb_with(structures: list[Atoms], config: PerturbConfig) -> tuple[list[Atoms],
-                                                                          StageReport]:
-    """:func:`perturb` with its settings in one :class:`PerturbConfig`."""
-    start = time.perf_counter()
-    candidates = _candidates(config.perturbations)
-    children: list[Atoms] = []
-    drops: list[Drop] = []
-    for parent in tqdm(structures, desc="perturb", disable=None, leave=False):
-        clean, parent_uuid = _clean_copy(parent), uuid_of(parent)
-        for p, step, digest, copy in candidates:
-            uuid = child_uuid(parent_uuid, step, digest, copy)
-            result = _attempt(parent, clean, p, step, uuid, config.filter, config.seed,
-                              config.retries)
-            (drops if isinstance(result, Drop) else children).append(result)
-    report = StageReport(stage="perturb", n_in=len(structures),
-                         n_candidates=len(structures) * len(candidates), n_out=len(children),
-                         drops=tuple(drops), wall_time=time.perf_counter() - start)
-    return children, report
+        return getattr(perturb_stage, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -513,3 +513,19 @@ def test_random_choice_records_the_branch_it_applied():
         off_diagonal = s.cell.array[~np.eye(3, dtype=bool)]
         assert (np.abs(off_diagonal).max() < 1e-12) == (s.info["perturbation_applied"]
                                                         == hydro.name)
+
+
+def test_children_of_a_relaxed_labelled_structure_drop_its_relax_and_label_info():
+    """A perturbed child has no label: it must not claim its parent's (label reuse, issue 7)."""
+    from pyiron_assyst.calculators import EMT
+    from pyiron_assyst.executors import Executor
+    from pyiron_assyst.relaxations import VolumeRelax, relax
+
+    parent = stamp_root(bulk("Cu", "fcc", a=3.7, cubic=True), root_uuid(0, "Cu", 3, 225, 0))
+    (relaxed,), _ = relax([parent], VolumeRelax(), EMT(), Executor(kind="serial"))
+    assert {"label_calculator", "converged", "force_calls"} <= set(relaxed.info)
+    children, _ = perturb_with([relaxed], PerturbConfig(Rattle(0.05), seed=1))
+    (child,) = children
+    assert child.calc is None
+    assert not {"label_calculator", "converged", "relax_steps", "force_calls"} & set(child.info)
+    assert child.info["parent"] == relaxed.info["uuid"]

@@ -157,7 +157,9 @@ def _brute_force_nearest(atoms: Atoms, reach: int = 4) -> float:
     pos = atoms.positions
     vectors = pos[None, :, None, :] + shifts[None, None, :, :] - pos[:, None, None, :]
     distances = np.linalg.norm(vectors, axis=-1)
-    distances[distances < 1e-9] = np.inf  # an atom and itself, unshifted
+    center = len(shifts) // 2  # the zero shift
+    index = np.arange(len(atoms))
+    distances[index, index, center] = np.inf  # an atom and itself (coincident atoms count: 0)
     return float(distances.min())
 
 

@@ -8,7 +8,6 @@ root is put on ``PYTHONPATH``.
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,10 +18,8 @@ from ase.calculators.emt import EMT
 
 from pyiron_assyst.config import ConfigError, config_from_json
 from pyiron_assyst.executors import Executor, TaskError, run_tasks
+from tests.slurm_fixture import REPO, slurm  # noqa: F401  (session fixture)
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = REPO / "scripts" / "slurm"
-SKIP_CODES = {3: "not root", 4: "no apt-get", 5: "package installation failed"}
 LATTICE = [3.5 + 0.05 * i for i in range(4)]  # Å
 
 
@@ -41,30 +38,6 @@ def fail_on_two(x: int) -> int:
 
 def where(x: int) -> tuple[int, str | None, str | None]:
     return x, os.environ.get("SLURM_STEP_ID"), os.environ.get("CUDA_VISIBLE_DEVICES")
-
-
-@pytest.fixture(scope="session")
-def slurm():
-    """A running local SLURM cluster (started here, stopped at the end if started here)."""
-    if shutil.which("bash") is None:
-        pytest.skip("no bash to run scripts/slurm/start.sh")
-    state = os.environ.get("SLURM_STATE_DIR", "/tmp/pyiron_assyst_slurm")
-    proc = subprocess.run(["bash", str(SCRIPTS / "start.sh")], capture_output=True, text=True,
-                          timeout=600)
-    if proc.returncode in SKIP_CODES:
-        reason = f"local SLURM unavailable ({SKIP_CODES[proc.returncode]}): {proc.stderr.strip()}"
-        if os.environ.get("PYIRON_ASSYST_REQUIRE_SLURM"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    assert proc.returncode == 0, f"scripts/slurm/start.sh failed: {proc.stderr}"
-    started_here = "already running" not in proc.stderr
-    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SLURM_CONF", os.path.join(state, "slurm.conf"))
-        patch.setenv("PYTHONPATH", path)  # jobs import tests.test_slurm by name
-        yield state
-    if started_here:
-        subprocess.run(["bash", str(SCRIPTS / "stop.sh")], capture_output=True, timeout=120)
 
 
 def _cluster_has_gpus() -> bool:
@@ -121,7 +94,8 @@ def test_slurm_job_uses_the_cpus_of_the_allocation(monkeypatch):
 
 
 @pytest.mark.slow
-def test_slurm_cluster_matches_serial_and_resumes_from_cache(slurm, tmp_path):
+@pytest.mark.usefixtures("slurm")
+def test_slurm_cluster_matches_serial_and_resumes_from_cache(tmp_path):
     executor = Executor(kind="slurm_cluster", cache_directory=str(tmp_path), partition="debug")
     results = run_tasks(emt_energy, LATTICE, executor)
     serial = run_tasks(emt_energy, LATTICE, Executor(kind="serial"))
@@ -134,7 +108,8 @@ def test_slurm_cluster_matches_serial_and_resumes_from_cache(slurm, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_raising_task_is_returned_as_data_and_retried_next_time(slurm, tmp_path):
+@pytest.mark.usefixtures("slurm")
+def test_a_raising_task_is_returned_as_data_and_retried_next_time(tmp_path):
     executor = Executor(kind="slurm_cluster", cache_directory=str(tmp_path))
     results = run_tasks(fail_on_two, range(4), executor)
     assert [r for i, r in enumerate(results) if i != 2] == [0, 10, 30]
@@ -145,7 +120,8 @@ def test_a_raising_task_is_returned_as_data_and_retried_next_time(slurm, tmp_pat
 
 
 @pytest.mark.slow
-def test_gpu_request_and_partition_reach_the_job_script(slurm, tmp_path):
+@pytest.mark.usefixtures("slurm")
+def test_gpu_request_and_partition_reach_the_job_script(tmp_path):
     executor = Executor(kind="slurm_cluster", cache_directory=str(tmp_path), partition="debug",
                         gpus_per_core=1, run_time_max=600, scheduler_args=("--comment=assyst",))
     [result] = run_tasks(where, [7], executor)
@@ -160,7 +136,8 @@ def test_gpu_request_and_partition_reach_the_job_script(slurm, tmp_path):
 
 
 @pytest.mark.slow
-def test_slurm_job_runs_srun_workers_inside_an_allocation(slurm):
+@pytest.mark.usefixtures("slurm")
+def test_slurm_job_runs_srun_workers_inside_an_allocation():
     driver = ("import json; from pyiron_assyst.executors import Executor, run_tasks; "
               "from tests.test_slurm import LATTICE, emt_energy, where; "
               "print(json.dumps([run_tasks(emt_energy, LATTICE, Executor(kind='slurm_job')), "

@@ -25,6 +25,7 @@ __all__ = [
     "MIN_VACUUM",
     "ExportError",
     "Labels",
+    "corrected_energy",
     "element_order",
     "fully_periodic",
     "labels_of",
@@ -163,3 +164,18 @@ def reference_sum(atoms: Atoms, energies: Mapping[str, float]) -> float:
         return _reference_sum(atoms, energies)
     except KeyError as error:
         raise ExportError(f"structure {uuid_of(atoms)}: {error.args[0]}") from None
+
+
+def corrected_energy(atoms: Atoms, energy: float,
+                     reference_energies: Mapping[str, float] | None) -> float:
+    """``energy - Σ_i E_ref(element_i)`` in eV, the fitting target; ``energy`` itself if
+    ``reference_energies`` is ``None``.
+
+    Raises
+    ------
+    ExportError
+        If an element of ``atoms`` has no reference energy.
+    """
+    if reference_energies is None:
+        return energy
+    return energy - reference_sum(atoms, reference_energies)

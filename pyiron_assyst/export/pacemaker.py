@@ -41,7 +41,7 @@ from ase import Atoms
 
 from ..lineage import uuid_of
 from ._files import written
-from .canonical import MIN_VACUUM, fully_periodic, labels_of, reference_sum
+from .canonical import MIN_VACUUM, corrected_energy, fully_periodic, labels_of
 
 __all__ = ["COLUMNS", "pacemaker_frame", "write_pacemaker"]
 
@@ -62,13 +62,12 @@ def pacemaker_frame(structures: Sequence[Atoms],
     names, frames, energies, corrected, forces = [], [], [], [], []
     for atoms in structures:
         labels = labels_of(atoms)
-        shift = reference_sum(atoms, reference_energies) if reference_energies else 0.0
+        corrected.append(corrected_energy(atoms, labels.free_energy, reference_energies or None))
         plain = fully_periodic(atoms, min_vacuum).copy()
         plain.set_constraint()
         names.append(uuid_of(atoms))
         frames.append(plain)
         energies.append(labels.free_energy)
-        corrected.append(labels.free_energy - shift)
         forces.append(labels.forces)
     frame = pd.DataFrame({
         "name": pd.Series(names, dtype=object),

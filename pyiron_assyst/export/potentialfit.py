@@ -62,7 +62,7 @@ from ase import Atoms
 from ..lineage import uuid_of
 from ..storage.hdf5 import _write_array, _write_scalar, _write_text
 from ._files import written
-from .canonical import MIN_VACUUM, fully_periodic, labels_of, reference_sum
+from .canonical import MIN_VACUUM, corrected_energy, fully_periodic, labels_of
 
 __all__ = ["GROUP", "STORAGE_TYPE", "training_columns", "write_training_container"]
 
@@ -103,8 +103,8 @@ def training_columns(structures: Sequence[Atoms],
         "stress": stress,
     }
     if reference_energies is not None:
-        chunk["energy"] = free - np.array([reference_sum(a, reference_energies)
-                                           for a in structures])
+        chunk["energy"] = np.array([corrected_energy(a, e, reference_energies)
+                                    for a, e in zip(structures, free)], dtype=np.float64)
         chunk["energy_uncorrected"] = free
     element = {
         "symbols": np.array([s for a in structures for s in a.get_chemical_symbols()],
