@@ -29,7 +29,17 @@ import impl_ours as ours
 import impl_reference as ref
 import numpy as np
 from ase import Atoms
-from bench_common import CASES, Case, StageRun, Timing, measure, one_core, strip
+from bench_common import (
+    CASES,
+    Case,
+    StageRun,
+    Timing,
+    ks,
+    measure,
+    nearest_distance,
+    one_core,
+    strip,
+)
 
 from pyiron_assyst import _pyxtal
 from pyiron_assyst.executors import run_tasks, shutdown_pools
@@ -72,6 +82,7 @@ def compare_relaxations(reference: list[tuple[bool, int]], mine: list[Atoms]) ->
               "neither_converged_different_calls": 0}
     for (ref_converged, ref_calls), atoms in zip(reference, mine):
         converged, calls = bool(atoms.info["converged"]), int(atoms.info["force_calls"])
+        calls += int(atoms.info["relax_steps"]) == calls  # the first call, saved by a label
         if calls == ref_calls:
             counts["same_force_calls"] += 1
         elif converged and ref_converged:
@@ -83,6 +94,38 @@ def compare_relaxations(reference: list[tuple[bool, int]], mine: list[Atoms]) ->
         else:
             counts["neither_converged_different_calls"] += 1
     return counts
+
+
+def _relative(children: Sequence[Atoms], parents: dict[str, Atoms],
+              parent_of: Callable[[Atoms], str]) -> dict[str, list[float]]:
+    """Per child: volume and nearest distance relative to its parent's (dimensionless)."""
+    volume, distance = [], []
+    for child in children:
+        parent = parents[parent_of(child)]
+        volume.append(child.get_volume() / parent.get_volume())
+        distance.append(nearest_distance(child) / nearest_distance(parent))
+    return {"volume ratio": volume, "distance ratio": distance}
+
+
+def perturbation_equivalence(parents: Sequence[Atoms], reference: Sequence[Atoms],
+                             mine: Sequence[Atoms]) -> dict[str, dict[str, float]]:
+    """KS statistics of child/parent volume and nearest-distance ratios of both codes.
+
+    Both perturbed the same parents, and each child is compared with its own parent, so the
+    ratios are independent draws of the perturbation (the children's absolute volumes are not:
+    eight children of one parent cluster around its volume, which inflates the significance
+    of a KS test on them).
+    """
+    by_uuid = {p.info["uuid"]: p for p in parents}
+    # the reference appends the parent's uuid to info["lineage"] first (then one per step)
+    theirs = _relative(reference, by_uuid, lambda a: a.info["lineage"][0])
+    ours_ = _relative(mine, by_uuid, lambda a: a.info["parent"])
+    out = {}
+    for key in ours_:
+        statistic, p = ks(theirs[key], ours_[key])
+        out[key] = {"ks": statistic, "p": p, "median_reference": float(np.median(theirs[key])),
+                    "median_ours": float(np.median(ours_[key]))}
+    return out
 
 
 class Bench:
@@ -154,6 +197,8 @@ class Bench:
         return kept
 
     def relax(self, structures: list[Atoms], kind: str) -> list[Atoms]:
+        """Both codes relax the same geometries; ours as its previous stage left them (with
+        their single points: the full relaxation starts from the volume relaxation's)."""
         stage = f"{kind} relax"
         inputs = strip(structures)
         timing = self._reference(lambda: (ref.relax(inputs, kind, self.case.max_steps),
@@ -164,7 +209,8 @@ class Bench:
                   calc_time=seconds, converged=ref.converged(out))
         serial: list[Atoms] = []
         for cores in self.cores:
-            timing = self._ours(lambda c: ours.relax(inputs, kind, c, self.case.max_steps), cores)
+            timing = self._ours(lambda c: ours.relax(structures, kind, c, self.case.max_steps),
+                                cores)
             out, report = timing.result
             extra = {}
             if cores == 1:
@@ -183,10 +229,11 @@ class Bench:
         (out, _, _) = timing.result
         self._row("perturb", REF, 1, timing, len(inputs), len(out))
         timing = self._ours(lambda c: ours.perturb(inputs, self.case), 1)
-        out, report = timing.result
-        self._row("perturb", OURS, 1, timing, len(inputs), len(out),
-                  extra={"drops": report.drop_counts()})
-        return out
+        mine, report = timing.result
+        self._row("perturb", OURS, 1, timing, len(inputs), len(mine),
+                  extra={"drops": report.drop_counts(),
+                         "equivalence": perturbation_equivalence(inputs, out, mine)})
+        return mine
 
     def filter(self, union: list[Atoms]) -> list[Atoms]:
         timing = self._reference(lambda: ref.final_filter(union))
@@ -198,6 +245,7 @@ class Bench:
         return out
 
     def label(self, structures: list[Atoms]) -> list[Atoms]:
+        """The reference labels everything; ours reuses the relaxations' current labels."""
         inputs = strip(structures)
         timing = self._reference(lambda: ref.label(inputs))
         (out, calls, seconds) = timing.result
@@ -205,7 +253,7 @@ class Bench:
                   calc_time=seconds)
         serial: list[Atoms] = []
         for cores in self.cores:
-            timing = self._ours(lambda c: ours.label(inputs, c), cores)
+            timing = self._ours(lambda c: ours.label(structures, c), cores)
             out, report = timing.result
             extra: dict[str, Any] = {"implementation": ours.LABEL_IMPLEMENTATION}
             if cores == 1:

@@ -153,6 +153,16 @@ def targets(rows: list[dict[str, Any]], pipeline: dict[str, Any]) -> list[str]:
                / sum(wall(s, OURS, 1, "cpu") for s in ("perturb", "filter")))
         add("perturb + filter, 1 core (× reference)", ratio, "≥ 2", ratio >= 2,
             f"CPU time: {_x(cpu)}")
+    perturbed = _get(rows, "perturb", OURS, 1) or {}
+    for key, v in perturbed.get("extra", {}).get("equivalence", {}).items():
+        add(f"perturbation of the same parents: child/parent {key}, KS statistic", v["ks"],
+            "–", None, f"p = {v['p']:.2f}; medians {v['median_reference']:.3f} (reference) vs "
+            f"{v['median_ours']:.3f}")
+    ref_label, ours_label = _get(rows, "label", REF, 1), _get(rows, "label", OURS, 1)
+    if ref_label and ours_label:
+        add("label: force calls, ours / reference",
+            ours_label["force_calls"] / max(1, ref_label["force_calls"]), "–", None,
+            "the relaxed structures keep their relaxation's single point")
     chains = {(c["impl"], c["cores"]): c for c in pipeline["chains"]}
     ref_chain, one, two = chains[(REF, 1)], chains[(OURS, 1)], chains[(OURS, 2)]
     ratio = ref_chain["wall"] / one["wall"]
