@@ -381,11 +381,14 @@ def _describe(point: GridPoint, config: SampleConfig) -> str:
     return f"{point.name} in group {point.group} (dim {config.dim}), repeat {point.repeat}"
 
 
-def _sample_point(task: tuple[SampleConfig, GridPoint]) -> Atoms | Drop:
-    """Worker: draw the structure of one grid point, or say why there is none."""
-    config, point = task
+def _sample_point(task: tuple[SampleConfig, GridPoint, bool]) -> Atoms | Drop | None:
+    """Worker: draw the structure of one grid point, or say why there is none (``None``: the
+    point is incompatible, checked here if the task's flag asks for it)."""
+    config, point, check = task
     species = [e for e, _ in point.formula]
     counts = [n for _, n in point.formula]
+    if check and not _pyxtal.is_compatible(counts, point.group, config.dim):
+        return None
     reason, last = "generator_error", ""
     for retry in range(config.max_retries + 1):
         try:
@@ -436,15 +439,29 @@ class _Walker:
 
     def outcomes(self, start: int, wanted: int | None) -> list[Atoms | Drop]:
         """Outcomes of ``grid[start:stop]``, ``stop`` chosen to hold enough drawable points."""
+        if wanted is None:
+            return self._all(start)
         lookahead = None if wanted is None else max(wanted, self.executor.workers)
         stop, todo = start, []
         while stop < len(self.grid) and (lookahead is None or len(todo) < lookahead):
             if self.compatible(self.grid[stop]):
                 todo.append(stop)
             stop += 1
-        tasks = [(self.config, self.grid[i]) for i in todo]
+        tasks = [(self.config, self.grid[i], False) for i in todo]
         results = dict(zip(todo, run_tasks(_sample_point, tasks, self.executor, desc="sample")))
         return [self._outcome(i, results.get(i)) for i in range(start, stop)]
+
+    def _all(self, start: int) -> list[Atoms | Drop]:
+        """Outcomes of ``grid[start:]``, the compatibility checks done by the workers.
+
+        Building pyxtal's ``Group`` of a space group (5 ms) is most of a check; the workers
+        build it anyway to draw, so checking there saves the driver's serial pass. Points go
+        out ordered by group, so that a chunk of tasks needs few groups.
+        """
+        todo = sorted(range(start, len(self.grid)), key=lambda i: (self.grid[i].group, i))
+        tasks = [(self.config, self.grid[i], True) for i in todo]
+        results = dict(zip(todo, run_tasks(_sample_point, tasks, self.executor, desc="sample")))
+        return [self._outcome(i, results[i]) for i in range(start, len(self.grid))]
 
     def _outcome(self, index: int, result: Atoms | Drop | TaskError | None) -> Atoms | Drop:
         point = self.grid[index]

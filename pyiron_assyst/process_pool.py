@@ -314,7 +314,8 @@ class _Run:
         from .executors import TaskError
 
         worker.kill()
-        self.pool._workers.remove(worker)
+        if worker in self.pool._workers:  # a worker that died starting may be seen twice
+            self.pool._workers.remove(worker)
         if worker.pending:
             index = worker.pending.popleft()
             if worker.pending:
