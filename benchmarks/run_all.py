@@ -245,7 +245,17 @@ Differences on purpose (why the sets are not identical, structure by structure):
   says hydrostatic changes are drawn more often; both codes here draw hydrostatic 70 %.
 - **Cell filter.** pyiron_assyst relaxes cells with its own Fréchet cell filter (same degrees of
   freedom and forces as ASE's ``FrechetCellFilter`` to rounding); chaotic, unconverged
-  relaxations can therefore end elsewhere, which shifts the force-call count by a few per mille.
+  relaxations can therefore end elsewhere (a few structures in a hundred take a different number
+  of steps, either way).
+- **Labels are kept.** A relaxed structure carries its single point and the calculator config
+  that made it: the full relaxation starts from the volume relaxation's last evaluation, and the
+  label stage reuses the relaxations' single points when it labels with the same calculator
+  (the reference evaluates both again). Same numbers, fewer force calls.
+- **Reading the KS p-values.** The perturbed set holds eight children per parent, clustered
+  around the parent's volume, so a KS test on their absolute volumes treats correlated draws as
+  independent and overstates significance (the union inherits this). The perturbation itself is
+  compared on the same parents, child by child relative to its parent (targets table): those
+  ratios are independent draws.
 - **Distance filter cutoff.** The reference searches neighbours within ``2 * max(radius, 2.5) +
   0.1`` Å (5.1 Å here); pyiron_assyst within the largest radius sum (2 Å). Same decisions.
 """
@@ -285,6 +295,32 @@ def render(results: dict[str, Any], info: dict[str, Any], command: str) -> str:
     return "\n".join(lines)
 
 
+README = HERE.parent / "README.md"
+_START, _END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
+
+
+def summary(results: dict[str, Any], info: dict[str, Any]) -> str:
+    """The targets of every case and the machine, for the README (between its markers)."""
+    lines = [f"Measured {info['date']} on {info['cpu']}, {info['cores']} cores, load average "
+             f"{info['load']} at the start (`python benchmarks/run_all.py`; the full tables are "
+             "in [benchmarks/RESULTS.md](benchmarks/RESULTS.md)).", ""]
+    for name, result in results.items():
+        lines += [f"**{name}**: {result['pipeline']['describe']}", ""]
+        lines += targets(result["stages"], result["pipeline"])
+        lines.append("")
+    return "\n".join(lines)
+
+
+def update_readme(text: str, readme: Path = README) -> None:
+    """Replace the README's benchmark block (between the markers) with ``text``."""
+    content = readme.read_text()
+    if _START not in content or _END not in content:
+        raise ValueError(f"{readme} lacks the markers {_START} ... {_END}")
+    head, rest = content.split(_START, 1)
+    _, tail = rest.split(_END, 1)
+    readme.write_text(f"{head}{_START}\n{text}\n{_END}{tail}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="the tiny case only (smoke test)")
@@ -314,6 +350,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         text = render(results, info, command)
         text += f"\nTotal benchmark time: {info.get('minutes', '–')} min.\n"
         output.write_text(text)
+        if output == HERE / "RESULTS.md":
+            update_readme(summary(results, info))
         print(text)
         return
     info = machine()
@@ -331,6 +369,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)
     (raw / "machine.json").write_text(json.dumps(info, indent=1))
+    if output == HERE / "RESULTS.md":
+        update_readme(summary(results, info))
     print(text)
     print(f"\nwritten: {output}", file=sys.stderr)
 
