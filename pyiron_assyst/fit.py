@@ -97,7 +97,9 @@ class FitConfig(Config):
         Loss weights of energy per atom, forces and stress (``stress_weight = 0``: no stress).
     ema_decay
         Decay of the exponential moving average of the weights that MACE saves (``None``: the
-        raw weights of the last step); smooths the last epochs' noise out of the final model.
+        raw weights of the last step); smooths the last epochs' noise out of the final model
+        (MACE's recommended 0.99; on the quick case of ``pyiron-assyst fit`` it lowers the
+        held-out energy MAE from 17 to 10 meV/atom).
     valid_fraction
         Fraction of lineages (root crystals with all their descendants) in the validation side,
         which MACE uses for its learning-rate schedule and logs; at least one lineage when > 0.
@@ -108,7 +110,9 @@ class FitConfig(Config):
     threads
         torch threads of the training process; fixed so that a seeded fit is reproducible.
     default_dtype
-        ``"float64"`` (reproducible, accurate) or ``"float32"`` (faster on GPUs).
+        ``"float64"`` (MACE's default, accurate) or ``"float32"`` (faster on GPUs; on CPUs
+        only ~1.2 times for a small model); both are reproducible. The returned model
+        evaluates in the same type.
     """
 
     backend: str = "mace"
@@ -124,7 +128,7 @@ class FitConfig(Config):
     energy_weight: float = 10.0
     forces_weight: float = 1.0
     stress_weight: float = 0.0
-    ema_decay: float | None = None
+    ema_decay: float | None = 0.99
     valid_fraction: float = 0.1
     seed: int = 0
     device: str = "auto"

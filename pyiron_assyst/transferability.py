@@ -132,12 +132,14 @@ class TransferabilityConfig(Config):
 
 @dataclass(frozen=True)
 class Row:
-    """One quantity of the report: reference and model value, their difference, the unit."""
+    """One quantity of the report: reference and model value, their difference, the unit, and a
+    note where a value could not be computed (it is then NaN and the note says why)."""
 
     quantity: str
     unit: str
     reference: float
     model: float
+    note: str = ""
 
     @property
     def difference(self) -> float:
@@ -166,11 +168,12 @@ class TransferabilityResult:
         raise KeyError(f"no row {quantity!r}; rows: {[r.quantity for r in self.rows]}")
 
     def table(self):  # -> pandas.DataFrame
-        """The rows as a DataFrame (quantity, unit, reference, model, difference)."""
+        """The rows as a DataFrame (quantity, unit, reference, model, difference, note)."""
         import pandas as pd
 
         return pd.DataFrame([{"quantity": r.quantity, "unit": r.unit, "reference": r.reference,
-                              "model": r.model, "difference": r.difference} for r in self.rows])
+                              "model": r.model, "difference": r.difference, "note": r.note}
+                             for r in self.rows])
 
 
 # --------------------------------------------------------------------------- calculators
@@ -306,13 +309,25 @@ def _bulk_energy(element: str, a: float, source: Callable) -> float:
     return _energy(atoms, source) / len(atoms)
 
 
-def _vacancy(config: TransferabilityConfig, a: float, source: Callable) -> tuple[float, float]:
-    """Vacancy formation energy (eV), unrelaxed and position-relaxed, at lattice constant a."""
+_COLLAPSE = 0.75
+"""A relaxed defect whose closest pair is below this fraction of the perfect crystal's nearest
+neighbour distance has collapsed: its energy is no formation energy."""
+
+
+def _vacancy(config: TransferabilityConfig, a: float, source: Callable
+             ) -> tuple[float, float, str]:
+    """Vacancy formation energy (eV), unrelaxed and position-relaxed, at lattice constant a.
+
+    The relaxed value is NaN, with a note saying why, when the relaxation did not reach
+    ``relax_fmax`` in ``relax_steps`` or the structure collapsed (closest pair below
+    :data:`_COLLAPSE` times the nearest-neighbour distance): a potential that has never seen a
+    vacancy may have no minimum near one.
+    """
     from ase.build import bulk
     from ase.optimize import BFGS
 
     if not math.isfinite(a):
-        return math.nan, math.nan
+        return math.nan, math.nan, "no lattice constant"
     n = config.vacancy_repeat
     perfect = bulk(config.element, "fcc", a=a, cubic=True).repeat((n, n, n))
     e_atom = _bulk_energy(config.element, a, source)
@@ -320,9 +335,16 @@ def _vacancy(config: TransferabilityConfig, a: float, source: Callable) -> tuple
     del defect[0]
     unrelaxed = _energy(defect, source) - len(defect) * e_atom
     defect.calc = source(defect)
-    BFGS(defect, logfile=None).run(fmax=config.relax_fmax, steps=config.relax_steps)
+    converged = BFGS(defect, logfile=None).run(fmax=config.relax_fmax, steps=config.relax_steps)
     relaxed = float(defect.get_potential_energy()) - len(defect) * e_atom
-    return unrelaxed, relaxed
+    closest = float(defect.get_all_distances(mic=True)[np.triu_indices(len(defect), 1)].min())
+    if closest < _COLLAPSE * a / math.sqrt(2):
+        return unrelaxed, math.nan, (f"relaxation collapsed: closest pair {closest:.2f} Å "
+                                     f"(perfect {a / math.sqrt(2):.2f} Å), E_f {relaxed:.3g} eV")
+    if not converged:
+        return unrelaxed, math.nan, (f"relaxation not converged to {config.relax_fmax} eV/Å in "
+                                     f"{config.relax_steps} steps (E_f {relaxed:.3g} eV)")
+    return unrelaxed, relaxed, ""
 
 
 def _surface(config: TransferabilityConfig, facet: str, a: float, source: Callable) -> float:
@@ -342,10 +364,12 @@ def _surface(config: TransferabilityConfig, facet: str, a: float, source: Callab
 
 def _defects(config: TransferabilityConfig, fcc: dict[str, dict[str, float]], ref: Callable,
              model: Callable, result: TransferabilityResult) -> None:
-    (ru, rr), (mu, mr) = (_vacancy(config, fcc[s]["a"], src)
-                          for s, src in (("reference", ref), ("model", model)))
+    (ru, rr, rnote), (mu, mr, mnote) = (_vacancy(config, fcc[s]["a"], src)
+                                        for s, src in (("reference", ref), ("model", model)))
+    note = "; ".join(f"{side}: {text}" for side, text in (("reference", rnote),
+                                                           ("model", mnote)) if text)
     result.rows += [Row("vacancy formation (unrelaxed)", "eV", ru, mu),
-                    Row("vacancy formation (relaxed)", "eV", rr, mr)]
+                    Row("vacancy formation (relaxed)", "eV", rr, mr, note)]
     for facet in ("111", "100"):
         result.rows.append(Row(f"surface energy ({facet}, unrelaxed)", "J/m²",
                                _surface(config, facet, fcc["reference"]["a"], ref),
@@ -470,9 +494,10 @@ def write_report(result: TransferabilityResult, directory: str | Path) -> list[P
 
 
 def _markdown(result: TransferabilityResult) -> str:
-    lines = ["| quantity | unit | reference | model | difference |", "|---|---|---|---|---|"]
+    lines = ["| quantity | unit | reference | model | difference | note |",
+             "|---|---|---|---|---|---|"]
     lines += [f"| {r.quantity} | {r.unit} | {r.reference:.4g} | {r.model:.4g} | "
-              f"{r.difference:.3g} |" for r in result.rows]
+              f"{r.difference:.3g} | {r.note} |" for r in result.rows]
     return "\n".join(lines) + "\n"
 
 

@@ -3,7 +3,8 @@
 Fast tests: configs, the lineage split, the training targets, the final-epoch guard and the
 EMT-vs-EMT report (which must be exactly zero everywhere). One tiny fit (a 4-channel MACE model,
 36 structures, 2 epochs, ~10 s) runs once per module; the second, identical fit that checks bit
-reproducibility and the report of a fitted model are marked slow.
+reproducibility and the quick case of ``pyiron-assyst fit`` (a fitted model's report) with
+its default arguments (the issue's < 20 meV/atom held-out target, ~2.5 min) are marked slow.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyiron_assyst.calculators import EMT
+from pyiron_assyst.calculators import EMT, Morse
 from pyiron_assyst.config import ConfigError, config_from_json
 from pyiron_assyst.evaluation import evaluate
 from pyiron_assyst.fit import (
@@ -40,9 +41,9 @@ mace = pytest.importorskip("mace")
 
 TINY = FitConfig(num_channels=4, correlation=1, r_max=4.0, epochs=2, batch_size=8, seed=1,
                  threads=1, valid_fraction=0.2, ema_decay=0.9)
-HELD_OUT_MAE = 25.0  # meV/atom; measured 10.5
-HELD_OUT_FORCES = 0.08  # eV/Å; measured 0.031
-FCC_A_TOLERANCE = 0.01  # relative; measured 0.0030
+QUICK_MAE = 20.0  # meV/atom, the issue's target; measured 12.0
+QUICK_FORCES = 0.15  # eV/Å; measured 0.055
+QUICK_FCC_A = 0.01  # relative; measured 0.0008
 QUICK_REPORT = TransferabilityConfig(n_volumes=5, vacancy_repeat=2, relax_steps=20,
                                      slab_layers=3, md_steps=10, md_snapshots=2)
 
@@ -237,31 +238,33 @@ def test_report_of_reference_against_itself_is_exact(labelled, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("PYIRON_ASSYST_LONG_FIT"),
-                    reason="a 30-epoch fit takes 12-20 min on 2 cores; PYIRON_ASSYST_LONG_FIT=1")
-def test_report_of_a_fitted_model_within_tolerances(tmp_path):
-    """A 16-channel model fitted for 30 epochs on 16 of 20 lineages (4 phases x 5 volumes,
-    0.9-1.1 V0, 3 structures each); the other 4 lineages are held out.
+def test_quick_case_meets_the_target(tmp_path):
+    """``pyiron-assyst fit`` with its default arguments (the quick case: Cu, 1-2 atoms, every
+    third space group, 463 structures, 8 of 42 lineages (109 structures) held out; a
+    16-channel float64 MACE model, 100 epochs, batch 16, EMA 0.99; 2.5-3 min on 2 cores).
 
-    Tolerances: the held-out cells lie inside the volume range of the training cells, so the
-    model interpolates EMT's smooth energy surface. Measured on this machine (2 threads): energy
-    MAE 10.5 meV/atom, force RMSE 0.031 eV/Å, fcc a 0.3 % off. The bounds are 2.4-3.3 times
-    that, to absorb another machine's floating-point order (the fit is reproducible only per
-    machine and thread count), and far below an untrained model (~500 meV/atom, ~1 eV/Å).
-    Bulk moduli, vacancy and surface energies are *not* checked: this training set has no
-    strained, defected or surface environments, and the report shows it (B ~50 vs 133 GPa).
+    The bound on the held-out energy MAE within 1 eV/atom of the lowest is the issue's target,
+    20 meV/atom; measured 12.0 (RMSE 21.8). The fit is reproducible only per machine and thread
+    count, so the force bound is ~2.7 times the measured 0.055 eV/Å and the fcc lattice
+    constant (measured 0.08 % off) may be 1 % off; an untrained model is at ~500 meV/atom and
+    ~1 eV/Å. Higher-energy held-out structures and the vacancy are not bounded: the training
+    set has neither (see docs/fitting.md).
     """
-    structures = _families((0.9, 0.95, 1.0, 1.05, 1.1))
-    kept, held = split_by_lineage(structures, 0.2, 0)
-    config = FitConfig(num_channels=16, correlation=2, r_max=4.5, epochs=30, batch_size=4,
-                       seed=0, threads=2, ema_decay=None)
-    model, _ = fit(kept, config, directory=str(tmp_path))
-    result = transferability(model, EMT(), held, QUICK_REPORT)
-    table = result.table().to_string()
-    assert result.value("held-out: energy MAE").model < HELD_OUT_MAE, table
-    assert result.value("held-out: force RMSE").model < HELD_OUT_FORCES, table
-    fcc_a = result.value("fcc a")
-    assert abs(fcc_a.difference) < FCC_A_TOLERANCE * fcc_a.reference, table
+    import pandas as pd
+
+    from pyiron_assyst.commands.fit import main
+
+    out = tmp_path / "quick"
+    assert main(["-o", str(out)]) == 0
+    table = pd.read_csv(out / "report" / "transferability.csv").set_index("quantity")
+    text = table.to_string()
+    window = "held-out within 1 eV/atom"
+    assert table.loc[f"{window}: structures", "model"] == 90, text
+    assert table.loc[f"{window}: energy MAE", "model"] < QUICK_MAE, text
+    assert table.loc[f"{window}: force RMSE", "model"] < QUICK_FORCES, text
+    fcc_a = table.loc["fcc a"]
+    assert abs(fcc_a["difference"]) < QUICK_FCC_A * fcc_a["reference"], text
+    assert "final epoch 99" in (out / "summary.txt").read_text()
 
 
 # --------------------------------------------------------------------------- nodes and CLI
@@ -312,3 +315,24 @@ def test_fit_command_end_to_end(tmp_path):
         assert (out / name).is_file(), name
     text = (out / "summary.txt").read_text()
     assert "held-out within 1 eV/atom: energy MAE" in text and "final epoch 1" in text
+
+
+def test_a_failed_vacancy_relaxation_is_nan_with_its_reason():
+    """A potential without a minimum near a vacancy must not print a formation energy."""
+    from dataclasses import replace
+
+    from pyiron_assyst.transferability import _vacancy
+
+    def emt(atoms):
+        return EMT().calculator_for(atoms)
+
+    unrelaxed, relaxed, note = _vacancy(replace(QUICK_REPORT, relax_steps=300), 3.5902, emt)
+    assert note == "" and 0 < relaxed < unrelaxed  # EMT relaxes and lowers E_f
+    unrelaxed_again, stopped, note = _vacancy(replace(QUICK_REPORT, relax_steps=1), 3.5902,
+                                              emt)
+    assert unrelaxed_again == unrelaxed and math.isnan(stopped)
+    assert note.startswith("relaxation not converged to 0.01 eV/Å in 1 steps")
+    # a long-ranged pair potential with its minimum at 1.5 Å, far inside the crystal's 2.54 Å
+    short = Morse(epsilon=1.0, r0=1.5, rho0=2.0, rcut1=6.0, rcut2=7.0)
+    _, collapsed, note = _vacancy(QUICK_REPORT, 3.5902, short.calculator_for)
+    assert math.isnan(collapsed) and note.startswith("relaxation collapsed: closest pair")

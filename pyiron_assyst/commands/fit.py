@@ -32,17 +32,23 @@ def add_fit_command(subparsers: Any) -> argparse.ArgumentParser:
         "Sample, relax, perturb and filter a unary training set, label it with the reference, "
         "fit a MACE potential on it (whole lineages held out) and compare the potential with "
         "the reference on phases, defects, MD snapshots and the held-out structures. The "
-        "defaults are a quick case (Cu, 1-2 atoms, every third space group, a small model)."))
+        "defaults are a quick case (Cu, 1-2 atoms, every third space group, a small model, "
+        "100 epochs of batches of 16 with an exponential moving average of the weights: "
+        "about 2-3 minutes on 2 cores)."))
     parser.add_argument("--element", default="Cu", help="chemical symbol (default Cu)")
     parser.add_argument("--max-atoms", type=int, default=2, help="atoms per cell (default 2)")
     parser.add_argument("--group-step", type=int, default=3,
                         help="sample every n-th space group, 1, 1+n, ... (default 3; 1: all)")
     parser.add_argument("--reference", choices=_REFERENCES, default="emt",
                         help="reference calculator that labels the set (default emt)")
-    parser.add_argument("--epochs", type=int, default=40, help="training epochs (default 40)")
+    parser.add_argument("--epochs", type=int, default=100,
+                        help="training epochs (default 100)")
     parser.add_argument("--channels", type=int, default=16, help="MACE channels (default 16)")
     parser.add_argument("--r-max", type=float, default=4.5, help="cutoff in Å (default 4.5)")
-    parser.add_argument("--batch-size", type=int, default=8, help="batch size (default 8)")
+    parser.add_argument("--batch-size", type=int, default=16, help="batch size (default 16)")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float64",
+                        help="floating-point type of training and model (default float64; "
+                             "float32 trains ~1.2x faster on CPUs)")
     parser.add_argument("--held-out", type=float, default=0.2,
                         help="fraction of lineages held out of the fit (default 0.2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of everything (default 0)")
@@ -122,7 +128,8 @@ def run_fit(args: argparse.Namespace) -> int:
     require(0 < args.held_out < 1, "fit", "--held-out", "in (0, 1)", args.held_out)
     config = FitConfig(epochs=args.epochs, num_channels=args.channels, r_max=args.r_max,
                        correlation=2, radial_mlp=(32, 32), batch_size=args.batch_size,
-                       seed=args.seed, threads=args.threads)
+                       ema_decay=0.99, default_dtype=args.dtype, seed=args.seed,
+                       threads=args.threads)
     report_config = TransferabilityConfig(element=args.element, seed=args.seed)
     output, reference = Path(args.output), _reference(args.reference)
     executor = Executor(kind="process", max_workers=args.workers)
