@@ -103,6 +103,18 @@ def _get(rows: list[dict[str, Any]], stage: str, impl: str, cores: int) -> dict[
     return None
 
 
+def mcnemar(detail: dict[str, int]) -> str:
+    """Exact McNemar test of the structures only one code converged (same inputs, paired)."""
+    from scipy.stats import binomtest
+
+    only_ref, only_ours = detail["only_reference_converged"], detail["only_ours_converged"]
+    if only_ref + only_ours == 0:
+        return "no structure converged in one code only"
+    p = binomtest(only_ours, only_ref + only_ours, 0.5).pvalue
+    return (f"converged in one code only: reference {only_ref}, ours {only_ours} "
+            f"(exact McNemar p = {p:.2f})")
+
+
 def targets(rows: list[dict[str, Any]], pipeline: dict[str, Any]) -> list[str]:
     """The issue's targets, each with the measured value and whether it holds."""
     lines: list[list[str]] = []
@@ -134,11 +146,13 @@ def targets(rows: list[dict[str, Any]], pipeline: dict[str, Any]) -> list[str]:
         add(f"{kind}: force calls, ours / reference", ours["force_calls"] / ref["force_calls"],
             "≤ 1", ours["force_calls"] <= ref["force_calls"],
             f"{ours['force_calls']} vs {ref['force_calls']}")
-        add(f"{kind}: converged fraction, ours − reference (%)",
-            100 * (ours["converged"] - ref["converged"]), "≥ 0",
-            ours["converged"] >= ref["converged"],
-            f"{100 * ours['converged']:.1f} % vs {100 * ref['converged']:.1f} %")
         detail = ours.get("extra", {}).get("per_structure")
+        counts = [round(r["converged"] * r["n_in"]) for r in (ours, ref)]
+        add(f"{kind}: converged fraction, ours − reference (%)",
+            100 * (counts[0] / ours["n_in"] - counts[1] / ref["n_in"]), "≥ 0",
+            counts[0] / ours["n_in"] >= counts[1] / ref["n_in"],
+            f"{counts[0]} vs {counts[1]} of {ours['n_in']}"
+            + (f"; {mcnemar(detail)}" if detail else ""))
         if detail:
             same = detail["same_force_calls"]
             add(f"{kind}: structures with the same force calls (%)",
