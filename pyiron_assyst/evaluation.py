@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -23,12 +23,15 @@ from ase.calculators.calculator import BaseCalculator, PropertyNotImplementedErr
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from .calculators import CalculatorConfig
+from .executors import TaskError
+from .report import Drop
 
 __all__ = [
     "CHECKED_PROPERTIES",
     "Meter",
     "NonFiniteError",
     "Outcome",
+    "Tally",
     "classify",
     "ensure_labels",
     "evaluate",
@@ -228,3 +231,24 @@ def evaluate(atoms: Atoms, calculator: CalculatorConfig) -> Outcome[Atoms]:
 def _label(atoms: Atoms, calc: BaseCalculator) -> Atoms:
     atoms.calc = None
     return single_point(atoms, calc)
+
+
+@dataclass
+class Tally:
+    """What a stage's per-structure outcomes add up to: drops, force calls, calculator time (s)."""
+
+    drops: list[Drop] = field(default_factory=list)
+    force_calls: int = 0
+    calculator_time: float = 0.0
+
+    def finished(self, outcome: Outcome[T] | TaskError, uuid: str) -> T | None:
+        """The value of ``outcome`` with its evaluations counted, or ``None`` after recording
+        its failure (a failed task or a failed calculation) as a drop of ``uuid``."""
+        if isinstance(outcome, TaskError):
+            self.drops.append(Drop(uuid, outcome.reason, str(outcome)))
+            return None
+        self.force_calls += outcome.force_calls
+        self.calculator_time += outcome.calculator_time
+        if outcome.value is None:
+            self.drops.append(Drop(uuid, outcome.reason, outcome.detail))
+        return outcome.value

@@ -33,10 +33,10 @@ from ase import Atoms
 from .cache import ResultCache, structure_key
 from .calculators import CalculatorConfig
 from .dispatch import run_cached
-from .evaluation import Outcome, classify, evaluate, has_labels
+from .evaluation import Outcome, Tally, classify, evaluate, has_labels
 from .executors import Executor, TaskError
 from .lineage import child_uuid, make_child, uuid_of
-from .report import Drop, StageReport
+from .report import StageReport
 from .structure_settings import prepare_structure, record_info
 
 __all__ = ["LABEL_CALCULATOR", "LABEL_STEP", "label", "label_is_current"]
@@ -80,26 +80,17 @@ def _label_task(item: tuple[Atoms, CalculatorConfig]) -> Outcome[Atoms]:
 
 
 @dataclass
-class _Tally:
-    out: list[Atoms | None]
-    drops: list[Drop] = field(default_factory=list)
-    force_calls: int = 0
-    calculator_time: float = 0.0
+class _Tally(Tally):
+    out: list[Atoms | None] = field(default_factory=list)
 
 
 def _collect(tally: _Tally, index: int, parent: Atoms, outcome: Outcome[Atoms] | TaskError,
              calculator_hash: str) -> None:
     """Stamp a finished label into ``tally.out[index]`` or record its drop."""
     uuid = child_uuid(uuid_of(parent), LABEL_STEP, calculator_hash, 0)
-    if isinstance(outcome, TaskError):
-        tally.drops.append(Drop(uuid, outcome.reason, str(outcome)))
+    labelled = tally.finished(outcome, uuid)
+    if labelled is None:
         return
-    tally.force_calls += outcome.force_calls
-    tally.calculator_time += outcome.calculator_time
-    if outcome.value is None:
-        tally.drops.append(Drop(uuid, outcome.reason, outcome.detail))
-        return
-    labelled = outcome.value
     make_child(labelled, parent, LABEL_STEP, uuid)
     record_info(labelled, LABEL_CALCULATOR, calculator_hash)
     tally.out[index] = labelled

@@ -44,7 +44,7 @@ from .calculators import CalculatorConfig
 from .cell_filters import CellMode, cell_filter, rotate, strain_frame
 from .config import Config, require
 from .dispatch import run_cached
-from .evaluation import Outcome, classify, ensure_labels, run_safely, single_point
+from .evaluation import Outcome, Tally, classify, ensure_labels, run_safely, single_point
 from .executors import Executor, TaskError
 from .info_keys import set_info
 from .labels import LABEL_CALCULATOR, label_is_current
@@ -370,15 +370,12 @@ def _relax_task(item: _RelaxItem) -> Outcome[Minimization]:
 
 
 @dataclass
-class _Tally:
+class _Tally(Tally):
     """Accumulates the outputs and the report of one relax call."""
 
     out: list[Atoms] = field(default_factory=list)
-    drops: list[Drop] = field(default_factory=list)
     flagged: list[Drop] = field(default_factory=list)
     snapshots: int = 0
-    force_calls: int = 0
-    calculator_time: float = 0.0
 
 
 def _stamp_final(final: Atoms, parent: Atoms, step: str, uuid: str, result: Minimization,
@@ -404,15 +401,9 @@ def _stamp_snapshot(snapshot: Atoms, parent: Atoms, step: str, tag: str, index: 
 def _collect(tally: _Tally, parent: Atoms, outcome: Outcome[Minimization] | TaskError,
              config: Relaxation, tag: str, calculator_hash: str) -> None:
     uuid = child_uuid(uuid_of(parent), config.step, tag, 0)
-    if isinstance(outcome, TaskError):
-        tally.drops.append(Drop(uuid, outcome.reason, str(outcome)))
+    result = tally.finished(outcome, uuid)
+    if result is None:
         return
-    tally.force_calls += outcome.force_calls
-    tally.calculator_time += outcome.calculator_time
-    if outcome.value is None:
-        tally.drops.append(Drop(uuid, outcome.reason, outcome.detail))
-        return
-    result = outcome.value
     _stamp_final(result.atoms, parent, config.step, uuid, result, outcome.force_calls,
                  calculator_hash)
     if result.converged:
