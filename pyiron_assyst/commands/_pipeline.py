@@ -30,6 +30,36 @@ STAGES = ("sampled", "volume_relaxed", "relaxed", "perturbed", "training_set")
 _RUN_INPUTS = ("formulas", "cache_directory", "retry_failed")
 
 
+def formulas_from_flags(args: Any, formulas: Config | None,
+                        configs: dict[str, Config]) -> Config:
+    """The formulas of ``--elements``/``--min-atoms``/``--max-atoms`` (defaults Cu, 1, 3) if any
+    is given or the settings have none, else ``formulas``; the sample config in ``configs`` is
+    widened to the new formulas' largest cell (in place).
+
+    Raises
+    ------
+    ConfigError
+        If the flags leave no formula.
+    """
+    from .. import crystals, settings
+    from ..config import ConfigError
+
+    flags = (args.elements, args.max_atoms, args.min_atoms)
+    if formulas is not None and all(flag is None for flag in flags):
+        return formulas
+    formulas = settings.formulas_from_table({
+        "elements": args.elements or ["Cu"],
+        "max_atoms": 3 if args.max_atoms is None else args.max_atoms,
+        "min_atoms": 1 if args.min_atoms is None else args.min_atoms,
+    })
+    if not len(formulas):
+        raise ConfigError("no formulas: --min-atoms/--max-atoms leave none")
+    sample = configs.get("sample_config", crystals.SampleConfig())
+    configs["sample_config"] = dataclasses.replace(
+        sample, min_atoms=1, max_atoms=max(sum(f.values()) for f in formulas))
+    return formulas
+
+
 def macro_configs(configs: dict[str, Config]) -> dict[str, Config]:
     """Every config input of the macro: those given, the macro's defaults for the rest."""
     from ..workflows import assyst

@@ -10,12 +10,12 @@ with status 2 and a one-line message.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from typing import Any
 
 from ..config import ConfigError
+from ._pipeline import formulas_from_flags
 
 __all__ = ["add_plan_command", "run_plan"]
 
@@ -64,23 +64,12 @@ def add_plan_command(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _formulas_and_configs(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
-    from .. import crystals, settings
+    from .. import settings
 
     formulas, configs = None, {}
     if args.settings:
         formulas, configs, _ = settings.load_settings(args.settings)
-    flags = (args.elements, args.max_atoms, args.min_atoms)
-    if formulas is None or any(flag is not None for flag in flags):
-        formulas = settings.formulas_from_table({
-            "elements": args.elements or ["Cu"],
-            "max_atoms": 3 if args.max_atoms is None else args.max_atoms,
-            "min_atoms": 1 if args.min_atoms is None else args.min_atoms,
-        })
-        if not len(formulas):
-            raise ConfigError("no formulas: --min-atoms/--max-atoms leave none")
-        sample = configs.get("sample_config", crystals.SampleConfig())
-        configs["sample_config"] = dataclasses.replace(
-            sample, min_atoms=1, max_atoms=max(sum(f.values()) for f in formulas))
+    formulas = formulas_from_flags(args, formulas, configs)
     return formulas, configs
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..storage import Project, StorageError
-from ._pipeline import content_name, execute, is_complete, macro_configs
+from ._pipeline import content_name, execute, formulas_from_flags, is_complete, macro_configs
 
 __all__ = ["add_run_command", "run_command"]
 
@@ -75,16 +75,7 @@ def _resolve(args: argparse.Namespace) -> tuple[Any, dict[str, Any], Path]:
     formulas, configs, output = (None, {}, {})
     if args.settings:
         formulas, configs, output = settings.load_settings(args.settings)
-    flags = (args.elements, args.max_atoms, args.min_atoms)
-    if formulas is None or any(flag is not None for flag in flags):
-        formulas = settings.formulas_from_table({
-            "elements": args.elements or ["Cu"],
-            "max_atoms": 3 if args.max_atoms is None else args.max_atoms,
-            "min_atoms": 1 if args.min_atoms is None else args.min_atoms,
-        })
-        sample = configs.get("sample_config", crystals.SampleConfig())
-        configs["sample_config"] = dataclasses.replace(
-            sample, min_atoms=1, max_atoms=max(sum(f.values()) for f in formulas))
+    formulas = formulas_from_flags(args, formulas, configs)
     if args.calculator:
         configs["calculator"] = {"emt": calculators.EMT(), "morse": calculators.Morse(),
                                  "lj": calculators.LennardJones()}[args.calculator]
