@@ -45,6 +45,8 @@ from pyiron_assyst import _pyxtal
 from pyiron_assyst.executors import run_tasks, shutdown_pools
 
 REF, OURS = ref.NAME, ours.NAME
+OURS_ASE_LBFGS = f"{OURS}, ASE LBFGS"
+"""pyiron_assyst's full relaxation with the reference's optimizer (ASE's LBFGS)."""
 
 
 def fresh_pool(cores: int) -> None:
@@ -83,17 +85,24 @@ def compare_relaxations(reference: list[tuple[bool, int]], mine: list[Atoms]) ->
     for (ref_converged, ref_calls), atoms in zip(reference, mine):
         converged, calls = bool(atoms.info["converged"]), int(atoms.info["force_calls"])
         calls += int(atoms.info["relax_steps"]) == calls  # the first call, saved by a label
-        if calls == ref_calls:
+        if converged != ref_converged:
+            counts["only_ours_converged" if converged else "only_reference_converged"] += 1
+        elif calls == ref_calls:
             counts["same_force_calls"] += 1
-        elif converged and ref_converged:
-            counts["both_converged_different_calls"] += 1
-        elif ref_converged:
-            counts["only_reference_converged"] += 1
         elif converged:
-            counts["only_ours_converged"] += 1
+            counts["both_converged_different_calls"] += 1
         else:
             counts["neither_converged_different_calls"] += 1
     return counts
+
+
+def energy_ks(reference: Sequence[Atoms], mine: Sequence[Atoms]) -> dict[str, float]:
+    """KS statistic of the relaxed energies per atom (eV) of both codes, and their medians."""
+    theirs = [a.get_potential_energy() / len(a) for a in reference]
+    ours_ = [a.get_potential_energy() / len(a) for a in mine]
+    statistic, p = ks(theirs, ours_)
+    return {"ks": statistic, "p": p, "median_reference": float(np.median(theirs)),
+            "median_ours": float(np.median(ours_))}
 
 
 def _relative(children: Sequence[Atoms], parents: dict[str, Atoms],
@@ -204,6 +213,7 @@ class Bench:
         timing = self._reference(lambda: (ref.relax(inputs, kind, self.case.max_steps),
                                           list(ref.PER_STRUCTURE_CALLS)))
         ((out, per_structure), calls, seconds) = timing.result
+        reference_out = out
         reference = [(bool(a.info["relax_converged"]), n) for a, n in zip(out, per_structure)]
         self._row(stage, REF, 1, timing, len(inputs), len(out), force_calls=calls,
                   calc_time=seconds, converged=ref.converged(out))
@@ -216,11 +226,21 @@ class Bench:
             if cores == 1:
                 serial = out
                 extra["per_structure"] = compare_relaxations(reference, out)
+                extra["energy_ks"] = energy_ks(reference_out, out)
             else:
                 extra["identical_to_serial"] = same_structures(out, serial)
             self._row(stage, OURS, cores, timing, len(inputs), len(out),
                       force_calls=report.force_calls, calc_time=report.calculator_time,
                       converged=ours.converged(report), extra=extra)
+        if kind == "full":
+            timing = self._ours(lambda c: ours.relax(structures, kind, c, self.case.max_steps,
+                                                     optimizer="LBFGS"), 1)
+            out, report = timing.result
+            self._row(stage, OURS_ASE_LBFGS, 1, timing, len(inputs), len(out),
+                      force_calls=report.force_calls, calc_time=report.calculator_time,
+                      converged=ours.converged(report),
+                      extra={"per_structure": compare_relaxations(reference, out),
+                             "energy_ks": energy_ks(reference_out, out)})
         return serial
 
     def perturb(self, structures: list[Atoms]) -> list[Atoms]:

@@ -41,10 +41,14 @@ SAMPLE_FILTER = AspectFilter(6.0)
 FINAL_FILTER = DistanceFilter(1.0) & VolumeFilter(maximum=300.0)
 
 
-def relaxation(kind: str, max_steps: int = 100) -> VolumeRelax | FullRelax:
-    """Volume or full relaxation, LBFGS to 1e-3 eV/Å in ``max_steps``."""
+def relaxation(kind: str, max_steps: int = 100, optimizer: str | None = None
+               ) -> VolumeRelax | FullRelax:
+    """Volume or full relaxation to 1e-3 eV/Å in ``max_steps``; pyiron_assyst's default
+    optimizer (``SafeLBFGS``) unless ``optimizer`` names another (``"LBFGS"``: ASE's, as the
+    reference uses)."""
     cls = {"volume": VolumeRelax, "full": FullRelax}[kind]
-    return cls(optimizer="LBFGS", force_tolerance=1e-3, max_steps=max_steps)
+    chosen = {} if optimizer is None else {"optimizer": optimizer}
+    return cls(force_tolerance=1e-3, max_steps=max_steps, **chosen)
 
 
 def executor(cores: int) -> Executor:
@@ -72,9 +76,10 @@ def sample(case: Case, cores: int) -> tuple[list[Atoms], StageReport, StageRepor
     return kept, report, filter_report
 
 
-def relax(structures: Sequence[Atoms], kind: str, cores: int,
-          max_steps: int = 100) -> tuple[list[Atoms], StageReport]:
-    return _relax(structures, relaxation(kind, max_steps), CALCULATOR, executor(cores))
+def relax(structures: Sequence[Atoms], kind: str, cores: int, max_steps: int = 100,
+          optimizer: str | None = None) -> tuple[list[Atoms], StageReport]:
+    return _relax(structures, relaxation(kind, max_steps, optimizer), CALCULATOR,
+                  executor(cores))
 
 
 def converged(report: StageReport) -> float:

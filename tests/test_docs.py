@@ -166,9 +166,9 @@ def test_defaults_page_states_the_macro_defaults():
     assert sample.groups == tuple(range(1, 231))
     assert defaults["sample_filter"] == AspectFilter(6.0)
     assert defaults["volume_relax"] == VolumeRelax(force_tolerance=1e-3, max_steps=100,
-                                                   optimizer="LBFGS", keep_unconverged=True)
+                                                   optimizer="SafeLBFGS", keep_unconverged=True)
     assert defaults["full_relax"] == FullRelax(force_tolerance=1e-3, max_steps=100,
-                                               optimizer="LBFGS", keep_unconverged=True)
+                                               optimizer="SafeLBFGS", keep_unconverged=True)
     rattle = Rattle(0.25) + Stretch(hydro=0.05, shear=0.005, minimum_strain=1e-3)
     stretch = RandomChoice(Stretch(hydro=0.80, shear=0.05), Stretch(hydro=0.05, shear=0.20),
                            chance=0.3)

@@ -41,9 +41,9 @@ mace = pytest.importorskip("mace")
 
 TINY = FitConfig(num_channels=4, correlation=1, r_max=4.0, epochs=2, batch_size=8, seed=1,
                  threads=1, valid_fraction=0.2, ema_decay=0.9)
-QUICK_MAE = 20.0  # meV/atom, the issue's target; measured 12.0
-QUICK_FORCES = 0.15  # eV/Å; measured 0.055
-QUICK_FCC_A = 0.01  # relative; measured 0.0008
+QUICK_MAE = 20.0  # meV/atom, the issue's target; measured 7.7
+QUICK_FORCES = 0.15  # eV/Å; measured 0.048
+QUICK_FCC_A = 0.01  # relative; measured -0.0072
 QUICK_REPORT = TransferabilityConfig(n_volumes=5, vacancy_repeat=2, relax_steps=20,
                                      slab_layers=3, md_steps=10, md_snapshots=2)
 
@@ -240,13 +240,13 @@ def test_report_of_reference_against_itself_is_exact(labelled, tmp_path):
 @pytest.mark.slow
 def test_quick_case_meets_the_target(tmp_path):
     """``pyiron-assyst fit`` with its default arguments (the quick case: Cu, 1-2 atoms, every
-    third space group, 463 structures, 8 of 42 lineages (109 structures) held out; a
+    third space group, 468 structures, 8 of 42 lineages (109 structures) held out; a
     16-channel float64 MACE model, 100 epochs, batch 16, EMA 0.99; 2.5-3 min on 2 cores).
 
     The bound on the held-out energy MAE within 1 eV/atom of the lowest is the issue's target,
-    20 meV/atom; measured 12.0 (RMSE 21.8). The fit is reproducible only per machine and thread
-    count, so the force bound is ~2.7 times the measured 0.055 eV/Å and the fcc lattice
-    constant (measured 0.08 % off) may be 1 % off; an untrained model is at ~500 meV/atom and
+    20 meV/atom; measured 7.7 (RMSE 10.9). The fit is reproducible only per machine and thread
+    count, so the force bound is ~3 times the measured 0.048 eV/Å and the fcc lattice
+    constant (measured 0.72 % off) may be 1 % off; an untrained model is at ~500 meV/atom and
     ~1 eV/Å. Higher-energy held-out structures and the vacancy are not bounded: the training
     set has neither (see docs/fitting.md).
     """
@@ -259,7 +259,7 @@ def test_quick_case_meets_the_target(tmp_path):
     table = pd.read_csv(out / "report" / "transferability.csv").set_index("quantity")
     text = table.to_string()
     window = "held-out within 1 eV/atom"
-    assert table.loc[f"{window}: structures", "model"] == 90, text
+    assert table.loc[f"{window}: structures", "model"] == 97, text
     assert table.loc[f"{window}: energy MAE", "model"] < QUICK_MAE, text
     assert table.loc[f"{window}: force RMSE", "model"] < QUICK_FORCES, text
     fcc_a = table.loc["fcc a"]

@@ -254,7 +254,10 @@ def test_symmetry_relax_keeps_every_symmetry_operation():
     for start, out in zip(starts, outs):
         cell = (start.cell.array, start.get_scaled_positions(), start.numbers)
         relaxed = (out.cell.array, out.get_scaled_positions(), out.numbers)
-        assert spglib.get_spacegroup(relaxed, 1e-5) == spglib.get_spacegroup(cell, 1e-5)
+        # every operation is kept; a relaxation may reach a supergroup (R3m -> R-3m here)
+        before = spglib.get_symmetry_dataset(cell, symprec=1e-5)
+        after = spglib.get_symmetry_dataset(relaxed, symprec=1e-5)
+        assert len(after.rotations) >= len(before.rotations)
         assert _symmetry_kept(start, out)
         assert abs(out.get_volume() / start.get_volume() - 1) > 1e-3  # it did relax
 
