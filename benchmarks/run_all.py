@@ -294,8 +294,10 @@ Differences on purpose (why the sets are not identical, structure by structure):
   curvature pairs with ``s·y <= 0``. ASE's LBFGS keeps them; its inverse-Hessian estimate then
   turns indefinite and later steps can point uphill, so many random crystals stop unconverged
   at 100 steps or on a stationary point above the minimum. The default therefore converges
-  more often in fewer force calls, and the full-relaxed set is lower in energy than the
-  reference's (the relaxed and derived sets differ in energy on purpose). The row
+  more often in fewer force calls, and the full-relaxed set is lower in energy and denser than
+  the reference's: the reference's unconverged relaxations stop half way from the expanded
+  volume-relaxed cells to a dense minimum. The relaxed set and the perturbed set derived from
+  it therefore differ in volume and energy on purpose (the table above). The row
   "pyiron_assyst, ASE LBFGS" relaxes with the reference's optimizer: same relaxed energies
   (KS in the targets table), and the speed-up of the tool alone.
 - **Cell filter.** pyiron_assyst relaxes cells with its own Fréchet cell filter (same degrees of
