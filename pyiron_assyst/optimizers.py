@@ -86,12 +86,14 @@ class SafeLBFGS:
         self._notify()
         last = self.nsteps + steps
         forces = self.dof.get_forces()
-        while not self._converged(forces, fmax) and self.nsteps < last:
+        converged = self._converged(forces, fmax)
+        while not converged and self.nsteps < last:
             self.step(forces)
             self.nsteps += 1
             self._notify()
             forces = self.dof.get_forces()
-        return self._converged(forces, fmax)
+            converged = self._converged(forces, fmax)
+        return converged
 
     def step(self, forces: np.ndarray) -> None:
         """One step from the current positions, given their ``forces`` (eV/Å)."""

@@ -27,13 +27,13 @@ class DoubleWell(Calculator):
         self.results = {"energy": float(np.sum(x**4 - 2 * x**2)), "forces": 4 * x - 4 * x**3}
 
 
-def _trajectory(optimizer_class: type, make_dof, steps: int = 60) -> tuple[list[bytes], bool, int]:
-    dof = make_dof()
+def _trajectory(optimizer_class: type, dof) -> tuple[list[bytes], bool, object]:
+    """Positions before every step and after the last, whether it converged, the optimizer."""
     optimizer = optimizer_class(dof, logfile=None)
     seen: list[bytes] = []
     optimizer.attach(lambda: seen.append(dof.get_positions().tobytes()))
-    converged = bool(optimizer.run(fmax=1e-4, steps=steps))
-    return seen, converged, int(optimizer.nsteps)
+    converged = bool(optimizer.run(fmax=1e-4, steps=60))
+    return seen, converged, optimizer
 
 
 def _rattled_copper(strain: float) -> Atoms:
@@ -51,16 +51,12 @@ def test_same_steps_as_ase_lbfgs_while_nothing_is_skipped(with_cell):
         atoms = _rattled_copper(0.01 if with_cell else 0.0)
         return cell_filter(atoms) if with_cell else atoms
 
-    ase_steps, ase_converged, ase_n = _trajectory(LBFGS, make)
-    dof = make()
-    ours = SafeLBFGS(dof)
-    seen: list[bytes] = []
-    ours.attach(lambda: seen.append(dof.get_positions().tobytes()))
-    converged = ours.run(fmax=1e-4, steps=60)
+    ase_steps, ase_converged, ase = _trajectory(LBFGS, make())
+    steps, converged, ours = _trajectory(SafeLBFGS, make())
     assert ours.skipped == 0
-    assert (converged, ours.nsteps) == (ase_converged, ase_n)
-    assert ase_converged and ase_n > 5
-    assert seen == ase_steps
+    assert (converged, ours.nsteps) == (ase_converged, ase.nsteps)
+    assert ase_converged and ase.nsteps > 5
+    assert steps == ase_steps
 
 
 def test_skipping_negative_curvature_finds_the_minimum_ase_lbfgs_misses():
