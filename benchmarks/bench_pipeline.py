@@ -39,7 +39,7 @@ import numpy as np
 from ase import Atoms
 from bench_common import CASES, Case, Timing, descriptors, ks, measure, one_core, strip
 
-from pyiron_assyst.executors import shutdown_pools
+from pyiron_assyst.execution.executors import shutdown_pools
 
 SETS = ("sampled", "volume relaxed", "relaxed", "perturbed", "final", "labelled")
 
@@ -121,7 +121,7 @@ def macro_run(case: Case) -> dict[str, Any]:
     """The pyiron_workflow macro on one core (sample to filter)."""
     import pyiron_workflow as pwf
 
-    from pyiron_assyst.workflows import assyst
+    from pyiron_assyst.workflow.macro import assyst
 
     inputs = {
         "formulas": ours.formulas(case), "sample_config": ours.sample_config(case),
@@ -177,7 +177,7 @@ def run_case(case: Case, repeats: int, log: Callable[[str], None] = print) -> di
     load = [round(x, 2) for x in os.getloadavg()]
     import pyiron_workflow  # noqa: F401 - imported once, outside every clock
 
-    import pyiron_assyst.workflows  # noqa: F401
+    import pyiron_assyst.workflow.macro  # noqa: F401
     variants: dict[str, Callable[[], Any]] = {
         "reference": lambda: reference_chain(case),
         "ours-1": lambda: ours_chain(case, 1),

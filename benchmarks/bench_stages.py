@@ -41,8 +41,8 @@ from bench_common import (
     strip,
 )
 
-from pyiron_assyst import _pyxtal
-from pyiron_assyst.executors import run_tasks, shutdown_pools
+from pyiron_assyst.execution.executors import run_tasks, shutdown_pools
+from pyiron_assyst.stages import _pyxtal
 
 REF, OURS = ref.NAME, ours.NAME
 OURS_ASE_LBFGS = f"{OURS}, ASE LBFGS"

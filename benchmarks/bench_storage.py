@@ -26,8 +26,8 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 from tqdm import tqdm
 
-from pyiron_assyst import lineage
-from pyiron_assyst.info_keys import set_info
+from pyiron_assyst.core import lineage
+from pyiron_assyst.core.info_keys import set_info
 from pyiron_assyst.storage import Project
 
 STEPS = ("relax:volume", "relax:full", "perturb:rattle")

@@ -2,9 +2,10 @@
 
 Every function returns ``(structures, StageReport)``. ``executor`` is
 ``Executor(kind="serial")`` for one core and ``Executor(kind="process", max_workers=2)`` for two.
-Labelling uses :func:`pyiron_assyst.labels.label` when that module exists; otherwise a clearly
+Labelling uses :func:`pyiron_assyst.stages.label.label` when that module exists; otherwise a clearly
 marked stand-in (:func:`_label_by_evaluation`) evaluates every structure with
-:func:`pyiron_assyst.evaluation.evaluate` over the executor (:data:`LABEL_IMPLEMENTATION` says
+:func:`pyiron_assyst.calculators.evaluation.evaluate` over the executor
+(:data:`LABEL_IMPLEMENTATION` says
 which one ran).
 """
 
@@ -16,22 +17,22 @@ from ase import Atoms
 from bench_common import Case
 
 from pyiron_assyst.calculators import EMT
-from pyiron_assyst.crystals import Formulas, SampleConfig
-from pyiron_assyst.crystals import sample as _sample
-from pyiron_assyst.executors import Executor
-from pyiron_assyst.filters import AspectFilter, DistanceFilter, VolumeFilter, apply_filter
-from pyiron_assyst.perturbations import PerturbConfig, perturb_with
-from pyiron_assyst.relaxations import FullRelax, VolumeRelax
-from pyiron_assyst.relaxations import relax as _relax
-from pyiron_assyst.report import Drop, StageReport
+from pyiron_assyst.core.report import Drop, StageReport
+from pyiron_assyst.execution.executors import Executor
+from pyiron_assyst.stages.filters import AspectFilter, DistanceFilter, VolumeFilter, apply_filter
+from pyiron_assyst.stages.perturbations import PerturbConfig, perturb_with
+from pyiron_assyst.stages.relax import FullRelax, VolumeRelax
+from pyiron_assyst.stages.relax import relax as _relax
+from pyiron_assyst.stages.sample import Formulas, SampleConfig
+from pyiron_assyst.stages.sample import sample as _sample
 
 try:
-    from pyiron_assyst.labels import label as _label
+    from pyiron_assyst.stages.label import label as _label
 
-    LABEL_IMPLEMENTATION = "pyiron_assyst.labels.label"
+    LABEL_IMPLEMENTATION = "pyiron_assyst.stages.label.label"
 except ImportError:  # the label stage is written by another helper
     _label = None
-    LABEL_IMPLEMENTATION = "STAND-IN: pyiron_assyst.evaluation.evaluate over run_tasks"
+    LABEL_IMPLEMENTATION = "STAND-IN: pyiron_assyst.calculators.evaluation.evaluate over run_tasks"
 
 NAME = "pyiron_assyst"
 CALCULATOR = EMT()
@@ -106,7 +107,7 @@ def _label_by_evaluation(structures: Sequence[Atoms], cores: int) -> tuple[list[
     """STAND-IN for the label stage: ``evaluate`` every structure over the executor."""
     import time
 
-    from pyiron_assyst.executors import run_tasks
+    from pyiron_assyst.execution.executors import run_tasks
 
     start = time.perf_counter()
     outcomes = run_tasks(_evaluate_task, [(a.copy(), CALCULATOR) for a in structures],
@@ -126,7 +127,7 @@ def _label_by_evaluation(structures: Sequence[Atoms], cores: int) -> tuple[list[
 
 
 def _evaluate_task(item):
-    from pyiron_assyst.evaluation import evaluate
+    from pyiron_assyst.calculators.evaluation import evaluate
 
     atoms, calculator = item
     return evaluate(atoms, calculator)
@@ -139,8 +140,8 @@ def warm_worker(_: int) -> int:
     import pyxtal  # noqa: F401
     from ase.calculators.emt import EMT  # noqa: F401
 
-    import pyiron_assyst.crystals  # noqa: F401
-    import pyiron_assyst.relaxations  # noqa: F401
+    import pyiron_assyst.stages.relax  # noqa: F401
+    import pyiron_assyst.stages.sample  # noqa: F401
 
     time.sleep(0.5)
     return 0

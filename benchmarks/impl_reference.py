@@ -7,7 +7,8 @@ structure, through an ``AseCalculatorConfig`` as its ``Relax.calculator``), and 
 plain loop any user writes (set ``calc``, ask for energy, forces and stress, keep a single point).
 
 pyiron_assyst patches one pyxtal function in the process that samples (a shared default
-``Tol_matrix``, see ``pyiron_assyst._pyxtal``); :func:`pristine_pyxtal` undoes that patch while
+``Tol_matrix``, see ``pyiron_assyst.stages._pyxtal``); :func:`pristine_pyxtal` undoes that patch
+while
 the reference samples, so that the reference never runs faster than it would alone.
 """
 

@@ -6,7 +6,8 @@ Build (warnings are errors, as in CI)::
 
 API pages are generated into ``api/generated/`` at every build from each public module's
 ``__all__`` (see ``_ext/assyst_docs.py``); the ``Atoms.info`` key table is rendered from
-:func:`pyiron_assyst.info_keys.info_table`. Pages about modules that do not import are left out.
+:func:`pyiron_assyst.core.info_keys.info_table`. Pages about modules that do not import are left
+out.
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ exclude_patterns = ["_build", "_ext", "Thumbs.db", ".DS_Store", "**.ipynb_checkp
 # Pages of stages whose module is written later (or needs an optional dependency): left out
 # (with their toctree entries) when a module they document does not import.
 PAGE_MODULES = {
-    "stages/05-label.md": ("pyiron_assyst.labels", "pyiron_assyst.structure_settings"),
-    "stages/06-curate.md": ("pyiron_assyst.curation",),
+    "stages/05-label.md": ("pyiron_assyst.stages.label",
+                           "pyiron_assyst.calculators.structure_settings"),
+    "stages/06-curate.md": ("pyiron_assyst.stages.curate",),
     "stages/07-export.md": ("pyiron_assyst.export", "pyiron_assyst.export.potentialfit"),
 }
 exclude_patterns += excluded_pages(PAGE_MODULES)

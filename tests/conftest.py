@@ -1,5 +1,5 @@
 """Shared test set-up: the test package may be imported by JSON configs (faulty calculators)."""
 
-from pyiron_assyst.config import register_import_prefix
+from pyiron_assyst.core.config import register_import_prefix
 
 register_import_prefix("tests")

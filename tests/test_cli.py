@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 from ase.io import read
 
-from pyiron_assyst import settings, workflows
-from pyiron_assyst.cache import ResultCache
-from pyiron_assyst.cli import main
-from pyiron_assyst.relaxations import VolumeRelax
+from pyiron_assyst.cli import main, settings
+from pyiron_assyst.execution.cache import ResultCache
+from pyiron_assyst.stages.relax import VolumeRelax
 from pyiron_assyst.storage import Project
+from pyiron_assyst.workflow import macro as workflows
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -171,7 +171,7 @@ def test_show_counts_configs_lineage_and_a_stage(finished, capsys):
     out = capsys.readouterr().out
     n_training = len(project.load_stage(run, "training_set"))
     assert re.search(rf"training_set\s+{n_training} structures", out)
-    assert '"@config": "pyiron_assyst.relaxations:VolumeRelax"' in out
+    assert '"@config": "VolumeRelax"' in out
     lines = out.split("lineage of")[1].split("stage relaxed:")[0].splitlines()[1:]
     chain = [line.split(maxsplit=2) for line in lines if line.strip()]
     assert [step.split(":")[0] for _, _, step in chain] == ["perturb", "relax", "relax", "sample"]
@@ -226,10 +226,10 @@ def test_an_extended_project_reuses_every_relaxation(tmp_path, monkeypatch):
 
 KILLABLE = """
 import sys
-from pyiron_assyst.config import register_import_prefix
+from pyiron_assyst.core.config import register_import_prefix
 register_import_prefix("tests")
 from pyiron_assyst.cli import main
-from pyiron_assyst.relaxations import VolumeRelax
+from pyiron_assyst.stages.relax import VolumeRelax
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
 """

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from pyiron_assyst.config import (
+from pyiron_assyst.core.config import (
     ALLOWED_PREFIXES,
     Config,
     ConfigError,

@@ -9,10 +9,11 @@ from ase.calculators.emt import EMT
 from ase.calculators.lj import LennardJones
 from ase.calculators.morse import MorsePotential
 
-from pyiron_assyst import calculators, lineage
-from pyiron_assyst.config import ConfigError, config_from_json
-from pyiron_assyst.info_keys import INFO_KEYS, info_table, set_info
-from pyiron_assyst.report import Drop, StageReport
+from pyiron_assyst import calculators
+from pyiron_assyst.core import lineage
+from pyiron_assyst.core.config import ConfigError, config_from_json
+from pyiron_assyst.core.info_keys import INFO_KEYS, info_table, set_info
+from pyiron_assyst.core.report import Drop, StageReport
 
 
 def test_report_requires_every_candidate_accounted_for():

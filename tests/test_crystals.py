@@ -19,12 +19,12 @@ import spglib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyiron_assyst import _pyxtal
-from pyiron_assyst.config import ConfigError, config_from_json
-from pyiron_assyst.crystals import Formulas, SampleConfig, formula_string, sample
-from pyiron_assyst.executors import Executor
-from pyiron_assyst.info_keys import INFO_KEYS
-from pyiron_assyst.lineage import ancestry, root_uuid
+from pyiron_assyst.core.config import ConfigError, config_from_json
+from pyiron_assyst.core.info_keys import INFO_KEYS
+from pyiron_assyst.core.lineage import ancestry, root_uuid
+from pyiron_assyst.execution.executors import Executor
+from pyiron_assyst.stages import _pyxtal
+from pyiron_assyst.stages.sample import Formulas, SampleConfig, formula_string, sample
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:Set OLD_ERROR_HANDLING:DeprecationWarning")  # spglib 2.5+ in the test helpers

@@ -16,8 +16,11 @@ from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
 from pyiron_assyst.calculators import EMT, AseCalculator
-from pyiron_assyst.config import ConfigError, config_from_json
-from pyiron_assyst.curation import (
+from pyiron_assyst.calculators.structure_settings import SPIN_POLARIZED, StructureSettings
+from pyiron_assyst.core.config import ConfigError, config_from_json
+from pyiron_assyst.core.lineage import child_uuid, stamp_root, uuid_of
+from pyiron_assyst.execution.executors import Executor
+from pyiron_assyst.stages.curate import (
     CurationConfig,
     curate,
     find_duplicates,
@@ -25,11 +28,8 @@ from pyiron_assyst.curation import (
     isolated_atom,
     reference_energies,
 )
-from pyiron_assyst.executors import Executor
-from pyiron_assyst.filters import DistanceFilter
-from pyiron_assyst.labels import label
-from pyiron_assyst.lineage import child_uuid, stamp_root, uuid_of
-from pyiron_assyst.structure_settings import SPIN_POLARIZED, StructureSettings
+from pyiron_assyst.stages.filters import DistanceFilter
+from pyiron_assyst.stages.label import label
 
 SERIAL = Executor(kind="serial")
 

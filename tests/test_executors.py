@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from pyiron_assyst.config import ConfigError, config_from_json
-from pyiron_assyst.executors import Executor, TaskError, run_tasks
+from pyiron_assyst.core.config import ConfigError, config_from_json
+from pyiron_assyst.execution.executors import Executor, TaskError, run_tasks
 
 
 def square(x: int) -> int:

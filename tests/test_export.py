@@ -15,7 +15,9 @@ from ase.build import bulk, fcc111
 from ase.io import read
 
 from pyiron_assyst.calculators import EMT, AseCalculator
-from pyiron_assyst.executors import Executor
+from pyiron_assyst.cli.export import add_export_command, parse_reference_energies
+from pyiron_assyst.core.lineage import child_uuid, stamp_root, uuid_of
+from pyiron_assyst.execution.executors import Executor
 from pyiron_assyst.export import (
     FORMATS,
     ExportError,
@@ -27,11 +29,9 @@ from pyiron_assyst.export import (
     write_ref_extxyz,
     write_training_container,
 )
-from pyiron_assyst.export.cli import add_export_command, parse_reference_energies
 from pyiron_assyst.export.pacemaker import COLUMNS
 from pyiron_assyst.export.potentialfit import STORAGE_TYPE
-from pyiron_assyst.labels import label
-from pyiron_assyst.lineage import child_uuid, stamp_root, uuid_of
+from pyiron_assyst.stages.label import label
 from pyiron_assyst.storage import Project
 
 SERIAL = Executor(kind="serial")

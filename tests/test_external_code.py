@@ -23,8 +23,8 @@ from ase.build import bulk
 from ase.calculators.lj import LennardJones as AseLJ
 
 from pyiron_assyst.calculators import AseCalculator
-from pyiron_assyst.executors import Executor
-from pyiron_assyst.relaxations import VolumeRelax, relax
+from pyiron_assyst.execution.executors import Executor
+from pyiron_assyst.stages.relax import VolumeRelax, relax
 from tests.external.toycode import ToyCode, launcher, toy_command
 from tests.slurm_fixture import slurm  # noqa: F401  (session fixture)
 
@@ -137,7 +137,7 @@ def drive_in_allocation(markers: str) -> None:
 @pytest.mark.slow
 @pytest.mark.usefixtures("slurm")
 def test_external_program_runs_on_two_ranks_from_a_slurm_job_worker(tmp_path, monkeypatch):
-    code = ("from pyiron_assyst.config import register_import_prefix; "
+    code = ("from pyiron_assyst.core.config import register_import_prefix; "
             "register_import_prefix('tests'); "
             "from tests.test_external_code import drive_in_allocation; "
             f"drive_in_allocation({str(tmp_path)!r})")

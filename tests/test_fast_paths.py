@@ -23,13 +23,14 @@ from ase.optimize import LBFGS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyiron_assyst import _pyxtal, cell_filters
 from pyiron_assyst.calculators import EMT
-from pyiron_assyst.cell_filters import PeriodicCellFilter, serial_blas
-from pyiron_assyst.executors import Executor
-from pyiron_assyst.filters import _triple_product, has_pair_closer
-from pyiron_assyst.perturbations import RandomChoice, Rattle, Series, Stretch
-from pyiron_assyst.relaxations import FullRelax, relax
+from pyiron_assyst.execution.executors import Executor
+from pyiron_assyst.numerics import cell as cell_filters
+from pyiron_assyst.numerics.cell import PeriodicCellFilter, serial_blas
+from pyiron_assyst.stages import _pyxtal
+from pyiron_assyst.stages.filters import _triple_product, has_pair_closer
+from pyiron_assyst.stages.perturbations import RandomChoice, Rattle, Series, Stretch
+from pyiron_assyst.stages.relax import FullRelax, relax
 
 
 def random_structure(seed: int, n: int, pbc: tuple[bool, bool, bool]) -> Atoms:

@@ -17,9 +17,9 @@ from ase import Atoms
 from ase.build import bulk
 
 from pyiron_assyst.calculators import AseCalculator
-from pyiron_assyst.config import ConfigError, config_from_json
-from pyiron_assyst.executors import Executor, TaskError, iter_tasks, run_tasks
-from pyiron_assyst.relaxations import PositionRelax, relax
+from pyiron_assyst.core.config import ConfigError, config_from_json
+from pyiron_assyst.execution.executors import Executor, TaskError, iter_tasks, run_tasks
+from pyiron_assyst.stages.relax import PositionRelax, relax
 
 TWO = Executor(kind="process", max_workers=2, chunk_size=2, task_timeout=3.0)
 
@@ -101,7 +101,7 @@ def test_serial_runs_time_out_on_the_main_thread():
 def test_serial_runs_off_the_main_thread_warn_that_the_limit_is_not_enforced(caplog):
     results = []
     executor = Executor(kind="serial", task_timeout=0.05)
-    with caplog.at_level(logging.WARNING, logger="pyiron_assyst.executors"):
+    with caplog.at_level(logging.WARNING, logger="pyiron_assyst.execution.executors"):
         thread = threading.Thread(target=lambda: results.append(run_tasks(nap, [0.2], executor)))
         thread.start()
         thread.join()
@@ -158,8 +158,8 @@ def test_executorlib_workers_time_out_by_alarm():
 def test_a_hanging_structure_in_the_macro_is_dropped_and_counted():
     import pyiron_workflow as pwf
 
-    from pyiron_assyst.crystals import Formulas, SampleConfig
-    from pyiron_assyst.workflows import assyst
+    from pyiron_assyst.stages.sample import Formulas, SampleConfig
+    from pyiron_assyst.workflow.macro import assyst
 
     executor = Executor(kind="process", max_workers=2, task_timeout=3.0)
     result = pwf.node(assyst).run(

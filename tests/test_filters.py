@@ -13,8 +13,9 @@ from ase.neighborlist import primitive_neighbor_list
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyiron_assyst.config import ConfigError, NotPersistableError, config_from_json
-from pyiron_assyst.filters import (
+from pyiron_assyst.core.config import ConfigError, NotPersistableError, config_from_json
+from pyiron_assyst.core.lineage import stamp_root, uuid_of
+from pyiron_assyst.stages.filters import (
     AllOf,
     And,
     AnyOf,
@@ -31,7 +32,6 @@ from pyiron_assyst.filters import (
     apply_filter,
     as_filter,
 )
-from pyiron_assyst.lineage import stamp_root, uuid_of
 
 EPS = 1e-9
 

@@ -22,9 +22,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyiron_assyst.calculators import EMT, Morse
-from pyiron_assyst.config import ConfigError, config_from_json
-from pyiron_assyst.evaluation import evaluate
-from pyiron_assyst.fit import (
+from pyiron_assyst.calculators.evaluation import evaluate
+from pyiron_assyst.core.config import ConfigError, config_from_json
+from pyiron_assyst.core.lineage import child_uuid, make_child, root_uuid, stamp_root
+from pyiron_assyst.fitting.mace import (
     FitConfig,
     FitError,
     MaceModel,
@@ -34,8 +35,11 @@ from pyiron_assyst.fit import (
     split_by_lineage,
     training_targets,
 )
-from pyiron_assyst.lineage import child_uuid, make_child, root_uuid, stamp_root
-from pyiron_assyst.transferability import TransferabilityConfig, transferability, write_report
+from pyiron_assyst.fitting.transferability import (
+    TransferabilityConfig,
+    transferability,
+    write_report,
+)
 
 mace = pytest.importorskip("mace")
 
@@ -95,7 +99,7 @@ def test_fit_config_round_trip_and_validation():
 
 
 def test_device_auto_follows_executor_gpus():
-    from pyiron_assyst.executors import Executor
+    from pyiron_assyst.execution.executors import Executor
 
     assert FitConfig().resolved_device(None) == "cpu"
     assert FitConfig().resolved_device(Executor(kind="serial")) == "cpu"
@@ -252,7 +256,7 @@ def test_quick_case_meets_the_target(tmp_path):
     """
     import pandas as pd
 
-    from pyiron_assyst.commands.fit import main
+    from pyiron_assyst.cli.fit import main
 
     out = tmp_path / "quick"
     assert main(["-o", str(out)]) == 0
@@ -273,7 +277,7 @@ def test_quick_case_meets_the_target(tmp_path):
 def test_split_node(labelled):
     import pyiron_workflow as pwf
 
-    from pyiron_assyst import fit_nodes
+    from pyiron_assyst.workflow import nodes as fit_nodes
 
     run = pwf.node(fit_nodes.split).run(structures=labelled, fraction=0.25, seed=3)
     assert run.exception is None
@@ -286,7 +290,7 @@ def test_split_node(labelled):
 def test_transferability_node_writes_report(labelled, tmp_path):
     import pyiron_workflow as pwf
 
-    from pyiron_assyst import fit_nodes
+    from pyiron_assyst.workflow import nodes as fit_nodes
 
     _, held = split_by_lineage(labelled, 0.25, 3)
     run = pwf.node(fit_nodes.transferability).run(model=EMT(), reference=EMT(), held_out=held,
@@ -296,7 +300,7 @@ def test_transferability_node_writes_report(labelled, tmp_path):
 
 
 def test_fit_command_rejects_bad_arguments(capsys):
-    from pyiron_assyst.commands.fit import main
+    from pyiron_assyst.cli.fit import main
 
     assert main(["--group-step", "0", "-o", "unused"]) == 2
     assert "--group-step" in capsys.readouterr().err
@@ -305,7 +309,7 @@ def test_fit_command_rejects_bad_arguments(capsys):
 @pytest.mark.slow
 def test_fit_command_end_to_end(tmp_path):
     """The whole loop on a minimal case: 1-2 Cu atoms, every 12th group, a 2-epoch fit."""
-    from pyiron_assyst.commands.fit import main
+    from pyiron_assyst.cli.fit import main
 
     out = tmp_path / "run"
     assert main(["--group-step", "12", "--epochs", "2", "--channels", "4", "--threads", "1",
@@ -321,7 +325,7 @@ def test_a_failed_vacancy_relaxation_is_nan_with_its_reason():
     """A potential without a minimum near a vacancy must not print a formation energy."""
     from dataclasses import replace
 
-    from pyiron_assyst.transferability import _vacancy
+    from pyiron_assyst.fitting.transferability import _vacancy
 
     def emt(atoms):
         return EMT().calculator_for(atoms)

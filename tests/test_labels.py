@@ -16,12 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyiron_assyst.calculators import EMT, AseCalculator, Morse
-from pyiron_assyst.config import ConfigError, config_from_json
-from pyiron_assyst.executors import Executor
-from pyiron_assyst.labels import LABEL_CALCULATOR, label, label_is_current
-from pyiron_assyst.lineage import child_uuid, stamp_root, uuid_of
-from pyiron_assyst.relaxations import VolumeRelax, relax
-from pyiron_assyst.structure_settings import (
+from pyiron_assyst.calculators.structure_settings import (
     KPOINT_DENSITY,
     KPOINT_MESH,
     SPIN_POLARIZED,
@@ -30,6 +25,11 @@ from pyiron_assyst.structure_settings import (
     is_isolated_atom,
     kpoints_from_density,
 )
+from pyiron_assyst.core.config import ConfigError, config_from_json
+from pyiron_assyst.core.lineage import child_uuid, stamp_root, uuid_of
+from pyiron_assyst.execution.executors import Executor
+from pyiron_assyst.stages.label import LABEL_CALCULATOR, label, label_is_current
+from pyiron_assyst.stages.relax import VolumeRelax, relax
 from tests import faulty_calculators
 
 SERIAL = Executor(kind="serial")
@@ -155,7 +155,7 @@ def test_faults_drop_only_their_structures():
 
 
 def test_content_cache_answers_only_unchanged_inputs(tmp_path):
-    from pyiron_assyst.cache import ResultCache
+    from pyiron_assyst.execution.cache import ResultCache
 
     counting = AseCalculator("tests.faulty_calculators:CountingEMT")
     cache = ResultCache(tmp_path)

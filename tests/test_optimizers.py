@@ -10,10 +10,10 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.emt import EMT
 from ase.optimize import LBFGS
 
-from pyiron_assyst.cell_filters import cell_filter
-from pyiron_assyst.executors import Executor
-from pyiron_assyst.optimizers import SafeLBFGS
-from pyiron_assyst.relaxations import FullRelax, relax
+from pyiron_assyst.execution.executors import Executor
+from pyiron_assyst.numerics.cell import cell_filter
+from pyiron_assyst.numerics.optimizers import SafeLBFGS
+from pyiron_assyst.stages.relax import FullRelax, relax
 
 
 class DoubleWell(Calculator):
@@ -122,7 +122,7 @@ def test_relaxations_default_to_it_and_converge_more_often_in_fewer_calls():
     """Sampled-like Cu cells, full relaxation to 1e-3 eV/Å in 100 steps: the default optimizer
     converges at least as often as ASE's LBFGS with fewer force calls in total."""
     from pyiron_assyst.calculators import EMT as EMTConfig
-    from pyiron_assyst.crystals import Formulas, SampleConfig, sample
+    from pyiron_assyst.stages.sample import Formulas, SampleConfig, sample
 
     crystals, _ = sample(Formulas(({"Cu": 2},)), SampleConfig(spacegroups=(1, 2, 3, 4, 5, 6),
                                                               seed=4), Executor(kind="serial"))

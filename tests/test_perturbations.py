@@ -11,11 +11,11 @@ from ase.constraints import FixAtoms
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyiron_assyst.config import ConfigError, NotPersistableError, config_from_json
-from pyiron_assyst.filters import DistanceFilter, FunctionFilter
-from pyiron_assyst.info_keys import set_info
-from pyiron_assyst.lineage import child_uuid, rng_for, root_uuid, stamp_root, uuid_of
-from pyiron_assyst.perturbations import (
+from pyiron_assyst.core.config import ConfigError, NotPersistableError, config_from_json
+from pyiron_assyst.core.info_keys import set_info
+from pyiron_assyst.core.lineage import child_uuid, rng_for, root_uuid, stamp_root, uuid_of
+from pyiron_assyst.stages.filters import DistanceFilter, FunctionFilter
+from pyiron_assyst.stages.perturbations import (
     ElementScaledRattle,
     FunctionPerturbation,
     Perturbation,
@@ -518,8 +518,8 @@ def test_random_choice_records_the_branch_it_applied():
 def test_children_of_a_relaxed_labelled_structure_drop_its_relax_and_label_info():
     """A perturbed child has no label: it must not claim its parent's (label reuse, issue 7)."""
     from pyiron_assyst.calculators import EMT
-    from pyiron_assyst.executors import Executor
-    from pyiron_assyst.relaxations import VolumeRelax, relax
+    from pyiron_assyst.execution.executors import Executor
+    from pyiron_assyst.stages.relax import VolumeRelax, relax
 
     parent = stamp_root(bulk("Cu", "fcc", a=3.7, cubic=True), root_uuid(0, "Cu", 3, 225, 0))
     (relaxed,), _ = relax([parent], VolumeRelax(), EMT(), Executor(kind="serial"))

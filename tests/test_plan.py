@@ -8,13 +8,13 @@ import json
 import pytest
 
 from pyiron_assyst.calculators import EMT
-from pyiron_assyst.commands.plan import add_plan_command, run_plan
-from pyiron_assyst.config import ConfigError, config_from_json
-from pyiron_assyst.crystals import Formulas, SampleConfig, sample
-from pyiron_assyst.executors import Executor
-from pyiron_assyst.perturbations import PerturbConfig, Rattle, Stretch, perturb_with
-from pyiron_assyst.plan import PlanAssumptions, plan
-from pyiron_assyst.relaxations import FullRelax, VolumeRelax, relax
+from pyiron_assyst.cli.plan import add_plan_command, run_plan
+from pyiron_assyst.core.config import ConfigError, config_from_json
+from pyiron_assyst.execution.executors import Executor
+from pyiron_assyst.stages.perturbations import PerturbConfig, Rattle, Stretch, perturb_with
+from pyiron_assyst.stages.relax import FullRelax, VolumeRelax, relax
+from pyiron_assyst.stages.sample import Formulas, SampleConfig, sample
+from pyiron_assyst.workflow.plan import PlanAssumptions, plan
 
 SERIAL = Executor(kind="serial")
 GROUPS = (1, 2, 12, 47, 99, 123, 166, 191, 194, 216, 221, 225, 229)

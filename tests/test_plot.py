@@ -21,9 +21,9 @@ from matplotlib.container import BarContainer
 from matplotlib.figure import Figure
 from matplotlib.patches import StepPatch
 
-from pyiron_assyst import plot
-from pyiron_assyst.info_keys import set_info
-from pyiron_assyst.report import Drop, StageReport
+from pyiron_assyst.core.info_keys import set_info
+from pyiron_assyst.core.report import Drop, StageReport
+from pyiron_assyst.figures import plots as plot
 
 A_FCC, A_BCC = 3.6, 2.9
 V_FCC, V_BCC = A_FCC**3 / 4, A_BCC**3 / 2  # Å³/atom

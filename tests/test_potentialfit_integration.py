@@ -30,13 +30,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pyiron_assyst.core.lineage import uuid_of
 from pyiron_assyst.export import (
     labels_of,
     write_mtp,
     write_pacemaker,
     write_training_container,
 )
-from pyiron_assyst.lineage import uuid_of
 from tests.test_export import REFERENCES, training_set
 
 pytestmark = pytest.mark.slow

@@ -18,11 +18,11 @@ import pyiron_workflow as pwf
 import pytest
 
 from pyiron_assyst.calculators import EMT
-from pyiron_assyst.config import config_from_json
-from pyiron_assyst.crystals import Formulas, SampleConfig
-from pyiron_assyst.executors import KINDS, Executor
-from pyiron_assyst.relaxations import FullRelax
-from pyiron_assyst.workflows import OUTPUTS, assyst, build_workflow
+from pyiron_assyst.core.config import config_from_json
+from pyiron_assyst.execution.executors import KINDS, Executor
+from pyiron_assyst.stages.relax import FullRelax
+from pyiron_assyst.stages.sample import Formulas, SampleConfig
+from pyiron_assyst.workflow.macro import OUTPUTS, assyst, build_workflow
 
 pyironflow = pytest.importorskip("pyironflow")
 port_cache_key = pytest.importorskip("pyironflow.wf_extensions").port_cache_key
@@ -41,7 +41,7 @@ BUILDERS = {  # the typed JSON builder node of each macro input
 
 
 def builder_path(kind: str) -> str:
-    return f"pyiron_assyst.nodes.{kind}_from_json"
+    return f"pyiron_assyst.workflow.nodes.{kind}_from_json"
 STAGE_EDGES = {  # inside the macro, after ungrouping (labels without the prefix)
     "sample_0.structures->apply_filter_0.structures",
     "apply_filter_0.structures->relax_0.structures",
@@ -108,7 +108,7 @@ def test_macro_node_shows_typed_inputs_with_defaults():
     nodes = gui.nodes()
     assert list(nodes) == ["assyst"]
     data = nodes["assyst"]
-    assert data["import_path"] == "pyiron_assyst.workflows.assyst"
+    assert data["import_path"] == "pyiron_assyst.workflow.macro.assyst"
     assert data["ungroup"] == "confirm"  # ungrouping loses the python reference
     ports = gui.ports("assyst")
     signature = inspect.signature(assyst).parameters
@@ -163,9 +163,9 @@ def test_ungrouped_macro_shows_stage_nodes_typed_ports_and_edges(recipe_gui):
     nodes = gui.nodes()
     paths = Counter(data["import_path"] for data in nodes.values())
     builders = Counter(builder_path(kind) for kind in BUILDERS.values())
-    assert paths == {**builders, "pyiron_assyst.nodes.sample": 1, "pyiron_assyst.nodes.relax": 2,
-                     "pyiron_assyst.nodes.apply_filter": 2, "pyiron_assyst.nodes.perturb": 1,
-                     "pyiron_assyst.nodes.concatenate": 1}
+    stage_nodes = {"sample": 1, "relax": 2, "apply_filter": 2, "perturb": 1, "concatenate": 1}
+    assert paths == {**builders,
+                     **{f"pyiron_assyst.workflow.nodes.{k}": n for k, n in stage_nodes.items()}}
     relax = {k: p["types_raw"] for k, p in gui.ports("workflow_assyst_relax_0").items()}
     assert relax.items() >= {
         "structures": "list", "config": "Relaxation", "calculator": "CalculatorConfig",
@@ -213,9 +213,9 @@ def test_config_class_nodes_offer_fields_with_defaults():
     gui = Gui([wf])
     nodes = gui.nodes()
     assert {k: d["import_path"] for k, d in nodes.items()} == {
-        "sampling": "pyiron_assyst.crystals.SampleConfig",
-        "dispatch": "pyiron_assyst.executors.Executor",
-        "relaxation": "pyiron_assyst.relaxations.FullRelax",
+        "sampling": "pyiron_assyst.stages.sample.SampleConfig",
+        "dispatch": "pyiron_assyst.execution.executors.Executor",
+        "relaxation": "pyiron_assyst.stages.relax.FullRelax",
         "emt": "pyiron_assyst.calculators.EMT"}
     sampling = gui.ports("sampling")
     assert {k: (p["types"], p["defaults"]) for k, p in sampling.items()
@@ -229,7 +229,7 @@ def test_config_class_nodes_offer_fields_with_defaults():
     assert gui.ports("emt")["fixed_cutoff"]["types"] == "checkbox"
     for label, cls in (("sampling", "SampleConfig"), ("dispatch", "Executor"),
                        ("relaxation", "FullRelax"), ("emt", "EMT")):
-        assert gui.ports(label, "source") == {"config": {"types": "none", "types_raw": cls}}
+        assert gui.ports(label, "source") == {"instance": {"types": "none", "types_raw": cls}}
     gui.flow.close()
 
 

@@ -21,12 +21,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyiron_assyst.calculators import EMT, AseCalculator
-from pyiron_assyst.cell_filters import serial_blas
-from pyiron_assyst.config import ConfigError, config_from_json
-from pyiron_assyst.evaluation import evaluate
-from pyiron_assyst.executors import Executor
-from pyiron_assyst.lineage import stamp_root, uuid_of
-from pyiron_assyst.relaxations import (
+from pyiron_assyst.calculators.evaluation import evaluate
+from pyiron_assyst.core.config import ConfigError, config_from_json
+from pyiron_assyst.core.lineage import stamp_root, uuid_of
+from pyiron_assyst.execution.executors import Executor
+from pyiron_assyst.numerics.cell import serial_blas
+from pyiron_assyst.stages.relax import (
     CellRelax,
     FullRelax,
     Minimization,

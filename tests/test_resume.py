@@ -25,14 +25,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from pyiron_assyst.cache import ResultCache, structure_key
 from pyiron_assyst.calculators import EMT, AseCalculator
-from pyiron_assyst.codec import CodecError, decode, encode
-from pyiron_assyst.dispatch import run_cached
-from pyiron_assyst.evaluation import Outcome
-from pyiron_assyst.executors import Executor, TaskError
-from pyiron_assyst.lineage import stamp_root
-from pyiron_assyst.relaxations import _TASK_REVISION, FullRelax, PositionRelax, relax
+from pyiron_assyst.calculators.evaluation import Outcome
+from pyiron_assyst.core.lineage import stamp_root
+from pyiron_assyst.execution.cache import ResultCache, structure_key
+from pyiron_assyst.execution.codec import CodecError, decode, encode
+from pyiron_assyst.execution.dispatch import run_cached
+from pyiron_assyst.execution.executors import Executor, TaskError
+from pyiron_assyst.stages.relax import _TASK_REVISION, FullRelax, PositionRelax, relax
 
 REPO = Path(__file__).resolve().parents[1]
 SERIAL = Executor(kind="serial")
@@ -228,7 +228,7 @@ def test_corrupt_or_foreign_entries_are_computed_again_with_a_warning(tmp_path, 
     data = json.loads(files[2].read_text())
     data["value"] = {"@dataclass": "os:system", "fields": {"command": "touch pwned"}}
     files[2].write_text(json.dumps(data))  # code it must not run
-    with caplog.at_level(logging.WARNING, logger="pyiron_assyst.cache"):
+    with caplog.at_level(logging.WARNING, logger="pyiron_assyst.execution.cache"):
         again, _ = relax(structures, PositionRelax(), EMT(), SERIAL, cache=cache)
     assert_identical(reference, again)
     assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
@@ -260,12 +260,12 @@ def _square_or_fail(x: int) -> int:
 # ---------------------------------------------------------------------------- real kills
 CHILD = """
 import sys
-from pyiron_assyst.config import register_import_prefix
+from pyiron_assyst.core.config import register_import_prefix
 register_import_prefix("tests")
-from pyiron_assyst.cache import ResultCache
-from pyiron_assyst.codec import encode
-from pyiron_assyst.executors import Executor
-from pyiron_assyst.relaxations import relax
+from pyiron_assyst.execution.cache import ResultCache
+from pyiron_assyst.execution.codec import encode
+from pyiron_assyst.execution.executors import Executor
+from pyiron_assyst.stages.relax import relax
 from tests.test_resume import CONFIG, logged_emt, starts
 if __name__ == "__main__":
     executor = Executor(kind=sys.argv[2], max_workers=2, chunk_size=1)

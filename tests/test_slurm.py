@@ -16,8 +16,8 @@ import pytest
 from ase import Atoms
 from ase.calculators.emt import EMT
 
-from pyiron_assyst.config import ConfigError, config_from_json
-from pyiron_assyst.executors import Executor, TaskError, run_tasks
+from pyiron_assyst.core.config import ConfigError, config_from_json
+from pyiron_assyst.execution.executors import Executor, TaskError, run_tasks
 from tests.slurm_fixture import REPO, slurm  # noqa: F401  (session fixture)
 
 LATTICE = [3.5 + 0.05 * i for i in range(4)]  # Å
@@ -138,7 +138,7 @@ def test_gpu_request_and_partition_reach_the_job_script(tmp_path):
 @pytest.mark.slow
 @pytest.mark.usefixtures("slurm")
 def test_slurm_job_runs_srun_workers_inside_an_allocation():
-    driver = ("import json; from pyiron_assyst.executors import Executor, run_tasks; "
+    driver = ("import json; from pyiron_assyst.execution.executors import Executor, run_tasks; "
               "from tests.test_slurm import LATTICE, emt_energy, where; "
               "print(json.dumps([run_tasks(emt_energy, LATTICE, Executor(kind='slurm_job')), "
               "run_tasks(where, range(4), Executor(kind='slurm_job'))]))")

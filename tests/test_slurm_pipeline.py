@@ -5,11 +5,11 @@ from __future__ import annotations
 import pyiron_workflow as pwf
 import pytest
 
-from pyiron_assyst.crystals import Formulas, SampleConfig
-from pyiron_assyst.executors import Executor
-from pyiron_assyst.filters import DistanceFilter
-from pyiron_assyst.perturbations import PerturbConfig, Rattle, Stretch
-from pyiron_assyst.workflows import assyst
+from pyiron_assyst.execution.executors import Executor
+from pyiron_assyst.stages.filters import DistanceFilter
+from pyiron_assyst.stages.perturbations import PerturbConfig, Rattle, Stretch
+from pyiron_assyst.stages.sample import Formulas, SampleConfig
+from pyiron_assyst.workflow.macro import assyst
 from tests.slurm_fixture import slurm  # noqa: F401
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("slurm")]

@@ -32,9 +32,9 @@ from ase.build import bulk
 from ase.calculators.calculator import BaseCalculator
 
 from pyiron_assyst.calculators import CalculatorConfig
-from pyiron_assyst.executors import Executor
-from pyiron_assyst.lineage import uuid_of
-from pyiron_assyst.relaxations import VolumeRelax, relax
+from pyiron_assyst.core.lineage import uuid_of
+from pyiron_assyst.execution.executors import Executor
+from pyiron_assyst.stages.relax import VolumeRelax, relax
 from tests.slurm_fixture import REPO, slurm  # noqa: F401  (session fixture)
 
 DELAY = 4.0  # s per relaxation job, long enough to kill the driver while jobs run
@@ -112,7 +112,7 @@ class Harness:
 
     def start(self, **kwargs) -> subprocess.Popen:
         args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
-        code = ("from pyiron_assyst.config import register_import_prefix; "
+        code = ("from pyiron_assyst.core.config import register_import_prefix; "
                 "register_import_prefix('tests'); from tests.test_slurm_resubmit import drive; "
                 f"drive({str(self.cache)!r}, {str(self.markers)!r}, {args})")
         env = dict(os.environ, PATH=f"{self.bin}{os.pathsep}{os.environ['PATH']}")

@@ -25,11 +25,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from pyiron_assyst import calculators, lineage
-from pyiron_assyst.config import Config
-from pyiron_assyst.executors import Executor
-from pyiron_assyst.info_keys import set_info
-from pyiron_assyst.report import Drop, StageReport
+from pyiron_assyst import calculators
+from pyiron_assyst.core import lineage
+from pyiron_assyst.core.config import Config
+from pyiron_assyst.core.info_keys import set_info
+from pyiron_assyst.core.report import Drop, StageReport
+from pyiron_assyst.execution.executors import Executor
 from pyiron_assyst.storage import (
     Project,
     StorageError,

@@ -5,15 +5,15 @@ import numpy as np
 import pyiron_workflow as pwf
 import pytest
 
-from pyiron_assyst import nodes
 from pyiron_assyst.calculators import EMT, Morse
-from pyiron_assyst.crystals import Formulas, SampleConfig
-from pyiron_assyst.executors import Executor
-from pyiron_assyst.filters import DistanceFilter
-from pyiron_assyst.info_keys import INFO_KEYS
-from pyiron_assyst.perturbations import PerturbConfig, Rattle, Stretch
-from pyiron_assyst.relaxations import SymmetryRelax
-from pyiron_assyst.workflows import OUTPUTS, assyst, build_workflow
+from pyiron_assyst.core.info_keys import INFO_KEYS
+from pyiron_assyst.execution.executors import Executor
+from pyiron_assyst.stages.filters import DistanceFilter
+from pyiron_assyst.stages.perturbations import PerturbConfig, Rattle, Stretch
+from pyiron_assyst.stages.relax import SymmetryRelax
+from pyiron_assyst.stages.sample import Formulas, SampleConfig
+from pyiron_assyst.workflow import nodes
+from pyiron_assyst.workflow.macro import OUTPUTS, assyst, build_workflow
 
 from .test_relaxations import GoldenVolumeRelax
 
@@ -124,7 +124,7 @@ def test_recipe_json_round_trip_keeps_the_configs():
 def test_config_classes_are_nodes_with_editable_constants():
     wf = pwf.Workflow("configs")
     wf.sample = pwf.node(SampleConfig, max_atoms=2, seed=5)
-    wf.create_output_from(wf.sample.outputs.config, label="config")
+    wf.create_output_from(wf.sample.outputs.instance, label="config")
     run = wf.run()
     assert run.exception is None
     assert run.outputs["config"] == SampleConfig(max_atoms=2, seed=5)

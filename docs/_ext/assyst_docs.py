@@ -3,7 +3,7 @@
 * :func:`public_modules` finds every public module of the package (no ``_`` in its dotted
   path) that imports; :func:`write_api_pages` writes one ``api/generated/<module>.rst`` page
   per module that documents every name in its ``__all__`` (the docs test checks the same list).
-* ``.. info-key-table::`` renders :func:`pyiron_assyst.info_keys.info_table` (never copied by
+* ``.. info-key-table::`` renders :func:`pyiron_assyst.core.info_keys.info_table` (never copied by
   hand).
 * ``.. public-names:: module`` is an autosummary table of a module's ``__all__``.
 * ``.. macro-defaults::`` shows the default of every config input of the canonical macro.
@@ -140,7 +140,7 @@ class InfoKeyTable(SphinxDirective):
     widths = (18, 7, 5, 10, 60)
 
     def run(self) -> list[nodes.Node]:
-        from pyiron_assyst.info_keys import info_table
+        from pyiron_assyst.core.info_keys import info_table
 
         rows = info_table()
         table = nodes.table(classes=["info-keys"])
@@ -167,7 +167,7 @@ class MacroDefaults(SphinxDirective):
     has_content = False
 
     def run(self) -> list[nodes.Node]:
-        from pyiron_assyst.workflows import assyst
+        from pyiron_assyst.workflow.macro import assyst
 
         out: list[nodes.Node] = []
         for name, default in _defaults(assyst).items():

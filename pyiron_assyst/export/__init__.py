@@ -23,12 +23,12 @@ from typing import Any
 
 from ase import Atoms
 
-from .canonical import ExportError, Labels, element_order, labels_of, virial
-from .extxyz import write_extxyz
-from .mtp import write_mtp
-from .pacemaker import pacemaker_frame, write_pacemaker
-from .potentialfit import write_training_container
-from .ref_extxyz import write_ref_extxyz
+from pyiron_assyst.export.canonical import ExportError, Labels, element_order, labels_of, virial
+from pyiron_assyst.export.extxyz import write_extxyz
+from pyiron_assyst.export.mtp import write_mtp
+from pyiron_assyst.export.pacemaker import pacemaker_frame, write_pacemaker
+from pyiron_assyst.export.potentialfit import write_training_container
+from pyiron_assyst.export.ref_extxyz import write_ref_extxyz
 
 __all__ = [
     "FORMATS",

@@ -18,8 +18,8 @@ from ase import Atoms
 from ase.data import atomic_numbers
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from ..curation import reference_sum as _reference_sum
-from ..lineage import uuid_of
+from pyiron_assyst.core.lineage import uuid_of
+from pyiron_assyst.stages.curate import reference_sum as _reference_sum
 
 __all__ = [
     "MIN_VACUUM",
@@ -153,7 +153,7 @@ def element_order(structures: Iterable[Atoms], elements: Sequence[str] | None = 
 
 
 def reference_sum(atoms: Atoms, energies: Mapping[str, float]) -> float:
-    """``Σ_i E_ref(element_i)`` in eV (see :func:`pyiron_assyst.curation.reference_sum`).
+    """``Σ_i E_ref(element_i)`` in eV (see :func:`pyiron_assyst.stages.curate.reference_sum`).
 
     Raises
     ------

@@ -20,8 +20,8 @@ from pathlib import Path
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from ._files import written
-from .canonical import labels_of
+from pyiron_assyst.export._files import written
+from pyiron_assyst.export.canonical import labels_of
 
 __all__ = ["canonical_copy", "extxyz_safe", "write_extxyz"]
 

@@ -44,9 +44,15 @@ from pathlib import Path
 
 from ase import Atoms
 
-from ..lineage import uuid_of
-from ._files import written
-from .canonical import MIN_VACUUM, element_order, fully_periodic, labels_of, virial
+from pyiron_assyst.core.lineage import uuid_of
+from pyiron_assyst.export._files import written
+from pyiron_assyst.export.canonical import (
+    MIN_VACUUM,
+    element_order,
+    fully_periodic,
+    labels_of,
+    virial,
+)
 
 __all__ = ["write_mtp"]
 

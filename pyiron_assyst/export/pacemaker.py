@@ -39,9 +39,9 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from ..lineage import uuid_of
-from ._files import written
-from .canonical import MIN_VACUUM, corrected_energy, fully_periodic, labels_of
+from pyiron_assyst.core.lineage import uuid_of
+from pyiron_assyst.export._files import written
+from pyiron_assyst.export.canonical import MIN_VACUUM, corrected_energy, fully_periodic, labels_of
 
 __all__ = ["COLUMNS", "pacemaker_frame", "write_pacemaker"]
 

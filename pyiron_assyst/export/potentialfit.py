@@ -59,10 +59,10 @@ import h5py
 import numpy as np
 from ase import Atoms
 
-from ..lineage import uuid_of
-from ..storage.hdf5 import _write_array, _write_scalar, _write_text
-from ._files import written
-from .canonical import MIN_VACUUM, corrected_energy, fully_periodic, labels_of
+from pyiron_assyst.core.lineage import uuid_of
+from pyiron_assyst.export._files import written
+from pyiron_assyst.export.canonical import MIN_VACUUM, corrected_energy, fully_periodic, labels_of
+from pyiron_assyst.storage.hdf5 import _write_array, _write_scalar, _write_text
 
 __all__ = ["GROUP", "STORAGE_TYPE", "training_columns", "write_training_container"]
 

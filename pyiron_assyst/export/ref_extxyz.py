@@ -45,9 +45,9 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from ._files import written
-from .canonical import labels_of
-from .extxyz import extxyz_safe
+from pyiron_assyst.export._files import written
+from pyiron_assyst.export.canonical import labels_of
+from pyiron_assyst.export.extxyz import extxyz_safe
 
 __all__ = ["ISOLATED_ATOM", "write_ref_extxyz"]
 

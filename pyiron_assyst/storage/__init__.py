@@ -10,9 +10,13 @@
 Nothing here imports pyiron_base or pyiron_workflow, and nothing is pickled.
 """
 
-from .columnar import StorageWarning, columns_to_structures, structures_to_columns
-from .errors import StorageError
-from .project import Project, package_versions
+from pyiron_assyst.storage.columnar import (
+    StorageWarning,
+    columns_to_structures,
+    structures_to_columns,
+)
+from pyiron_assyst.storage.errors import StorageError
+from pyiron_assyst.storage.project import Project, package_versions
 
 __all__ = [
     "Project",

@@ -38,8 +38,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .columnar import column_kind
-from .errors import StorageError
+from pyiron_assyst.storage.columnar import column_kind
+from pyiron_assyst.storage.errors import StorageError
 
 __all__ = [
     "FORMAT",

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import StorageError
+from pyiron_assyst.storage.errors import StorageError
 
 __all__ = ["project_lock"]
 

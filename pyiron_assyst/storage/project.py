@@ -12,7 +12,7 @@ A run is written into a hidden temporary directory (``runs/.tmp-<token>``) and r
 place as a whole, under the project's write lock: a reader sees a complete run or none, a
 killed writer leaves only a temporary directory that the next writer removes. Loading one
 stage opens ``run.h5`` and that stage's file only. Configs are JSON reloaded through
-:func:`~pyiron_assyst.config.config_from_json` (allow-listed imports only); nothing is
+:func:`~pyiron_assyst.core.config.config_from_json` (allow-listed imports only); nothing is
 unpickled or executed.
 """
 
@@ -34,13 +34,26 @@ from typing import TYPE_CHECKING, Any
 
 from ase import Atoms
 
-from ..config import Config, ConfigError, NotPersistableError, config_from_json
-from ..report import StageReport
-from .columnar import column_kind, columns_to_structures, structures_to_columns
-from .errors import StorageError
-from .hdf5 import atomic_path, read_table, read_texts, valid_name, write_table, write_texts
-from .locking import project_lock
-from .tables import LINEAGE_COLUMNS, LineageIndex, lineage_index, stage_frame, walk
+from pyiron_assyst.core.config import Config, ConfigError, NotPersistableError, config_from_json
+from pyiron_assyst.core.report import StageReport
+from pyiron_assyst.storage.columnar import column_kind, columns_to_structures, structures_to_columns
+from pyiron_assyst.storage.errors import StorageError
+from pyiron_assyst.storage.hdf5 import (
+    atomic_path,
+    read_table,
+    read_texts,
+    valid_name,
+    write_table,
+    write_texts,
+)
+from pyiron_assyst.storage.locking import project_lock
+from pyiron_assyst.storage.tables import (
+    LINEAGE_COLUMNS,
+    LineageIndex,
+    lineage_index,
+    stage_frame,
+    walk,
+)
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .columnar import HAS_INFO, INFO
+from pyiron_assyst.storage.columnar import HAS_INFO, INFO
 
 if TYPE_CHECKING:
     import pandas as pd

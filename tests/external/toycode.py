@@ -4,7 +4,7 @@ This is the recipe for any DFT code run as its own (MPI) program by an ASE
 :class:`~ase.calculators.calculator.FileIOCalculator`, shown on a program small enough to ship
 with the tests:
 
-1. The stage's :class:`~pyiron_assyst.executors.Executor` reserves the cores of one
+1. The stage's :class:`~pyiron_assyst.execution.executors.Executor` reserves the cores of one
    calculation per task (``cores=N``); the Python task itself runs once per task.
 2. The calculator's ``command`` starts the program on those cores through a launcher,
    :func:`launcher` (``srun -n N`` in a SLURM job, ``mpirun -np N`` on one machine).
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from ase.calculators.calculator import FileIOCalculator
 
-from pyiron_assyst.executors import Executor
+from pyiron_assyst.execution.executors import Executor
 
 __all__ = ["PROGRAM", "ToyCode", "launcher", "toy_command"]
 

@@ -1,0 +1,174 @@
+"""Calculator configs: small frozen values that build a live ASE calculator where it is used.
+
+Stages receive a config, never a live calculator, so nothing unpicklable travels to workers and
+the config is part of every cache key and stored run. Any ASE calculator is reachable through
+:class:`AseCalculator` by import path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from ase import Atoms
+from ase.calculators.calculator import BaseCalculator
+
+from pyiron_assyst.core.config import Config, ConfigError, freeze, import_object, require
+
+__all__ = ["EMT", "AseCalculator", "CalculatorConfig", "LennardJones", "Morse"]
+
+
+class CalculatorConfig(Config):
+    """Base of all calculator configs.
+
+    Subclasses implement :meth:`get_calculator`. :meth:`calculator_for` is the hook for settings
+    that depend on the structure (k-points, magnetic moments); by default it ignores it.
+    """
+
+    def get_calculator(self) -> BaseCalculator:
+        """Build a new live ASE calculator."""
+        raise NotImplementedError
+
+    def calculator_for(self, atoms: Atoms) -> BaseCalculator:
+        """The calculator to use for ``atoms`` (override for structure-dependent settings)."""
+        return self.get_calculator()
+
+
+@dataclass(frozen=True)
+class EMT(CalculatorConfig):
+    """ASE's effective medium theory (Al, Cu, Ag, Au, Ni, Pd, Pt; H, C, N, O for testing)."""
+
+    fixed_cutoff: bool = True
+
+    def get_calculator(self) -> BaseCalculator:
+        from ase.calculators.emt import EMT as _EMT
+
+        return _EMT(fixed_cutoff=self.fixed_cutoff)
+
+
+@dataclass(frozen=True)
+class Morse(CalculatorConfig):
+    """Pair-wise Morse potential, as :class:`ase.calculators.morse.MorsePotential`.
+
+    Parameters
+    ----------
+    epsilon
+        Well depth in eV.
+    r0
+        Equilibrium distance in Å.
+    rho0
+        Stiffness, dimensionless (``rho0 = a * r0``).
+    rcut1, rcut2
+        Start and end of the smooth cutoff, in units of ``r0``.
+    """
+
+    epsilon: float = 1.0
+    r0: float = 2.5
+    rho0: float = 6.0
+    rcut1: float = 1.9
+    rcut2: float = 2.7
+
+    def __post_init__(self) -> None:
+        for name in ("epsilon", "r0", "rho0"):
+            value = getattr(self, name)
+            require(value > 0, "Morse", name, "> 0", value)
+        require(0 < self.rcut1 < self.rcut2, "Morse", "rcut1", "in (0, rcut2)", self.rcut1)
+
+    def get_calculator(self) -> BaseCalculator:
+        from ase.calculators.morse import MorsePotential
+
+        return MorsePotential(epsilon=self.epsilon, r0=self.r0, rho0=self.rho0,
+                              rcut1=self.rcut1, rcut2=self.rcut2)
+
+
+@dataclass(frozen=True)
+class LennardJones(CalculatorConfig):
+    """Lennard-Jones potential, as :class:`ase.calculators.lj.LennardJones`.
+
+    Parameters
+    ----------
+    sigma
+        Zero-crossing distance in Å.
+    epsilon
+        Well depth in eV.
+    rc
+        Cutoff in Å (default ``3 * sigma``).
+    smooth
+        Use ASE's smooth cutoff (``ro = 0.66 * rc``).
+    """
+
+    sigma: float = 2.3
+    epsilon: float = 0.4
+    rc: float | None = None
+    smooth: bool = True
+
+    def __post_init__(self) -> None:
+        require(self.sigma > 0, "LennardJones", "sigma", "> 0 Å", self.sigma)
+        require(self.epsilon > 0, "LennardJones", "epsilon", "> 0 eV", self.epsilon)
+        require(self.rc is None or self.rc > self.sigma, "LennardJones", "rc",
+                "None or > sigma", self.rc)
+
+    def get_calculator(self) -> BaseCalculator:
+        from ase.calculators.lj import LennardJones as _LJ
+
+        return _LJ(sigma=self.sigma, epsilon=self.epsilon, rc=self.rc, smooth=self.smooth)
+
+
+@dataclass(frozen=True)
+class AseCalculator(CalculatorConfig):
+    """Any ASE calculator, named by import path, with keyword arguments.
+
+    Parameters
+    ----------
+    import_path
+        ``"module:Class"`` or ``"module.Class"``; the module must be on the allow-list
+        (``ase.calculators``, this package, and prefixes added with
+        :func:`~pyiron_assyst.core.config.register_import_prefix`).
+    kwargs
+        Keyword arguments; a dict is accepted and frozen into sorted ``(name, value)`` pairs.
+    reuse
+        Build the calculator once per worker process and reuse it (for expensive models).
+    """
+
+    import_path: str
+    kwargs: tuple[tuple[str, Any], ...] = ()
+    reuse: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kwargs", freeze(self.kwargs))
+        require(isinstance(self.import_path, str) and bool(self.import_path), "AseCalculator",
+                "import_path", "'module:Class' of an ASE calculator", self.import_path)
+        try:
+            cls = import_object(self.import_path)
+        except ConfigError as error:
+            raise ConfigError(f"AseCalculator.import_path: {error}") from None
+        require(callable(cls), "AseCalculator", "import_path", "a callable class", cls)
+        try:
+            hash(self.kwargs)
+        except TypeError:
+            raise ConfigError(
+                f"AseCalculator.kwargs must hold hashable values; got {self.kwargs!r}") from None
+
+    def get_calculator(self) -> BaseCalculator:
+        if self.reuse:
+            return _cached_calculator(self)
+        return self._build()
+
+    def _build(self) -> BaseCalculator:
+        # checked against the allow-list at construction; a spawned worker does not know
+        # prefixes registered at run time, so it must not check again
+        cls = import_object(self.import_path, check_allowed=False)
+        return cls(**{k: _thaw(v) for k, v in self.kwargs})
+
+
+def _thaw(value: Any) -> Any:
+    """Tuples of pairs back into dicts are ambiguous; only nested tuples become lists."""
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
+    return value
+
+
+@lru_cache(maxsize=8)
+def _cached_calculator(config: AseCalculator) -> BaseCalculator:
+    return config._build()

@@ -1,0 +1,163 @@
+"""Running the canonical macro into a project: shared by ``run`` and ``retry-failed``.
+
+A run is saved twice under the project's write lock: when it starts (recipe and configs, no
+stages: the run is *incomplete*, and ``status`` follows its progress in the cache) and when it
+ends (every stage's structures, the reports and the timings). The relaxations are cached by
+content in ``<project>/cache``, so a run that was killed and started again, a retry of its
+failures, or an extended run (more formulas, more perturbations) computes only what is new.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from pyiron_assyst.core.config import Config
+from pyiron_assyst.storage import Project, StorageError
+
+__all__ = ["CACHE_DIRECTORY", "STAGES", "content_name", "execute", "is_complete", "latest_run",
+           "macro_configs", "write_outputs"]
+
+CACHE_DIRECTORY = "cache"
+"""Sub-directory of a project holding the result cache."""
+STAGES = ("sampled", "volume_relaxed", "relaxed", "perturbed", "training_set")
+"""Macro outputs stored as stages of a run, in order."""
+_RUN_INPUTS = ("formulas", "cache_directory", "retry_failed")
+
+
+def formulas_from_flags(args: Any, formulas: Config | None,
+                        configs: dict[str, Config]) -> Config:
+    """The formulas of ``--elements``/``--min-atoms``/``--max-atoms`` (defaults Cu, 1, 3) if any
+    is given or the settings have none, else ``formulas``; the sample config in ``configs`` is
+    widened to the new formulas' largest cell (in place).
+
+    Raises
+    ------
+    ConfigError
+        If the flags leave no formula.
+    """
+    from pyiron_assyst.cli import settings
+    from pyiron_assyst.core.config import ConfigError
+    from pyiron_assyst.stages import sample as crystals
+
+    flags = (args.elements, args.max_atoms, args.min_atoms)
+    if formulas is not None and all(flag is None for flag in flags):
+        return formulas
+    formulas = settings.formulas_from_table({
+        "elements": args.elements or ["Cu"],
+        "max_atoms": 3 if args.max_atoms is None else args.max_atoms,
+        "min_atoms": 1 if args.min_atoms is None else args.min_atoms,
+    })
+    if not len(formulas):
+        raise ConfigError("no formulas: --min-atoms/--max-atoms leave none")
+    sample = configs.get("sample_config", crystals.SampleConfig())
+    configs["sample_config"] = dataclasses.replace(
+        sample, min_atoms=1, max_atoms=max(sum(f.values()) for f in formulas))
+    return formulas
+
+
+def macro_configs(configs: dict[str, Config]) -> dict[str, Config]:
+    """Every config input of the macro: those given, the macro's defaults for the rest."""
+    from pyiron_assyst.workflow.macro import assyst
+
+    out = {}
+    for name, parameter in inspect.signature(assyst).parameters.items():
+        if name not in _RUN_INPUTS:
+            out[name] = configs.get(name, parameter.default)
+    unknown = set(configs) - set(out)
+    if unknown:
+        raise TypeError(f"unknown macro inputs {sorted(unknown)}")
+    return out
+
+
+def content_name(formulas: Config, configs: dict[str, Config]) -> str:
+    """``run-<10 hex>`` from the formulas and every config except the executor: the same
+    science gives the same name, wherever and however it runs."""
+    texts = [formulas.to_json()] + [c.to_json() for k, c in sorted(configs.items())
+                                    if k != "executor"]
+    return "run-" + hashlib.sha256("\n".join(texts).encode()).hexdigest()[:10]
+
+
+def is_complete(project: Project, run: str) -> bool:
+    """Whether ``run`` holds its stages (an incomplete run is running or was killed)."""
+    return bool(project.run_info(run)["stages"])
+
+
+def latest_run(project: Project, run: str | None = None) -> str:
+    """``run`` if given (checked), else the most recently created run of the project."""
+    runs = project.runs()
+    if run is not None:
+        if run not in runs:
+            raise StorageError(f"no run {run!r} in this project (runs: {runs})", project.path)
+        return run
+    if not runs:
+        raise StorageError("the project holds no runs yet", project.path)
+    return max(runs, key=lambda r: project.run_info(r)["created"])
+
+
+def _project_executor(project: Project, configs: dict[str, Config]) -> dict[str, Config]:
+    executor = configs["executor"]
+    if executor.kind == "slurm_cluster" and executor.cache_directory is None:
+        folder = str(project.path / "executorlib_cache")
+        configs = {**configs, "executor": dataclasses.replace(executor, cache_directory=folder)}
+    return configs
+
+
+def execute(project: Project, name: str, formulas: Config, configs: dict[str, Config],
+            retry_failed: bool = False, figures: bool = True) -> tuple[dict[str, Any], str]:
+    """Run the macro with the project's cache, save the run, write the outputs (``figures``:
+    with the figures).
+
+    Returns the macro outputs and the summary text. Raises the macro's exception, if any,
+    after the incomplete run was saved.
+    """
+    import pyiron_workflow as pwf
+
+    from pyiron_assyst.workflow.macro import assyst, build_workflow
+
+    configs = _project_executor(project, macro_configs(configs))
+    recipe = build_workflow(formulas, **configs).recipe.model_dump_json()
+    stored = {"formulas": formulas, **configs}
+    project.save_run(name, recipe_json=recipe, configs=stored, overwrite=True)
+    start = time.perf_counter()
+    result = pwf.node(assyst).run(formulas=formulas, **configs, retry_failed=retry_failed,
+                                  cache_directory=str(project.path / CACHE_DIRECTORY))
+    if result.exception is not None:
+        raise result.exception
+    outputs = dict(result.outputs)
+    seconds = time.perf_counter() - start
+    reports = {port: outputs[port] for port in outputs if port.endswith("_report")}
+    project.save_run(name, recipe_json=recipe, configs=stored, overwrite=True,
+                     stages={stage: outputs[stage] for stage in STAGES}, reports=reports,
+                     timings={"pipeline": seconds})
+    return outputs, write_outputs(outputs, project.path, figures)
+
+
+def write_outputs(outputs: dict[str, Any], directory: Path, figures: bool = True) -> str:
+    """Write ``training_set.extxyz``, ``summary.txt`` / ``.json`` and ``figures/`` of a run."""
+    from ase.io import write
+
+    from pyiron_assyst.figures.plots import write_all
+    from pyiron_assyst.workflow.macro import OUTPUTS
+
+    directory.mkdir(parents=True, exist_ok=True)
+    write(directory / "training_set.extxyz", outputs["training_set"], format="extxyz")
+    reports = [outputs[name] for name in OUTPUTS if name.endswith("_report")]
+    lines = [r.summary() for r in reports]
+    lines.append(f"training set: {len(outputs['training_set'])} structures")
+    text = "\n".join(lines) + "\n"
+    (directory / "summary.txt").write_text(text)
+    if figures:
+        write_all({name: outputs[name] for name in STAGES}, reports, directory / "figures")
+    (directory / "summary.json").write_text(json.dumps({
+        "training_set": len(outputs["training_set"]),
+        "stages": [{"stage": r.stage, "in": r.n_in, "candidates": r.n_candidates,
+                    "out": r.n_out, "dropped": r.drop_counts(), "flagged": r.flag_counts(),
+                    "failed": len(r.failures), "wall_time_s": r.wall_time} for r in reports],
+    }, indent=2))
+    return text

@@ -1,0 +1,52 @@
+"""``pyiron-assyst retry-failed``: compute again the structures of a run that failed.
+
+The run's stored formulas and configs are run once more with ``retry_failed``: every
+relaxation that finished is answered from the project's cache, those whose cached result is a
+failure (error, NaN, timeout) are computed again, and so is whatever they now feed downstream.
+The run is saved again under its name. ``--task-timeout``, ``--workers`` and ``--serial``
+change how it runs (e.g. a longer limit for structures that timed out), not the science.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pyiron_assyst.cli._pipeline import execute, latest_run
+from pyiron_assyst.cli.run import add_executor_flags, apply_executor_flags
+from pyiron_assyst.storage import Project
+
+__all__ = ["add_retry_failed_command", "retry_failed_command"]
+
+
+def add_retry_failed_command(subparsers: argparse._SubParsersAction
+                             ) -> argparse.ArgumentParser:
+    """Add ``retry-failed`` to the sub-commands."""
+    retry = subparsers.add_parser("retry-failed", help="compute failed structures again",
+                                  description=__doc__.splitlines()[0].split(": ", 1)[1])
+    retry.add_argument("project", nargs="?", default="assyst-output",
+                       help="project directory (default assyst-output)")
+    retry.add_argument("--run", help="the run (default: the latest)")
+    add_executor_flags(retry)
+    retry.set_defaults(handler=retry_failed_command)
+    return retry
+
+
+def _failures(project: Project, run: str) -> int:
+    return sum(len(r.failures) for r in project.load_reports(run).values())
+
+
+def retry_failed_command(args: argparse.Namespace) -> int:
+    """Handler of ``retry-failed``."""
+    project = Project(Path(args.project), create=False)
+    run = latest_run(project, args.run)
+    configs = project.load_configs(run)
+    before = _failures(project, run)
+    formulas = configs.pop("formulas")
+    configs["executor"] = apply_executor_flags(configs["executor"], args)
+    _, text = execute(project, run, formulas, configs, retry_failed=True,
+                      figures=not args.no_figures)
+    after = _failures(project, run)
+    sys.stdout.write(text + f"run {run!r}: {before} failed structures before, {after} now\n")
+    return 0

@@ -1,0 +1,112 @@
+"""``pyiron-assyst run``: the canonical pipeline from a TOML file and/or flags, into a project.
+
+The output directory (``-o``, default ``assyst-output``) is a project
+(:class:`~pyiron_assyst.storage.Project`): the run is saved there with its recipe, configs,
+every stage's structures and the reports, next to ``training_set.extxyz``, ``summary.txt`` /
+``summary.json`` and ``figures/*.png`` of the latest run. Relaxations are cached by content in
+``<project>/cache``: running the same command again after a kill resumes, and running with
+more formulas or perturbations reuses everything already relaxed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+from pyiron_assyst.cli._pipeline import (
+    content_name,
+    execute,
+    formulas_from_flags,
+    is_complete,
+    macro_configs,
+)
+from pyiron_assyst.storage import Project, StorageError
+
+__all__ = ["add_run_command", "run_command"]
+
+_CALCULATORS = ("emt", "morse", "lj")
+
+
+def add_run_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``run`` to the sub-commands."""
+    run = subparsers.add_parser("run", help="run the whole pipeline into a project", description=(
+        "Sample, relax, perturb and filter; save the run in the project directory and write "
+        "the training set and a summary there. Without arguments: Cu, 1-3 atoms, all space "
+        "groups, EMT. Running again resumes from the project's cache."))
+    run.add_argument("settings", nargs="?", help="TOML settings file (see examples/)")
+    run.add_argument("--elements", nargs="+", help="element symbols (default: Cu)")
+    run.add_argument("--max-atoms", type=int, help="largest number of atoms per cell (default 3)")
+    run.add_argument("--min-atoms", type=int, help="smallest number of atoms per cell (default 1)")
+    run.add_argument("--calculator", choices=_CALCULATORS, help="ASE calculator (default emt)")
+    run.add_argument("--seed", type=int, help="random seed of sampling and perturbations")
+    add_executor_flags(run)
+    run.add_argument("-o", "--output", help="project directory (default assyst-output)")
+    run.add_argument("--name", help="run name (default: run-<hash of the settings>)")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace a finished run of the same --name")
+    run.add_argument("--retry-failed", action="store_true",
+                     help="compute again structures whose cached result is a failure")
+    run.set_defaults(handler=run_command)
+    return run
+
+
+def add_executor_flags(parser: argparse.ArgumentParser) -> None:
+    """``--workers``, ``--serial``, ``--task-timeout`` and ``--no-figures``."""
+    parser.add_argument("--workers", type=int, help="parallel worker processes (0: all cores)")
+    parser.add_argument("--serial", action="store_true", help="run everything in this process")
+    parser.add_argument("--task-timeout", type=float,
+                        help="time limit per structure in s (a structure over it is dropped)")
+    parser.add_argument("--no-figures", action="store_true", help="do not draw figures/*.png")
+
+
+def apply_executor_flags(executor: Any, args: argparse.Namespace) -> Any:
+    """The executor config changed as the flags say."""
+    from pyiron_assyst.execution.executors import Executor
+
+    if args.serial:
+        executor = Executor(kind="serial", task_timeout=executor.task_timeout)
+    elif args.workers is not None:
+        executor = dataclasses.replace(executor, kind="process", max_workers=args.workers)
+    if args.task_timeout is not None:
+        executor = dataclasses.replace(executor, task_timeout=args.task_timeout)
+    return executor
+
+
+def _resolve(args: argparse.Namespace) -> tuple[Any, dict[str, Any], Path]:
+    from pyiron_assyst import calculators
+    from pyiron_assyst.cli import settings
+    from pyiron_assyst.stages import sample as crystals
+    from pyiron_assyst.workflow import macro as workflows
+
+    formulas, configs, output = (None, {}, {})
+    if args.settings:
+        formulas, configs, output = settings.load_settings(args.settings)
+    formulas = formulas_from_flags(args, formulas, configs)
+    if args.calculator:
+        configs["calculator"] = {"emt": calculators.EMT(), "morse": calculators.Morse(),
+                                 "lj": calculators.LennardJones()}[args.calculator]
+    if args.seed is not None:
+        sample = configs.get("sample_config", crystals.SampleConfig())
+        configs["sample_config"] = dataclasses.replace(sample, seed=args.seed)
+        perturb = configs.get("perturb_config", workflows.DEFAULT_PERTURB)
+        configs["perturb_config"] = dataclasses.replace(perturb, seed=args.seed)
+    configs = macro_configs(configs)
+    configs["executor"] = apply_executor_flags(configs["executor"], args)
+    directory = Path(args.output or output.get("directory", "assyst-output"))
+    return formulas, configs, directory
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Handler of ``run``."""
+    formulas, configs, directory = _resolve(args)
+    project = Project(directory)
+    name = args.name or content_name(formulas, configs)
+    if args.name and name in project.runs() and is_complete(project, name) and not (
+            args.overwrite):
+        raise StorageError(f"run {name!r} exists (pass --overwrite to replace it)", project.path)
+    _, text = execute(project, name, formulas, configs, args.retry_failed, not args.no_figures)
+    sys.stdout.write(text + f"saved as run {name!r} in {directory}/\n")
+    return 0

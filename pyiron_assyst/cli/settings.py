@@ -1,0 +1,123 @@
+"""Run settings from TOML: a schema that mirrors the configs one to one.
+
+Each top-level table is named after an input of the macro
+:func:`~pyiron_assyst.workflow.macro.assyst`
+(``sample_config``, ``sample_filter``, ``volume_relax``, ``full_relax``, ``perturb_config``,
+``final_filter``, ``calculator``, ``executor``) and holds ``type = "ClassName"`` plus that
+class's fields. Nested configs are nested tables (or inline tables) with their own ``type``;
+arrays become tuples, and an array entry with ``copies = n`` stands for ``n`` equal entries
+(e.g. four copies of one rattle). ``[formulas]`` takes ``elements``, ``min_atoms`` and
+``max_atoms`` (every composition of the elements with ``min_atoms`` to ``max_atoms`` atoms)
+or an explicit ``list = [{Cu = 1}, {Cu = 2, Ag = 1}]``. An omitted table keeps the macro
+default. See ``examples/cu_emt.toml``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pyiron_assyst import calculators
+from pyiron_assyst.calculators import structure_settings
+from pyiron_assyst.core.config import Config, ConfigError
+from pyiron_assyst.execution import executors
+from pyiron_assyst.stages import curate as curation
+from pyiron_assyst.stages import filters, perturbations
+from pyiron_assyst.stages import relax as relaxations
+from pyiron_assyst.stages import sample as crystals
+
+__all__ = [
+    "CONFIG_MODULES",
+    "CONFIG_TABLES",
+    "config_classes",
+    "config_from_table",
+    "formulas_from_table",
+    "load_settings",
+]
+
+CONFIG_TABLES = (
+    "sample_config", "sample_filter", "volume_relax", "full_relax", "perturb_config",
+    "final_filter", "calculator", "executor",
+)
+
+CONFIG_MODULES = (calculators, crystals, curation, executors, filters, perturbations,
+                  relaxations, structure_settings)
+"""Modules whose public config classes TOML tables (and graph nodes) can name."""
+
+
+def config_classes() -> dict[str, type]:
+    """Every concrete public config class by name (what a table's ``type`` may be)."""
+    found: dict[str, type] = {}
+    for module in CONFIG_MODULES:
+        for name in getattr(module, "__all__", ()):
+            obj = getattr(module, name)
+            if (isinstance(obj, type) and issubclass(obj, Config)
+                    and "__dataclass_fields__" in vars(obj)
+                    and not getattr(obj, "__abstractmethods__", None)):
+                found[name] = obj
+    found.pop("Relaxation", None)  # the base class: a relaxation needs a kind
+    return found
+
+
+def _value(value: Any, where: str) -> Any:
+    if isinstance(value, dict):
+        return config_from_table(value, where) if "type" in value else {
+            k: _value(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        items = []
+        for i, v in enumerate(value):
+            copies = v.pop("copies", 1) if isinstance(v, dict) else 1
+            if not isinstance(copies, int) or copies < 1:
+                raise ConfigError(f"{where}[{i}].copies must be an integer >= 1; got {copies!r}")
+            items.extend([_value(v, f"{where}[{i}]")] * copies)
+        return tuple(items)
+    return value
+
+
+def config_from_table(table: dict[str, Any], where: str = "") -> Config:
+    """Build the config named by ``table["type"]`` from the other keys (recursively)."""
+    registry = config_classes()
+    kind = table.get("type")
+    if kind not in registry:
+        raise ConfigError(f"{where or 'table'}.type must be one of {sorted(registry)}; "
+                          f"got {kind!r}")
+    fields = {k: _value(v, f"{where}.{k}") for k, v in table.items() if k != "type"}
+    try:
+        return registry[kind](**fields)
+    except TypeError as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
+def formulas_from_table(table: dict[str, Any]) -> crystals.Formulas:
+    """``[formulas]``: ``elements`` with ``min_atoms``/``max_atoms``, or an explicit ``list``."""
+    if "list" in table:
+        return crystals.Formulas(tuple(table["list"]))
+    elements = table.get("elements")
+    if not elements or not all(isinstance(e, str) for e in elements):
+        raise ConfigError(f"formulas.elements must be a list of element symbols; got {elements!r}")
+    max_atoms = int(table.get("max_atoms", 4))
+    min_atoms = int(table.get("min_atoms", 1))
+    if not 1 <= min_atoms <= max_atoms:
+        raise ConfigError(f"formulas.min_atoms must be in [1, max_atoms={max_atoms}]; "
+                          f"got {min_atoms}")
+    return crystals.Formulas.range(tuple(elements), max_atoms + 1).trim(min_atoms, max_atoms)
+
+
+def load_settings(path: str | Path) -> tuple[crystals.Formulas | None, dict[str, Config],
+                                             dict[str, Any]]:
+    """Read a TOML settings file: formulas, configs by macro input name, and ``[output]``."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"settings file {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"settings file {str(path)!r} is not valid TOML: {error}") from None
+    unknown = set(data) - {*CONFIG_TABLES, "formulas", "output"}
+    if unknown:
+        raise ConfigError(f"settings file {str(path)!r}: unknown table(s) {sorted(unknown)}; "
+                          f"allowed: formulas, output, {', '.join(CONFIG_TABLES)}")
+    formulas = formulas_from_table(data["formulas"]) if "formulas" in data else None
+    configs = {k: config_from_table(data[k], k) for k in CONFIG_TABLES if k in data}
+    return formulas, configs, dict(data.get("output", {}))

@@ -1,0 +1,1 @@
+"""The data model every layer shares: configs, lineage, ``Atoms.info`` keys, stage reports."""

@@ -1,0 +1,339 @@
+"""Frozen, hashable configs that round-trip through JSON.
+
+Every config of the package is a ``@dataclass(frozen=True)`` that mixes in :class:`Config`.
+Fields hold only hashable, JSON-able values: numbers, strings, booleans, ``None``, tuples of
+those, nested configs, and (for live-session use only) importable callables. Mappings are frozen
+into sorted tuples of ``(key, value)`` pairs with :func:`freeze`.
+
+**Identity.** Every config class has a *kind*: a stable registered name (the class name for the
+classes of this package, ``"module:Class"`` or an explicit ``kind=`` for a user's class). The
+JSON form and :meth:`Config.config_hash` -- and so every uuid, random stream and cache key derived
+from a config -- depend on the kind and the field values only, never on the module a class lives
+in: moving a class to another module changes nothing that was derived from it. JSON written
+before kinds existed (``"@config": "pyiron_assyst.perturbations:Rattle"``) still loads through
+:data:`KIND_ALIASES` and the rule that an old path of this package names the kind of its class.
+
+Loading a config from JSON resolves kinds through the registry (classes register when they are
+defined), the modules of this package, the ``pyiron_assyst.configs`` entry points of installed
+packages, and import paths from an allow-list (:data:`ALLOWED_PREFIXES`, extended with
+:func:`register_import_prefix`); an import path must name a class or function defined in an
+allowed module, so loading never imports or reaches arbitrary code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import json
+import math
+import types
+from collections.abc import Iterable, Mapping
+from functools import partial
+from typing import Any
+
+__all__ = [
+    "ALLOWED_PREFIXES",
+    "KIND_ALIASES",
+    "Config",
+    "config_kind",
+    "kind_class",
+    "callable_name",
+    "ConfigError",
+    "NotPersistableError",
+    "config_from_dict",
+    "config_from_json",
+    "freeze",
+    "import_object",
+    "object_path",
+    "register_import_prefix",
+    "require",
+]
+
+ALLOWED_PREFIXES: set[str] = {"pyiron_assyst", "ase.calculators", "ase.optimize"}
+"""Module prefixes from which JSON configs may import classes and callables."""
+
+KIND_ALIASES: dict[str, str] = {}
+"""Old kind -> current kind, for a config kind that is ever renamed (none yet)."""
+
+ENTRY_POINT_GROUP = "pyiron_assyst.configs"
+"""Entry-point group in which packages declare their config kinds (``kind = "module:Class"``)."""
+
+PACKAGE = "pyiron_assyst"
+
+CONFIG_MODULES = (
+    "pyiron_assyst.calculators",
+    "pyiron_assyst.calculators.structure_settings",
+    "pyiron_assyst.execution.executors",
+    "pyiron_assyst.core.report",
+    "pyiron_assyst.stages.sample",
+    "pyiron_assyst.stages.relax",
+    "pyiron_assyst.stages.perturbations",
+    "pyiron_assyst.stages.filters",
+    "pyiron_assyst.stages.curate",
+    "pyiron_assyst.fitting.mace",
+    "pyiron_assyst.fitting.transferability",
+    "pyiron_assyst.workflow.plan",
+)
+"""Modules of this package that define config classes (imported to resolve a package kind)."""
+
+_KINDS: dict[str, type] = {}
+
+
+class ConfigError(ValueError):
+    """A config field holds a value that is not allowed; raised at construction."""
+
+
+class NotPersistableError(TypeError):
+    """A config holds a live object (e.g. a lambda) that cannot be written to JSON."""
+
+
+def register_import_prefix(prefix: str) -> None:
+    """Allow JSON configs to import from modules starting with ``prefix`` (e.g. ``"mypkg"``)."""
+    if not prefix or not all(part.isidentifier() for part in prefix.split(".")):
+        raise ConfigError(f"register_import_prefix: {prefix!r} is not a dotted module name")
+    ALLOWED_PREFIXES.add(prefix)
+
+
+def _is_allowed(module: str) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in ALLOWED_PREFIXES)
+
+
+def require(condition: bool, owner: str, field: str, allowed: str, got: Any) -> None:
+    """Raise :class:`ConfigError` naming ``owner.field``, what is allowed and what was given."""
+    if not condition:
+        raise ConfigError(f"{owner}.{field} must be {allowed}; got {got!r}")
+
+
+def freeze(value: Any) -> Any:
+    """Turn dicts into sorted tuples of pairs and lists/sets into tuples, recursively."""
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v) for v in value)
+    if isinstance(value, (set, frozenset)):
+        return tuple(sorted(freeze(v) for v in value))
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
+        return value.item()  # numpy scalar
+    return value
+
+
+def callable_name(func: Any) -> str:
+    """A readable name of a callable: its ``__name__``, ``partial(name)`` or its type name."""
+    if isinstance(func, partial):
+        return f"partial({callable_name(func.func)})"
+    return getattr(func, "__name__", type(func).__name__)
+
+
+def object_path(obj: Any) -> str:
+    """``"module:qualname"`` of a class or function."""
+    return f"{obj.__module__}:{obj.__qualname__}"
+
+
+def _persistable_path(obj: Any) -> bool:
+    return obj.__module__ != "__main__" and "<locals>" not in obj.__qualname__ and (
+        "<lambda>" not in obj.__qualname__
+    )
+
+
+def import_object(path: str, check_allowed: bool = True) -> Any:
+    """Import ``"module:qualname"`` (or ``"module.name"``), refusing modules off the allow-list."""
+    module, _, qualname = path.partition(":")
+    if not qualname:
+        module, _, qualname = path.rpartition(".")
+    if check_allowed and not _is_allowed(module):
+        raise ConfigError(
+            f"import path {path!r} is not allowed: its module must start with one of "
+            f"{sorted(ALLOWED_PREFIXES)} (extend with register_import_prefix)"
+        )
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+            if isinstance(obj, types.ModuleType):
+                raise ConfigError(f"import path {path!r} walks into module {obj.__name__!r}; "
+                                  "name a class or function defined in the module")
+    except (ImportError, AttributeError) as error:
+        raise ConfigError(f"cannot import {path!r}: {error}") from None
+    owner = getattr(obj, "__module__", None)
+    if check_allowed and not (isinstance(owner, str) and _is_allowed(owner)):
+        raise ConfigError(
+            f"import path {path!r} is not allowed: it names an object defined in {owner!r}, "
+            f"not in a module starting with one of {sorted(ALLOWED_PREFIXES)}")
+    return obj
+
+
+def _encode(value: Any, strict: bool) -> Any:
+    if isinstance(value, Config):
+        return value.to_dict(strict=strict)
+    if isinstance(value, tuple):
+        return [_encode(v, strict) for v in value]
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"@float": repr(value)}
+    if callable(value):
+        if hasattr(value, "__qualname__") and _persistable_path(value):
+            return {"@callable": object_path(value)}
+        if strict:
+            raise NotPersistableError(
+                f"{value!r} is not an importable module-level callable and cannot be stored; "
+                "define it in an importable module"
+            )
+        return {"@live": repr(value)}  # unique within this session only
+    raise NotPersistableError(f"cannot encode {type(value).__name__} value {value!r} as JSON")
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_decode(v) for v in value)
+    if isinstance(value, dict):
+        if "@config" in value:
+            return config_from_dict(value)
+        if "@callable" in value:
+            return import_object(value["@callable"])
+        if "@float" in value:
+            return float(value["@float"])
+        raise ConfigError(f"unknown JSON object in config: {sorted(value)}")
+    return value
+
+
+class Config:
+    """Mixin for frozen config dataclasses: JSON round trip, stable content hash.
+
+    Subclasses are ``@dataclass(frozen=True)`` and validate in ``__post_init__`` with
+    :func:`require`, so a bad value fails at construction with the field named. Each subclass
+    registers its kind when it is defined: ``class MyRelax(Relaxation, kind="mylab.MyRelax")``
+    gives a user's class a name that survives moving it (default ``"module:Class"``; the
+    classes of this package use their class name).
+
+    A config class is a pyiron_workflow node as it is: ``pwf.node(SampleConfig, max_atoms=4)``
+    has the fields as inputs and the config on its output port ``instance``.
+    """
+
+    def __init_subclass__(cls, kind: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        name = kind if kind is not None else _default_kind(cls)
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{cls.__qualname__}: kind must be a non-empty string; got {name!r}")
+        known = _KINDS.get(name)
+        if known is not None and object_path(known) != object_path(cls):
+            raise ConfigError(f"config kind {name!r} of {object_path(cls)} is taken by "
+                              f"{object_path(known)}; give one of them another kind=")
+        _KINDS[name] = cls
+        cls._config_kind = name
+
+    def to_dict(self, strict: bool = True) -> dict[str, Any]:
+        """Plain JSON-able dict with the class path under ``"@config"``.
+
+        Parameters
+        ----------
+        strict
+            Raise :class:`NotPersistableError` for callables that cannot be re-imported.
+        """
+        out: dict[str, Any] = {"@config": config_kind(type(self))}
+        for field in dataclasses.fields(self):  # type: ignore[arg-type]
+            out[field.name] = _encode(getattr(self, field.name), strict)
+        return out
+
+    def to_json(self) -> str:
+        """Canonical JSON text (sorted keys); raises :class:`NotPersistableError` if impossible."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @property
+    def persistable(self) -> bool:
+        """Whether this config can be written to JSON and loaded again."""
+        try:
+            self.to_json()
+        except NotPersistableError:
+            return False
+        return True
+
+    def config_hash(self) -> str:
+        """Stable 16-hex-digit content hash (same fields ⇒ same hash, in any process)."""
+        text = json.dumps(self.to_dict(strict=False), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _default_kind(cls: type) -> str:
+    if cls.__module__ == PACKAGE or cls.__module__.startswith(PACKAGE + "."):
+        return cls.__qualname__
+    return object_path(cls)
+
+
+def config_kind(cls: type) -> str:
+    """The registered kind of a config class (what its JSON and hash name it by)."""
+    kind = vars(cls).get("_config_kind")
+    if kind is None:
+        raise ConfigError(f"{cls!r} is not a registered config class")
+    return kind
+
+
+def _from_entry_points(kind: str) -> type | None:
+    from importlib.metadata import entry_points
+
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        if point.name == kind:
+            point.load()
+            return _KINDS.get(kind)
+    return None
+
+
+def kind_class(kind: str) -> type:
+    """The config class registered under ``kind`` (or an old name of it).
+
+    Looks in the registry, then imports this package's config modules, then the
+    ``pyiron_assyst.configs`` entry points, then an allow-listed ``"module:Class"`` path.
+    An old import path of this package's class (``"pyiron_assyst.relaxations:FullRelax"``)
+    names the class's kind.
+
+    Raises
+    ------
+    ConfigError
+        If no config class has that kind.
+    """
+    if not isinstance(kind, str):
+        raise ConfigError(f"a config kind is a string; got {kind!r}")
+    kind = KIND_ALIASES.get(kind, kind)
+    module, sep, qualname = kind.partition(":")
+    if sep and (module == PACKAGE or module.startswith(PACKAGE + ".")):
+        kind = KIND_ALIASES.get(qualname, qualname)  # an old path of a class of this package
+    if kind not in _KINDS and (not sep or module.startswith(PACKAGE)):
+        for name in CONFIG_MODULES:
+            importlib.import_module(name)
+    cls = _KINDS.get(kind) or _from_entry_points(kind)
+    if cls is None and sep:
+        found = import_object(kind)
+        if isinstance(found, type) and issubclass(found, Config):
+            cls = found
+    if cls is None:
+        raise ConfigError(f"unknown config kind {kind!r}: no class of that kind is defined "
+                          f"(define or import it, or declare it in the {ENTRY_POINT_GROUP!r} "
+                          "entry points)")
+    return cls
+
+
+def config_from_dict(data: Mapping[str, Any]) -> Any:
+    """Rebuild a config written by :meth:`Config.to_dict` (kinds resolved by :func:`kind_class`)."""
+    if "@config" not in data:
+        raise ConfigError(f"not a config dict (no '@config' key): {sorted(data)}")
+    cls = kind_class(data["@config"])
+    fields = {k: _decode(v) for k, v in data.items() if k != "@config"}
+    return cls(**fields)
+
+
+def config_from_json(text: str) -> Any:
+    """Rebuild a config from :meth:`Config.to_json` text."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"config JSON is malformed: {error}") from None
+    return config_from_dict(data)
+
+
+def check_members(owner: str, field: str, values: Iterable[Any], kind: type | tuple[type, ...],
+                  allowed: str) -> None:
+    """Require every element of ``values`` to be an instance of ``kind``."""
+    for v in values:
+        require(isinstance(v, kind), owner, field, allowed, v)
+

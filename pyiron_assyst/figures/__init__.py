@@ -1,0 +1,1 @@
+"""Pictures of a training set and of the stage counts, and writing them into a project."""

@@ -1,0 +1,1 @@
+"""Fitting a potential on a labelled set (MACE) and the transferability report."""

@@ -1,0 +1,2 @@
+"""Numerics with no knowledge of stages: periodic distances, the default optimizer, the cell
+filter."""

@@ -1,0 +1,143 @@
+"""Whether two atoms are too close: a fast pair-distance check with periodic images (Å).
+
+:func:`has_pair_closer` compares every pair ``i, j`` (an atom and its own periodic images
+included) with a per-pair limit (the sampler's check); :func:`has_close_pair` is the case of
+radius sums (:class:`~pyiron_assyst.stages.filters.DistanceFilter`). Small structures are checked by
+brute force over wrapped fractional differences and the lattice images within the cutoff, large
+ones with ASE's binned neighbour list.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+
+__all__ = ["has_close_pair", "has_pair_closer"]
+
+_BRUTE_FORCE_ENTRIES = 500_000
+"""Above this many (pair, image) entries the distance check uses ASE's binned neighbor list."""
+_REDUCE_ABOVE_IMAGES = 343
+"""Minkowski-reduce fully periodic cells that would need more lattice images than this."""
+
+
+def has_close_pair(positions: np.ndarray, radii: np.ndarray, cell: np.ndarray,
+                   pbc: np.ndarray) -> bool:
+    """Whether any pair (periodic images included) is closer than the sum of its radii (Å).
+
+    Parameters
+    ----------
+    positions
+        Cartesian positions (n × 3, Å).
+    radii
+        Per-atom radii (n, Å).
+    cell, pbc
+        Cell vectors (3 × 3, Å; non-periodic ones may be zero) and periodic directions.
+    """
+    return has_pair_closer(positions, radii[:, None] + radii[None, :], cell, pbc, radii)
+
+
+def has_pair_closer(positions: np.ndarray, limit: np.ndarray, cell: np.ndarray,
+                    pbc: np.ndarray, radii: np.ndarray | None = None) -> bool:
+    """Whether any pair ``i, j`` is closer than ``limit[i, j]`` (Å), periodic images included.
+
+    An atom and its own periodic images count as a pair (``limit[i, i]``). Fractional
+    differences are wrapped to [-1/2, 1/2] along periodic directions and checked against every
+    lattice image within the cutoff ``limit.max()``. Large structures go to ASE's binned
+    neighbour list instead (with per-atom cutoffs ``radii`` when the limits are radius sums).
+
+    Parameters
+    ----------
+    positions
+        Cartesian positions (n × 3, Å).
+    limit
+        Symmetric matrix (n × n) of the smallest allowed distances in Å; entries <= 0 allow
+        any distance.
+    cell, pbc
+        Cell vectors (3 × 3, Å; non-periodic ones may be zero) and periodic directions.
+    radii
+        Per-atom radii (Å) with ``limit = radii[:, None] + radii[None, :]``, if so.
+    """
+    cutoff = float(limit.max()) if limit.size else 0.0
+    if cutoff <= 0.0:
+        return False
+    full = _complete_cell(cell, pbc)
+    inverse = np.linalg.inv(full)
+    images = _image_counts(inverse, pbc, cutoff)
+    if pbc.all() and _n_images(images) > _REDUCE_ABOVE_IMAGES:
+        from ase.geometry import minkowski_reduce
+
+        full = np.asarray(minkowski_reduce(full)[0], dtype=float)
+        inverse = np.linalg.inv(full)
+        images = _image_counts(inverse, pbc, cutoff)
+    n = len(positions)
+    if n * n * _n_images(images) > _BRUTE_FORCE_ENTRIES:
+        if radii is not None:
+            return _has_close_pair_binned(positions, radii, full, pbc)
+        return _has_pair_closer_binned(positions, limit, cutoff, full, pbc)
+    diff = positions[None, :, :] - positions[:, None, :]
+    wrap = np.round(diff @ inverse)
+    if not pbc.all():
+        wrap[..., ~pbc] = 0.0
+    shifts, zero = _shifts(images)
+    d = (diff - wrap @ full)[:, :, None, :] + (shifts @ full)[None, None, :, :]
+    d2 = np.einsum("ijsk,ijsk->ijs", d, d)
+    index = np.arange(n)
+    d2[index, index, zero] = np.inf  # an atom is not its own neighbour
+    squared = np.where(limit > 0.0, limit * limit, -1.0)
+    return bool((d2 < squared[:, :, None]).any())
+
+
+def _complete_cell(cell: np.ndarray, pbc: np.ndarray) -> np.ndarray:
+    """The cell with vectors of non-periodic directions completed (ASE), checked to be regular."""
+    from ase.cell import Cell
+
+    cell = np.asarray(cell, dtype=float)
+    periodic_all = bool(pbc.all())
+    periodic = cell if periodic_all else cell[pbc]
+    if len(periodic):
+        scale = float(np.prod(np.einsum("ij,ij->i", periodic, periodic)))
+        if scale == 0.0 or np.linalg.det(periodic @ periodic.T) <= 1e-20 * scale:
+            raise ValueError("the cell is degenerate along its periodic directions")
+    return cell if periodic_all else Cell(cell).complete().array
+
+
+def _image_counts(inverse: np.ndarray, pbc: np.ndarray, cutoff: float) -> tuple[int, ...]:
+    """Largest image index ``m`` per direction, for fractional differences in [-1/2, 1/2].
+
+    An image ``n`` is at least ``(|n| - 1/2) * h`` away (``h``: spacing of lattice planes), so
+    only ``|n| < cutoff / h + 1/2`` can be within the cutoff.
+    """
+    inverse_spacing = np.linalg.norm(inverse, axis=0)  # 1 / h per direction
+    counts = np.floor(cutoff * inverse_spacing + 0.5 + 1e-9).astype(int)
+    return tuple(int(m) if periodic else 0 for m, periodic in zip(counts, pbc))
+
+
+def _n_images(images: tuple[int, ...]) -> int:
+    return math.prod(2 * m + 1 for m in images)
+
+
+@lru_cache(maxsize=512)
+def _shifts(images: tuple[int, ...]) -> tuple[np.ndarray, int]:
+    """Integer lattice shifts ``|n_k| <= images[k]`` and the index of the zero shift."""
+    grid = np.meshgrid(*(np.arange(-m, m + 1) for m in images), indexing="ij")
+    shifts = np.stack(grid, axis=-1).reshape(-1, 3).astype(float)
+    shifts.setflags(write=False)
+    return shifts, len(shifts) // 2
+
+
+def _has_close_pair_binned(positions: np.ndarray, radii: np.ndarray, cell: np.ndarray,
+                           pbc: np.ndarray) -> bool:
+    from ase.neighborlist import primitive_neighbor_list
+
+    first = primitive_neighbor_list("i", pbc, cell, positions, radii)
+    return len(first) > 0
+
+
+def _has_pair_closer_binned(positions: np.ndarray, limit: np.ndarray, cutoff: float,
+                            cell: np.ndarray, pbc: np.ndarray) -> bool:
+    from ase.neighborlist import primitive_neighbor_list
+
+    first, second, distance = primitive_neighbor_list("ijd", pbc, cell, positions, cutoff)
+    return bool((distance < limit[first, second]).any())
