@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from ase import Atoms
-from ase.build import bulk, fcc111
+from ase.build import bulk
 from ase.io import read
 
-from pyiron_assyst.calculators import EMT, AseCalculator
+from pyiron_assyst.calculators import EMT
 from pyiron_assyst.cli.export import add_export_command, parse_reference_energies
-from pyiron_assyst.core.lineage import child_uuid, stamp_root, uuid_of
+from pyiron_assyst.core.lineage import uuid_of
 from pyiron_assyst.execution.executors import Executor
 from pyiron_assyst.export import (
     FORMATS,
@@ -31,35 +31,10 @@ from pyiron_assyst.export import (
 )
 from pyiron_assyst.export.pacemaker import COLUMNS
 from pyiron_assyst.export.potentialfit import STORAGE_TYPE
-from pyiron_assyst.stages.label import label
 from pyiron_assyst.storage import Project
+from tests.support.datasets import REFERENCES, training_set
 
 SERIAL = Executor(kind="serial")
-SMEARED = AseCalculator("tests.faulty_calculators:SmearedEMT", {"shift": 0.125})
-REFERENCES = {"Cu": -0.25, "Ag": 0.5}
-
-
-def training_set() -> list[Atoms]:
-    """Compressed, strained, mixed, slab and cluster structures labelled with a smeared EMT
-    (free_energy != energy), so that a format using the wrong energy shows."""
-    cu = bulk("Cu", "fcc", a=3.45, cubic=True)  # compressed: negative stress
-    cu.rattle(0.05, seed=2)
-    cuag = bulk("Cu", "fcc", a=3.8, cubic=True)
-    cuag.symbols[[1, 3]] = "Ag"
-    cuag.set_cell(cuag.cell.array @ [[1.02, 0.03, 0], [0, 0.99, 0.01], [0, 0, 1.0]],
-                  scale_atoms=True)
-    cuag.rattle(0.05, seed=3)
-    slab = fcc111("Cu", (2, 2, 2), vacuum=5.0)
-    slab.info.clear()
-    cluster = Atoms("AgCu2", positions=[[0, 0, 0], [2.5, 0, 0], [1.2, 2.1, 0.4]])
-    inputs = [cu, cuag, slab, cluster]
-    for i, atoms in enumerate(inputs):
-        stamp_root(atoms, child_uuid("export", "test", "x", i))
-    out, report = label(inputs, SMEARED, SERIAL)
-    assert report.n_out == 4
-    return out
-
-
 @pytest.fixture(scope="module")
 def structures() -> list[Atoms]:
     return training_set()
@@ -76,8 +51,10 @@ def rounded(values: np.ndarray) -> np.ndarray:
 def test_canonical_labels_use_free_energy_and_ase_stress(structures):
     labels = labels_of(structures[0])
     assert labels.free_energy == labels.energy - 0.125 * 4
-    assert labels.stress is not None and (labels.stress[:3] < 0).all()  # compressed
-    assert labels_of(structures[2]).stress is None and labels_of(structures[3]).stress is None
+    assert labels.stress is not None
+    assert (labels.stress[:3] < 0).all()
+    assert labels_of(structures[2]).stress is None
+    assert labels_of(structures[3]).stress is None
     with pytest.raises(ExportError, match="no label"):
         labels_of(bulk("Cu"))
 
@@ -88,10 +65,12 @@ def test_canonical_labels_use_free_energy_and_ase_stress(structures):
 def test_extxyz_reads_back_as_ase_wrote_it(structures, tmp_path):
     path = write_extxyz([*structures, bulk("Ag")], tmp_path / "t.extxyz")
     frames = read(path, ":")
-    assert len(frames) == 5 and frames[4].calc is None  # unlabelled structures are allowed
+    assert len(frames) == 5
+    assert frames[4].calc is None
     for atoms, frame in zip(structures, frames):
         labels, results = labels_of(atoms), frame.calc.results
-        assert results["energy"] == labels.energy and results["free_energy"] == (
+        assert results["energy"] == labels.energy
+        assert results["free_energy"] == (
             labels.free_energy)
         np.testing.assert_array_equal(results["forces"], rounded(labels.forces))
         np.testing.assert_array_equal(frame.positions, rounded(atoms.positions))
@@ -113,7 +92,8 @@ def test_ref_extxyz_has_ref_keys_and_isolated_atoms(structures, tmp_path):
     assert len(frames) == 6
     for (symbol, energy), frame in zip(REFERENCES.items(), frames[:2]):
         assert frame.get_chemical_symbols() == [symbol]
-        assert frame.info["config_type"] == "IsolatedAtom" and frame.info["REF_energy"] == energy
+        assert frame.info["config_type"] == "IsolatedAtom"
+        assert frame.info["REF_energy"] == energy
     for atoms, frame in zip(structures, frames[2:]):
         labels = labels_of(atoms)
         assert frame.calc is None  # labels stay data, never calculator results
@@ -125,7 +105,8 @@ def test_ref_extxyz_has_ref_keys_and_isolated_atoms(structures, tmp_path):
             np.testing.assert_array_equal(frame.info["REF_stress"], labels.stress)
         assert frame.info["uuid"] == atoms.info["uuid"]
     plain = read(write_ref_extxyz(structures, tmp_path / "nequip.extxyz"), ":")
-    assert len(plain) == 4 and "config_type" not in plain[0].info
+    assert len(plain) == 4
+    assert "config_type" not in plain[0].info
 
 
 # ----------------------------------------------------------------------------- pacemaker
@@ -137,8 +118,10 @@ def test_pacemaker_frame_reads_back_exactly(structures, tmp_path):
         data = f.read()
     assert data[:2] == b"\x80\x04"  # pickle protocol 4
     frame = pd.read_pickle(path, compression="gzip")
-    assert tuple(frame.columns) == COLUMNS and frame.columns.dtype == object
-    assert frame["name"].dtype == object and frame["NUMBER_OF_ATOMS"].dtype == np.int64
+    assert tuple(frame.columns) == COLUMNS
+    assert frame.columns.dtype == object
+    assert frame["name"].dtype == object
+    assert frame["NUMBER_OF_ATOMS"].dtype == np.int64
     for row, atoms in zip(frame.itertuples(index=False), structures):
         labels = labels_of(atoms)
         shift = sum(REFERENCES[s] for s in atoms.get_chemical_symbols())
@@ -147,7 +130,8 @@ def test_pacemaker_frame_reads_back_exactly(structures, tmp_path):
         assert row.energy == labels.free_energy
         assert row.energy_corrected == labels.free_energy - shift
         np.testing.assert_array_equal(row.forces, labels.forces)
-        assert row.forces.dtype == np.float64 and row.forces.shape == (len(atoms), 3)
+        assert row.forces.dtype == np.float64
+        assert row.forces.shape == (len(atoms), 3)
         assert row.ase_atoms.calc is None
         np.testing.assert_array_equal(row.ase_atoms.positions, atoms.positions)
         np.testing.assert_array_equal(row.ase_atoms.cell.array, atoms.cell.array)
@@ -210,7 +194,8 @@ def test_mtp_cfg_reads_back_exactly(structures, tmp_path):
     assert len(blocks) == 4
     for atoms, block in zip(structures, blocks):
         labels = labels_of(atoms)
-        assert block["size"] == len(atoms) and block["ids"] == list(range(1, len(atoms) + 1))
+        assert block["size"] == len(atoms)
+        assert block["ids"] == list(range(1, len(atoms) + 1))
         assert block["types"] == [order.index(s) for s in atoms.get_chemical_symbols()]
         np.testing.assert_array_equal(block["positions"], atoms.positions)
         np.testing.assert_array_equal(block["forces"], labels.forces)
@@ -221,7 +206,8 @@ def test_mtp_cfg_reads_back_exactly(structures, tmp_path):
             np.testing.assert_array_equal(block["virial"], -labels.stress * atoms.get_volume())
     assert (blocks[0]["virial"][:3] > 0).all()  # compressed cell: positive PlusStress
     np.testing.assert_array_equal(blocks[2]["cell"], structures[2].cell.array)  # slab
-    assert "virial" not in blocks[2] and "cell" not in blocks[3]  # cluster
+    assert "virial" not in blocks[2]
+    assert "cell" not in blocks[3]
 
 
 def test_mtp_element_order_and_partly_periodic_cells(structures, tmp_path):
@@ -259,8 +245,10 @@ def test_training_container_layout_and_values(structures, tmp_path):
         assert set(chunk) == {"identifier", "energy", "energy_uncorrected", "cell", "pbc",
                               "length", "start_index", "stress"}
         assert set(element) == {"symbols", "positions", "forces"}
-        assert group["num_chunks"][0] == 4 and group["num_elements"][0] == 4 + 4 + 8 + 3
-        assert chunk["length"].dtype == np.int32 and element["symbols"].dtype == "S8"
+        assert group["num_chunks"][0] == 4
+        assert group["num_elements"][0] == 4 + 4 + 8 + 3
+        assert chunk["length"].dtype == np.int32
+        assert element["symbols"].dtype == "S8"
         lengths, starts = chunk["length"][()], chunk["start_index"][()]
         for i, atoms in enumerate(structures):
             labels, atom_slice = labels_of(atoms), slice(starts[i], starts[i] + lengths[i])
@@ -291,7 +279,8 @@ def test_training_container_loads_as_pyiron_flattened_storage(structures, tmp_pa
     path = write_training_container([magnetic, *structures[1:]], tmp_path / "tc.h5")
     storage = FlattenedStorage()
     storage.from_hdf(FileHDFio(str(path)), "structures")
-    assert len(storage) == 4 and "energy_uncorrected" not in storage.list_arrays()
+    assert len(storage) == 4
+    assert "energy_uncorrected" not in storage.list_arrays()
     for i, atoms in enumerate(structures):
         labels = labels_of(atoms)
         assert storage.get_array("identifier", i) == uuid_of(atoms)

@@ -14,8 +14,7 @@ from pyiron_assyst.stages.relax import SymmetryRelax
 from pyiron_assyst.stages.sample import Formulas, SampleConfig
 from pyiron_assyst.workflow import nodes
 from pyiron_assyst.workflow.macro import OUTPUTS, assyst, build_workflow
-
-from .test_relaxations import GoldenVolumeRelax
+from tests.support.relaxers import GoldenVolumeRelax
 
 FORMULAS = Formulas.range("Cu", 1, 3)
 SMALL = {
@@ -50,7 +49,8 @@ def test_outputs_are_the_filtered_union_of_the_stages(serial):
     dropped = {d.uuid for d in report.drops}
     assert [s.info["uuid"] for s in serial["training_set"]] == [
         s.info["uuid"] for s in union if s.info["uuid"] not in dropped]
-    assert len(serial["perturbed"]) > 0 and len(serial["relaxed"]) > 0
+    assert len(serial["perturbed"]) > 0
+    assert len(serial["relaxed"]) > 0
 
 
 def test_reports_chain_from_stage_to_stage(serial):

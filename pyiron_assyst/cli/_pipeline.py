@@ -142,7 +142,7 @@ def write_outputs(outputs: dict[str, Any], directory: Path, figures: bool = True
     """Write ``training_set.extxyz``, ``summary.txt`` / ``.json`` and ``figures/`` of a run."""
     from ase.io import write
 
-    from pyiron_assyst.figures.plots import write_all
+    from pyiron_assyst.figures.files import write_all
     from pyiron_assyst.workflow.macro import OUTPUTS
 
     directory.mkdir(parents=True, exist_ok=True)

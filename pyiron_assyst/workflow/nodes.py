@@ -29,6 +29,7 @@ from pyiron_assyst.fitting import transferability as _transferability
 from pyiron_assyst.stages import curate as curation
 from pyiron_assyst.stages import filters, perturbations
 from pyiron_assyst.stages import label as labels
+from pyiron_assyst.stages import perturb as perturb_stage
 from pyiron_assyst.stages import relax as relaxations
 from pyiron_assyst.stages import sample as crystals
 
@@ -36,22 +37,22 @@ __all__ = [
     "apply_filter",
     "calculator_from_json",
     "concatenate",
-    "curate",
-    "fit",
-    "label",
-    "reference_energies",
-    "split",
-    "transferability",
     "config_from_json",
+    "curate",
     "executor_from_json",
     "filter_from_json",
+    "fit",
     "formulas_from_json",
-    "perturb_config_from_json",
-    "relaxation_from_json",
-    "sample_config_from_json",
+    "label",
     "perturb",
+    "perturb_config_from_json",
+    "reference_energies",
     "relax",
+    "relaxation_from_json",
     "sample",
+    "sample_config_from_json",
+    "split",
+    "transferability",
 ]
 
 
@@ -92,7 +93,7 @@ def perturb(
     config: perturbations.PerturbConfig = perturbations.PerturbConfig(),
 ) -> tuple[list[Atoms], StageReport]:
     """Perturbed copies of each structure, retried until they pass a filter."""
-    perturbed, report = perturbations.perturb_with(structures, config)
+    perturbed, report = perturb_stage.perturb_with(structures, config)
     return perturbed, report
 
 
