@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from pyiron_assyst import calculators
-from pyiron_assyst.calculators import structure_settings
+from pyiron_assyst.calculators import cost, structure_settings
 from pyiron_assyst.core.config import Config, ConfigError
 from pyiron_assyst.execution import executors
 from pyiron_assyst.stages import curate as curation
 from pyiron_assyst.stages import filters, perturbations
 from pyiron_assyst.stages import relax as relaxations
 from pyiron_assyst.stages import sample as crystals
+from pyiron_assyst.stages import select as selection
 
 __all__ = [
     "CONFIG_MODULES",
@@ -41,8 +42,8 @@ CONFIG_TABLES = (
     "final_filter", "calculator", "executor",
 )
 
-CONFIG_MODULES = (calculators, crystals, curation, executors, filters, perturbations,
-                  relaxations, structure_settings)
+CONFIG_MODULES = (calculators, cost, crystals, curation, executors, filters, perturbations,
+                  relaxations, selection, structure_settings)
 """Modules whose public config classes TOML tables (and graph nodes) can name."""
 
 

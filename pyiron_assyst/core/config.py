@@ -64,6 +64,7 @@ PACKAGE = "pyiron_assyst"
 CONFIG_MODULES = (
     "pyiron_assyst.calculators",
     "pyiron_assyst.calculators.structure_settings",
+    "pyiron_assyst.calculators.cost",
     "pyiron_assyst.execution.executors",
     "pyiron_assyst.core.report",
     "pyiron_assyst.stages.sample",
@@ -71,6 +72,7 @@ CONFIG_MODULES = (
     "pyiron_assyst.stages.perturbations",
     "pyiron_assyst.stages.filters",
     "pyiron_assyst.stages.curate",
+    "pyiron_assyst.stages.select",
     "pyiron_assyst.fitting.mace",
     "pyiron_assyst.fitting.transferability",
     "pyiron_assyst.workflow.plan",

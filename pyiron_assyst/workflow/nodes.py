@@ -32,6 +32,7 @@ from pyiron_assyst.stages import label as labels
 from pyiron_assyst.stages import perturb as perturb_stage
 from pyiron_assyst.stages import relax as relaxations
 from pyiron_assyst.stages import sample as crystals
+from pyiron_assyst.stages import select as selection
 
 __all__ = [
     "apply_filter",
@@ -51,6 +52,7 @@ __all__ = [
     "relaxation_from_json",
     "sample",
     "sample_config_from_json",
+    "select",
     "split",
     "transferability",
 ]
@@ -258,3 +260,14 @@ def transferability(
     if directory is not None:
         _transferability.write_report(result, directory)
     return result
+
+
+@fr.atomic("structures", "report")
+def select(
+    structures: list[Atoms],
+    config: selection.SelectConfig = selection.SelectConfig(),
+    calculator: calculators.CalculatorConfig | None = None,
+) -> tuple[list[Atoms], StageReport]:
+    """Keep the structures most worth labelling (see :func:`pyiron_assyst.stages.select.select`)."""
+    kept, report = selection.select(structures, config, calculator)
+    return kept, report
