@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -381,7 +382,14 @@ def test_corrupt_truncated_and_foreign_files_raise_storage_error(saved, tmp_path
         assert str(path) in str(error.value)
         assert error.value.path == path
     with h5py.File(p.path / "runs" / "other" / "stages" / "000_sample.h5", "r+") as f:
-        f["structures/chunk_arrays/length"][0] += 1
+        lengths = f["structures/chunk_arrays/length"]
+        lengths[0] += 1
+    with pytest.raises(StorageError, match="checksum mismatch in dataset "
+                                           "'/structures/chunk_arrays/length'"):
+        p.load_stage("other", "sample")
+    with h5py.File(p.path / "runs" / "other" / "stages" / "000_sample.h5", "r+") as f:
+        lengths = f["structures/chunk_arrays/length"]  # a consistent checksum, wrong lengths
+        lengths.attrs["crc32"] = np.uint32(zlib.crc32(lengths[()].tobytes()))
     with pytest.raises(StorageError, match="inconsistent"):
         p.load_stage("other", "sample")
     run_file = run_dir / "run.h5"

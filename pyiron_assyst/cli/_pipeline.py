@@ -2,7 +2,10 @@
 
 A run is saved twice under the project's write lock: when it starts (recipe and configs, no
 stages: the run is *incomplete*, and ``status`` follows its progress in the cache) and when it
-ends (every stage's structures, the reports and the timings). The relaxations are cached by
+ends (every stage's structures, the reports and the timings), after its outputs were written
+(each atomically), so a run counts as complete only when its outputs are. Running again into a
+finished run keeps that run (and its stages readable) until the new one is complete: the start
+record is not written over a complete run. The relaxations are cached by
 content in ``<project>/cache``, so a run that was killed and started again, a retry of its
 failures, or an extended run (more formulas, more perturbations) computes only what is new.
 """
@@ -19,6 +22,7 @@ from typing import Any
 
 from pyiron_assyst.core.config import Config
 from pyiron_assyst.storage import Project, StorageError
+from pyiron_assyst.storage.files import atomic_path, write_text_atomic
 
 __all__ = ["CACHE_DIRECTORY", "STAGES", "content_name", "execute", "is_complete", "latest_run",
            "macro_configs", "write_outputs"]
@@ -123,7 +127,8 @@ def execute(project: Project, name: str, formulas: Config, configs: dict[str, Co
     configs = _project_executor(project, macro_configs(configs))
     recipe = build_workflow(formulas, **configs).recipe.model_dump_json()
     stored = {"formulas": formulas, **configs}
-    project.save_run(name, recipe_json=recipe, configs=stored, overwrite=True)
+    if not (name in project.runs() and is_complete(project, name)):  # keep a finished run
+        project.save_run(name, recipe_json=recipe, configs=stored, overwrite=True)
     start = time.perf_counter()
     result = pwf.node(assyst).run(formulas=formulas, **configs, retry_failed=retry_failed,
                                   cache_directory=str(project.path / CACHE_DIRECTORY))
@@ -132,29 +137,32 @@ def execute(project: Project, name: str, formulas: Config, configs: dict[str, Co
     outputs = dict(result.outputs)
     seconds = time.perf_counter() - start
     reports = {port: outputs[port] for port in outputs if port.endswith("_report")}
+    text = write_outputs(outputs, project.path, figures)  # the run is complete after them
     project.save_run(name, recipe_json=recipe, configs=stored, overwrite=True,
                      stages={stage: outputs[stage] for stage in STAGES}, reports=reports,
                      timings={"pipeline": seconds})
-    return outputs, write_outputs(outputs, project.path, figures)
+    return outputs, text
 
 
 def write_outputs(outputs: dict[str, Any], directory: Path, figures: bool = True) -> str:
-    """Write ``training_set.extxyz``, ``summary.txt`` / ``.json`` and ``figures/`` of a run."""
+    """Write ``training_set.extxyz``, ``summary.txt`` / ``.json`` and ``figures/`` of a run,
+    each file atomically (a reader sees the old file or the new one, never a partial one)."""
     from ase.io import write
 
     from pyiron_assyst.figures.files import write_all
     from pyiron_assyst.workflow.macro import OUTPUTS
 
     directory.mkdir(parents=True, exist_ok=True)
-    write(directory / "training_set.extxyz", outputs["training_set"], format="extxyz")
+    with atomic_path(directory / "training_set.extxyz") as tmp:
+        write(tmp, outputs["training_set"], format="extxyz")
     reports = [outputs[name] for name in OUTPUTS if name.endswith("_report")]
     lines = [r.summary() for r in reports]
     lines.append(f"training set: {len(outputs['training_set'])} structures")
     text = "\n".join(lines) + "\n"
-    (directory / "summary.txt").write_text(text)
+    write_text_atomic(directory / "summary.txt", text)
     if figures:
         write_all({name: outputs[name] for name in STAGES}, reports, directory / "figures")
-    (directory / "summary.json").write_text(json.dumps({
+    write_text_atomic(directory / "summary.json", json.dumps({
         "training_set": len(outputs["training_set"]),
         "stages": [{"stage": r.stage, "in": r.n_in, "candidates": r.n_candidates,
                     "out": r.n_out, "dropped": r.drop_counts(), "flagged": r.flag_counts(),

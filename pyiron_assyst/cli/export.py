@@ -9,8 +9,10 @@
 
 The run defaults to the only run of the project (else ``--run`` is required), the stage to the
 run's last stage. ``--reference-energies compute`` computes isolated-atom energies with the
-run's stored ``calculator`` config. The output defaults to ``<run>_<stage>`` with the format's
-usual suffix.
+run's stored ``calculator`` config (one that could start a program, e.g. an ``AseCalculator``,
+only with ``--trust-project``). The output defaults to ``<run>_<stage>`` with the format's
+usual suffix (run and stage names reduced to letters, digits and ``_ . -``, so a name stored
+in a project never leads out of the working directory).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ logger = logging.getLogger(__name__)
 def add_export_command(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``export`` sub-command to ``subparsers`` (from ``add_subparsers``); its handler
     is :func:`run_export` (set as the ``handler`` default)."""
+    from pyiron_assyst.cli.trust import add_trust_flag
     from pyiron_assyst.export import FORMATS
 
     parser = subparsers.add_parser(
@@ -46,6 +49,7 @@ def add_export_command(subparsers: Any) -> argparse.ArgumentParser:
                         help="isolated-atom energies in eV, e.g. Cu=-0.005 Ag=0.002, or "
                              "'compute' (with the run's calculator config)")
     parser.add_argument("--elements", nargs="+", help="type order of the mtp format")
+    add_trust_flag(parser)
     parser.set_defaults(handler=run_export)
     return parser
 
@@ -90,11 +94,12 @@ def _select(project: Any, run: str | None, stage: str | None) -> tuple[str, str]
 
 
 def _references(project: Any, run: str, values: Sequence[str] | None,
-                structures: Sequence[Any]) -> dict[str, float] | None:
+                structures: Sequence[Any], trusted: bool) -> dict[str, float] | None:
     if not values:
         return None
     if list(values) != ["compute"]:
         return parse_reference_energies(values)
+    from pyiron_assyst.cli.trust import require_trust
     from pyiron_assyst.core.config import ConfigError
     from pyiron_assyst.execution.executors import Executor
     from pyiron_assyst.stages.curate import reference_energies
@@ -103,6 +108,8 @@ def _references(project: Any, run: str, values: Sequence[str] | None,
     if calculator is None:
         raise ConfigError(f"run {run!r} stores no 'calculator' config; give the reference "
                           "energies as EL=EV")
+    require_trust({"calculator": calculator}, trusted,
+                  f"export --reference-energies compute of run {run!r}")
     elements = sorted({s for a in structures for s in a.get_chemical_symbols()})
     energies, report = reference_energies(elements, calculator, Executor(kind="serial"))
     if report.drops:
@@ -114,14 +121,15 @@ def run_export(args: argparse.Namespace) -> int:
     """Handler of ``pyiron-assyst export``; returns the exit status (2 for bad input)."""
     from pyiron_assyst.core.config import ConfigError
     from pyiron_assyst.export import FORMATS, ExportError, export
-    from pyiron_assyst.storage import Project, StorageError
+    from pyiron_assyst.storage import Project, StorageError, slug
 
     try:
         project = Project(args.project, create=False)
         run, stage = _select(project, args.run, args.stage)
         structures = project.load_stage(run, stage)
-        references = _references(project, run, args.reference_energies, structures)
-        output = Path(args.output or f"{run}_{stage.replace(':', '_')}{FORMATS[args.format][1]}")
+        references = _references(project, run, args.reference_energies, structures,
+                                 args.trust_project)
+        output = Path(args.output or f"{slug(run)}_{slug(stage)}{FORMATS[args.format][1]}")
         result = export(structures, output, args.format, reference_energies=references,
                         elements=args.elements)
     except (StorageError, ExportError, ConfigError, ValueError) as error:

@@ -14,8 +14,8 @@ Sub-commands (each in its own module of :mod:`pyiron_assyst.commands`):
 - ``fit``: sample to labels with EMT, a MACE fit, and its transferability report (extra
   ``fit``).
 
-Bad input (settings, flags, a missing or foreign project) exits with status 2 and a one-line
-message.
+Bad input (settings, flags, a missing or foreign project, a path that cannot be written) exits
+with status 2 and a one-line message.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ConfigError, StorageError) as error:
+    except (ConfigError, StorageError, OSError) as error:  # bad input or path: no traceback
         message = str(error).replace("\n", " ")
         sys.stderr.write(f"pyiron-assyst: error: {message}\n")
         return 2

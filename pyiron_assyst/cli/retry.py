@@ -5,6 +5,8 @@ relaxation that finished is answered from the project's cache, those whose cache
 failure (error, NaN, timeout) are computed again, and so is whatever they now feed downstream.
 The run is saved again under its name. ``--task-timeout``, ``--workers`` and ``--serial``
 change how it runs (e.g. a longer limit for structures that timed out), not the science.
+A run whose stored calculator, executor or callables could start programs is only run again
+with ``--trust-project`` (see :mod:`pyiron_assyst.cli.trust`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from pyiron_assyst.cli._pipeline import execute, latest_run
 from pyiron_assyst.cli.run import add_executor_flags, apply_executor_flags
+from pyiron_assyst.cli.trust import add_trust_flag, require_trust
 from pyiron_assyst.storage import Project
 
 __all__ = ["add_retry_failed_command", "retry_failed_command"]
@@ -29,6 +32,7 @@ def add_retry_failed_command(subparsers: argparse._SubParsersAction
                        help="project directory (default assyst-output)")
     retry.add_argument("--run", help="the run (default: the latest)")
     add_executor_flags(retry)
+    add_trust_flag(retry)
     retry.set_defaults(handler=retry_failed_command)
     return retry
 
@@ -45,6 +49,7 @@ def retry_failed_command(args: argparse.Namespace) -> int:
     before = _failures(project, run)
     formulas = configs.pop("formulas")
     configs["executor"] = apply_executor_flags(configs["executor"], args)
+    require_trust(configs, args.trust_project, f"retry-failed of run {run!r}")
     _, text = execute(project, run, formulas, configs, retry_failed=True,
                       figures=not args.no_figures)
     after = _failures(project, run)

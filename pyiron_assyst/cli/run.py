@@ -23,7 +23,7 @@ from pyiron_assyst.cli._pipeline import (
     is_complete,
     macro_configs,
 )
-from pyiron_assyst.storage import Project, StorageError
+from pyiron_assyst.storage import Project, StorageError, check_run_name
 
 __all__ = ["add_run_command", "run_command"]
 
@@ -102,8 +102,8 @@ def _resolve(args: argparse.Namespace) -> tuple[Any, dict[str, Any], Path]:
 def run_command(args: argparse.Namespace) -> int:
     """Handler of ``run``."""
     formulas, configs, directory = _resolve(args)
+    name = check_run_name(args.name or content_name(formulas, configs))  # before any mkdir
     project = Project(directory)
-    name = args.name or content_name(formulas, configs)
     if args.name and name in project.runs() and is_complete(project, name) and not (
             args.overwrite):
         raise StorageError(f"run {name!r} exists (pass --overwrite to replace it)", project.path)

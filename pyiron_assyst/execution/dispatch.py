@@ -6,7 +6,10 @@ answered
 from it, the others run on the executor, and every result is stored the moment its task
 finishes (as completed, not in input order), so a run killed with SIGKILL loses only the tasks
 that were running. Failed tasks are stored as failures and are answered from the cache as
-failures (not retried) unless ``retry_failed`` is set.
+failures (not retried) unless ``retry_failed`` is set. Tasks cut off by an interrupt (Ctrl-C,
+SIGTERM, the exit hook stopping the workers) are not failures: they get no result
+(:class:`~pyiron_assyst.execution.process_pool.WorkInterrupted` ends the stage) or one with
+reason ``"interrupted"``, and nothing is stored for them, so a resumed run computes them.
 """
 
 from __future__ import annotations
@@ -21,9 +24,12 @@ from pyiron_assyst.execution.codec import CodecError
 from pyiron_assyst.execution.executors import Executor, iter_tasks, run_tasks
 from pyiron_assyst.execution.tasks import TaskError
 
-__all__ = ["CacheStats", "failure_reason", "run_cached"]
+__all__ = ["INTERRUPTED", "CacheStats", "failure_reason", "run_cached"]
 
 logger = logging.getLogger(__name__)
+
+INTERRUPTED = "interrupted"
+"""Failure reason of a task cut off by an interrupt; such results are never cached."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,8 @@ def run_cached(func: Callable[[Any], Any], items: Sequence[Any], keys: Sequence[
 
 def _store(cache: ResultCache, key: str, result: Any, first: bool) -> bool:
     reason = failure_reason(result)
+    if reason == INTERRUPTED:  # cut off by a shutdown: computed again on resume
+        return True
     try:
         cache.put(key, result, failed=bool(reason), reason=reason)
     except CodecError as error:

@@ -38,9 +38,10 @@ import logging
 import math
 import os
 import re
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor as _FuturesExecutor
-from concurrent.futures import Future, as_completed
+from concurrent.futures import CancelledError, Future, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -219,6 +220,8 @@ def _allocation_cpus() -> int:
 
 
 _POOLS: dict[int, WorkerPool] = {}
+_PRIVATE: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
+"""Pools made for a caller while the shared one was busy (stopped by :func:`shutdown_pools`)."""
 
 
 def _blas_threads(workers: int) -> int:
@@ -253,14 +256,18 @@ def _process_pool(workers: int) -> tuple[WorkerPool, bool]:
     if pool is None:
         pool = _POOLS[workers] = WorkerPool(workers, _blas_threads(workers))
     if pool.lock.locked():
-        return WorkerPool(workers, _blas_threads(workers)), True
+        private = WorkerPool(workers, _blas_threads(workers))
+        _PRIVATE.add(private)
+        return private, True
     return pool, False
 
 
 @atexit.register
 def shutdown_pools() -> None:
-    """Stop the persistent local worker processes."""
-    for pool in list(_POOLS.values()):
+    """Stop the local worker processes (at exit, or after Ctrl-C). Stages running on other
+    threads end with :class:`~pyiron_assyst.execution.process_pool.WorkInterrupted`; their
+    unfinished structures get no result, so they are not cached as failures."""
+    for pool in [*_POOLS.values(), *_PRIVATE]:
         pool.shutdown()
     _POOLS.clear()
 
@@ -418,6 +425,8 @@ def _iter_external(func: Callable[[Any], Any], items: list[Any], executor: Execu
 def _chunk_values(future: Future, size: int) -> list[Any]:
     try:
         return future.result()
+    except CancelledError:  # the executor was shut down (interrupt): not the tasks' fault
+        return [TaskError("CancelledError: interrupted", reason="interrupted")] * size
     except Exception as error:  # a worker died or the submission / job failed
         output = getattr(error, "output", None)  # e.g. what sbatch said when it refused a job
         detail = f" ({output.strip()})" if isinstance(output, str) and output.strip() else ""

@@ -10,8 +10,13 @@ limit per task and survives broken workers:
   killed
   with its whole process group (so that a code it started, e.g. a DFT binary, dies with it)
   and replaced, and the rest of its chunk runs on;
-- a worker that dies (segfault, ``os._exit``, out of memory) fails only the task it was running,
-  with reason ``"calculator_error"``; the tasks queued behind it run elsewhere.
+- a worker that dies (segfault, ``os._exit``, out of memory, killed from outside) is replaced
+  and its task runs once more on a fresh worker: a lost worker is not the task's fault. If the
+  task's worker dies a second time, the task fails with reason ``"calculator_error"``; the tasks
+  queued behind it run elsewhere.
+- :meth:`WorkerPool.shutdown` while tasks run (Ctrl-C, the exit hook) ends the pass with
+  :class:`WorkInterrupted`: the tasks it cut off yield no result at all (in particular no
+  failure that a result cache would keep), so a resumed run computes them.
 
 Workers leave their process group at start (a Ctrl-C in the terminal reaches the driver only)
 and watch their parent: if the driver dies, even by SIGKILL, they kill their group and exit, so
@@ -38,7 +43,7 @@ from typing import Any
 
 from pyiron_assyst.execution.tasks import TaskError, call
 
-__all__ = ["WorkerPool"]
+__all__ = ["WorkInterrupted", "WorkerPool"]
 
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                      "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -46,6 +51,12 @@ _PARENT_POLL = 0.5
 """Seconds between a worker's checks that its driver is still alive."""
 _READY = "ready"
 _MAX_FAILED_STARTS = 3
+_DEATHS = 2
+"""Deaths of a task's worker after which the task counts as failed (the first is retried)."""
+
+
+class WorkInterrupted(RuntimeError):
+    """The pool was shut down (interrupt, exit) while tasks ran; they have no result."""
 
 
 # ---------------------------------------------------------------------------- worker side
@@ -155,6 +166,8 @@ class WorkerPool:
         self._context = get_context("spawn")
         self._workers: list[_Worker] = []
         self.failed_starts = 0
+        self.generation = 0
+        """Incremented by :meth:`shutdown`: a pass that started before it is interrupted."""
 
     def note_failed_start(self, exitcode: int | None) -> None:
         """Count a worker that died before it was ready; give up after a few in a row."""
@@ -178,14 +191,16 @@ class WorkerPool:
             self._workers.append(self._spawn())
 
     def shutdown(self) -> None:
-        """Stop all workers (idle ones politely, busy ones by force)."""
-        for worker in self._workers:
+        """Stop all workers (idle ones politely, busy ones by force); a pass running on another
+        thread ends with :class:`WorkInterrupted`."""
+        self.generation += 1
+        for worker in list(self._workers):
             if worker.busy or not worker.process.is_alive():
                 worker.kill()
                 continue
             with contextlib.suppress(OSError):
                 worker.conn.send(None)
-        for worker in self._workers:
+        for worker in list(self._workers):
             worker.process.join(2)
             if worker.process.is_alive():
                 worker.kill()
@@ -219,14 +234,26 @@ class _Run:
         self.pool, self.func, self.items, self.timeout = pool, func, items, timeout
         self.queue: deque[list[int]] = deque(list(c) for c in chunks if len(c))
         self.left = sum(len(c) for c in self.queue)
+        self.generation = pool.generation
+        self.deaths: dict[int, int] = {}
+
+    def _check(self) -> None:
+        if self.pool.generation != self.generation:
+            raise WorkInterrupted(f"the worker pool was shut down with {self.left} tasks "
+                                  "unfinished (interrupted); they have no result")
 
     def results(self) -> Iterator[tuple[int, Any]]:
         self.pool._fill()
         try:
             while self.left:
+                self._check()
                 yield from self._dispatch()
                 if self.left:
+                    self._check()
                     yield from self._wait()
+        except (OSError, ValueError, EOFError):  # pipes closed under us by a shutdown
+            self._check()
+            raise
         finally:
             for worker in self.pool._workers:  # abandoned mid-way: busy workers are stale
                 if worker.busy:
@@ -291,11 +318,13 @@ class _Run:
                 message = worker.conn.recv()
             except (EOFError, OSError):
                 worker.process.join(1)
+                self._check()  # killed by a shutdown: no result, in particular no failure
                 code = worker.process.exitcode
                 if not worker.ready:
                     self.pool.note_failed_start(code)
                 yield from self._replace(worker, "calculator_error",
-                                         f"WorkerDied: worker process died (exit code {code})")
+                                         f"WorkerDied: worker process died (exit code {code}) "
+                                         f"{_DEATHS} times on this task", retry=True)
                 return
             if message == _READY:
                 worker.ready = True
@@ -307,7 +336,10 @@ class _Run:
                 self.left -= 1
                 yield index, result
 
-    def _replace(self, worker: _Worker, reason: str, text: str) -> Iterator[tuple[int, Any]]:
+    def _replace(self, worker: _Worker, reason: str, text: str, retry: bool = False
+                 ) -> Iterator[tuple[int, Any]]:
+        """Replace ``worker``; its running task fails (``retry``: only at its second death),
+        the tasks queued behind it go back to the queue."""
         worker.kill()
         if worker in self.pool._workers:  # a worker that died starting may be seen twice
             self.pool._workers.remove(worker)
@@ -316,6 +348,10 @@ class _Run:
             if worker.pending:
                 self.queue.appendleft(list(worker.pending))
             worker.pending.clear()
-            self.left -= 1
-            yield index, TaskError(text, reason=reason)
+            self.deaths[index] = self.deaths.get(index, 0) + 1
+            if retry and self.deaths[index] < _DEATHS:
+                self.queue.appendleft([index])
+            else:
+                self.left -= 1
+                yield index, TaskError(text, reason=reason)
         self.pool._fill()

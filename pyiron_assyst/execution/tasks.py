@@ -21,7 +21,8 @@ class TaskError(RuntimeError):
 
     ``str(error)`` is ``"ExceptionType: message"``; :attr:`traceback` holds the formatted
     traceback from the worker when there was one; :attr:`reason` is the drop reason a stage
-    records: ``"timeout"`` for an overrun, else ``"calculator_error"``.
+    records: ``"timeout"`` for an overrun, ``"interrupted"`` for a task cut off by a shutdown
+    (never cached), else ``"calculator_error"``.
     """
 
     def __init__(self, message: str, traceback: str = "", reason: str = "calculator_error"

@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from pyiron_assyst.storage.hdf5 import atomic_path
+from pyiron_assyst.storage.files import atomic_path
 
 __all__ = ["written"]
 

@@ -28,6 +28,7 @@ from pyiron_assyst.figures.plots import (
     stage_counts,
     volume_histogram,
 )
+from pyiron_assyst.storage.files import atomic_path
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -104,6 +105,7 @@ def write_all(structures_by_stage: Mapping[str, Sequence[Atoms]],
         fig = Figure(figsize=figsize, layout="constrained")
         draw(fig)
         path = directory / f"{stem}.png"
-        fig.savefig(path, dpi=dpi)
+        with atomic_path(path) as tmp:  # a reader never sees half a picture
+            fig.savefig(tmp, dpi=dpi, format="png")
         paths.append(path)
     return paths

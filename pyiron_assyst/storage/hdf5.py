@@ -23,14 +23,19 @@ Every file is written to a temporary name next to its target, flushed to disk an
 place with :func:`os.replace`, so a killed writer never leaves a half-written file. Every read
 error (missing, truncated, foreign or inconsistent file) is a :class:`StorageError` that names
 the file.
+
+**Checksums.** Every dataset carries the CRC-32 of its stored bytes in the attribute ``crc32``
+(format version 2), verified whenever the dataset is read: a flipped bit in the data gives a
+:class:`StorageError` naming the file and the dataset instead of a wrong structure. The files
+are written with HDF5's 1.8 object headers, whose metadata (attributes, links, dataset layout)
+HDF5 checksums itself. Version-1 files (before checksums) are still read, unverified.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
-import uuid
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -40,11 +45,11 @@ import numpy as np
 
 from pyiron_assyst.storage.columnar import column_kind
 from pyiron_assyst.storage.errors import StorageError
+from pyiron_assyst.storage.files import atomic_path
 
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
-    "atomic_path",
     "read_attrs",
     "read_table",
     "read_texts",
@@ -57,8 +62,14 @@ FORMAT = "pyiron_assyst.structures"
 """Value of the root attribute ``format`` of a structure file."""
 TEXT_FORMAT = "pyiron_assyst.texts"
 """Value of the root attribute ``format`` of a text file."""
-FORMAT_VERSION = 1
-"""Layout version written in the root attribute ``format_version``."""
+FORMAT_VERSION = 2
+"""Layout version written in the root attribute ``format_version`` (2: with checksums)."""
+READABLE_VERSIONS = (1, 2)
+"""Layout versions this package reads (1: written before checksums, read unverified)."""
+CHECKSUM = "crc32"
+"""Attribute of every dataset holding the CRC-32 of its stored bytes."""
+_LIBVER = ("v108", "v108")
+"""HDF5 file format bounds: 1.8 object headers carry checksums of the file's metadata."""
 
 GROUP = "structures"
 _FLAT_TYPE = {
@@ -72,41 +83,47 @@ _FLAT_TYPE = {
 _H5_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError, UnicodeDecodeError)
 
 
-@contextlib.contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
-    """A temporary path next to ``target``; moved onto ``target`` (durably) if the block exits
-    normally, removed otherwise."""
-    target = Path(target)
-    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:12]}")
-    try:
-        yield tmp
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-        _fsync_dir(target.parent)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+def _crc(array: np.ndarray) -> int:
+    """CRC-32 of the bytes of ``array`` (C order)."""
+    array = np.ascontiguousarray(array)
+    return zlib.crc32(memoryview(array.reshape(-1).view(np.uint8)) if array.size else b"")
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+def _dataset(group: h5py.Group, name: str, data: np.ndarray, **kwargs: Any) -> h5py.Dataset:
+    dataset = group.create_dataset(name, data=data, **kwargs)
+    dataset.attrs[CHECKSUM] = np.uint32(_crc(data))
+    return dataset
+
+
+def _load(dataset: h5py.Dataset, path: Path) -> np.ndarray:
+    """The stored array of ``dataset``, its checksum verified (version-2 files)."""
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        array = dataset[()]
+        stored = dataset.attrs.get(CHECKSUM)
+    except _H5_ERRORS as error:
+        raise StorageError(f"dataset {dataset.name!r} cannot be read (corrupt file): "
+                           f"{type(error).__name__}: {error}", path) from None
+    if dataset.file.attrs.get("format_version") == 1:
+        return array
+    if stored is None:
+        raise StorageError(f"dataset {dataset.name!r} has no checksum (corrupt file)", path)
+    if int(stored) != _crc(array):
+        raise StorageError(f"checksum mismatch in dataset {dataset.name!r}: the file is "
+                           f"corrupt (stored crc32 {int(stored):08x}, data {_crc(array):08x})",
+                           path)
+    return array
 
 
 def _write_text(group: h5py.Group, name: str, text: str, title: str = "unicode") -> None:
-    data = group.create_dataset(name, data=np.frombuffer(text.encode(), dtype=np.uint8))
+    data = _dataset(group, name, np.frombuffer(text.encode(), dtype=np.uint8))
     data.attrs["TITLE"] = title
 
 
-def _read_text(dataset: h5py.Dataset) -> str:
-    return dataset[()].tobytes().decode()
+def _read_text(dataset: h5py.Dataset, path: Path) -> str:
+    try:
+        return _load(dataset, path).tobytes().decode()
+    except UnicodeDecodeError as error:
+        raise StorageError(f"dataset {dataset.name!r} is not UTF-8 text: {error}", path) from None
 
 
 def _encode(array: np.ndarray) -> np.ndarray:
@@ -120,14 +137,14 @@ def _write_array(group: h5py.Group, name: str, array: np.ndarray) -> None:
     stored = _encode(array)
     compress = stored.size > 0 and (
         stored.dtype.kind in "Sbiu" or (stored.dtype.kind == "f" and np.isnan(stored).any()))
-    data = group.create_dataset(name, data=stored, compression="gzip" if compress else None,
+    data = _dataset(group, name, stored, compression="gzip" if compress else None,
                                 compression_opts=1 if compress else None,
                                 shuffle=compress and stored.dtype.kind in "iuf")
     data.attrs["TITLE"] = "ndarray"
 
 
 def _write_scalar(group: h5py.Group, name: str, value: int) -> None:
-    group.create_dataset(name, data=np.array([value], dtype=np.int64)).attrs["TITLE"] = "int"
+    _dataset(group, name, np.array([value], dtype=np.int64)).attrs["TITLE"] = "int"
 
 
 def _fill_values(columns: Mapping[str, np.ndarray]) -> dict[str, Any]:
@@ -156,7 +173,7 @@ def write_table(path: str | Path, columns: Mapping[str, np.ndarray],
     """
     path = Path(path)
     n = len(columns["length"])
-    with atomic_path(path) as tmp, h5py.File(tmp, "w", track_order=True) as f:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w", track_order=True, libver=_LIBVER) as f:
         f.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION,
                         "n_structures": n, "n_atoms": int(columns["length"].sum()),
                         "skipped_keys": json.dumps(columns["skipped_keys"].tolist())})
@@ -186,9 +203,9 @@ def _open(path: Path, expected: str) -> h5py.File:
                            path) from None
     found = f.attrs.get("format")
     version = f.attrs.get("format_version")
-    if found != expected or version != FORMAT_VERSION:
+    if found != expected or version not in READABLE_VERSIONS:
         f.close()
-        raise StorageError(f"not a {expected} file, version {FORMAT_VERSION} (format "
+        raise StorageError(f"not a {expected} file, version {READABLE_VERSIONS} (format "
                            f"attribute {found!r}, version {version!r})", path)
     return f
 
@@ -262,12 +279,13 @@ def read_table(path: str | Path, select: Callable[[str], bool] | Iterable[str] |
                 raise StorageError(f"file does not belong here: attribute {key!r} is "
                                    f"{f.attrs.get(key)!r}, expected {value!r}", path)
         group = f[GROUP]
-        n, n_atoms = int(group["num_chunks"][0]), int(group["num_elements"][0])
+        n = int(_load(group["num_chunks"], path)[0])
+        n_atoms = int(_load(group["num_elements"], path)[0])
         for sub in ("chunk_arrays", "element_arrays"):
             for name, dataset in group[sub].items():
                 keep = name in ("length", "start_index") or select is None or select(name)
                 if keep and name != "identifier":
-                    columns[name] = _decode(dataset[()])
+                    columns[name] = _decode(_load(dataset, path))
         skipped = json.loads(f.attrs.get("skipped_keys", "[]"))
     columns["skipped_keys"] = np.array(skipped, dtype=np.str_)
     _check({k: v for k, v in columns.items() if k != "skipped_keys"}, n, n_atoms, path)
@@ -296,7 +314,7 @@ def write_texts(path: str | Path, texts: Mapping[str, Mapping[str, str]],
     if bad:
         raise ValueError(f"names must be non-empty and contain no '/': {bad}")
     path = Path(path)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w", track_order=True) as f:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w", track_order=True, libver=_LIBVER) as f:
         f.attrs.update({"format": TEXT_FORMAT, "format_version": FORMAT_VERSION})
         f.attrs.update(dict(attrs or {}))
         for group_name, entries in texts.items():
@@ -309,7 +327,7 @@ def read_texts(path: str | Path) -> tuple[dict[str, dict[str, str]], dict[str, A
     """Texts and root attributes of a file written by :func:`write_texts`."""
     path = Path(path)
     with _reading(path, TEXT_FORMAT) as f:
-        out = {group_name: {name: _read_text(data) for name, data in group.items()}
+        out = {group_name: {name: _read_text(data, path) for name, data in group.items()}
                for group_name, group in f.items()}
         attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
     return out, attrs

@@ -47,7 +47,11 @@ def project_lock(path: str | Path, timeout: float = 60.0) -> Iterator[None]:
         If the lock is still held by another process after ``timeout`` seconds.
     """
     path = Path(path)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:  # e.g. a read-only project
+        raise StorageError(f"cannot write to the project (its lock file cannot be opened: "
+                           f"{error.strerror})", path) from None
     try:
         deadline = time.monotonic() + timeout
         while True:

@@ -38,8 +38,8 @@ from pyiron_assyst.core.config import Config, ConfigError, NotPersistableError, 
 from pyiron_assyst.core.report import StageReport
 from pyiron_assyst.storage.columnar import column_kind, columns_to_structures, structures_to_columns
 from pyiron_assyst.storage.errors import StorageError
+from pyiron_assyst.storage.files import atomic_path, fsync_dir, inside
 from pyiron_assyst.storage.hdf5 import (
-    atomic_path,
     read_table,
     read_texts,
     valid_name,
@@ -58,7 +58,7 @@ from pyiron_assyst.storage.tables import (
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["VERSIONED_PACKAGES", "Project", "package_versions"]
+__all__ = ["VERSIONED_PACKAGES", "Project", "check_run_name", "package_versions", "slug"]
 
 PROJECT_FILE = "pyiron_assyst_project.json"
 PROJECT_FORMAT = {"format": "pyiron_assyst.project", "format_version": 1}
@@ -67,6 +67,11 @@ VERSIONED_PACKAGES = ("pyiron_assyst", "ase", "numpy", "pyxtal", "spglib", "pyir
                       "flowrep", "pyiron_base", "h5py", "pandas", "executorlib")
 """Packages whose installed versions are recorded with every run."""
 _RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
+_STAGE_FILE = re.compile(r"stages/[0-9]{3,}_[A-Za-z0-9_.-]*\.h5")
+_READ_ATTEMPTS = 5
+"""Times a reader re-reads a stage whose run a writer replaced while it was reading."""
+_SWAP_WAIT = 5.0
+"""Seconds a reader waits for a run that a writer is replacing (between two renames)."""
 
 
 def package_versions() -> dict[str, str | None]:
@@ -81,16 +86,19 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:60]
+def check_run_name(name: object) -> str:
+    """``name`` if it can name a run (letters, digits, ``_ . + -``, not starting with ``.``),
+    else :class:`StorageError`; check before anything is created."""
+    if not (isinstance(name, str) and _RUN_NAME.fullmatch(name)):
+        raise StorageError(f"invalid run name {name!r}: use letters, digits and '_.+-', "
+                           "starting with a letter, digit or '_'")
+    return name
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def slug(text: str) -> str:
+    """``text`` as a safe file-name part: runs of other characters than letters, digits and
+    ``_ . -`` become ``_``, a leading ``.`` too; at most 60 characters."""
+    return re.sub(r"^\.|[^A-Za-z0-9_.-]+", "_", text)[:60]
 
 
 def _config_texts(configs: Mapping[str, Config]) -> dict[str, str]:
@@ -142,7 +150,11 @@ class Project:
     def _create(self) -> None:
         if self.path.exists() and not self.path.is_dir():
             raise StorageError("cannot create a project: path is a file", self.path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:  # a parent is a file, no permission, read-only file system
+            raise StorageError(f"cannot create the project directory: {error.strerror}",
+                               error.filename or self.path) from None
         with self.lock():
             if (self.path / PROJECT_FILE).is_file():
                 return
@@ -209,8 +221,7 @@ class Project:
             Invalid name, a config that cannot be stored, an existing run without
             ``overwrite``, or the project locked by another writer beyond ``lock_timeout``.
         """
-        if not _RUN_NAME.fullmatch(name):
-            raise StorageError(f"invalid run name {name!r}: use letters, digits, '_.+-'")
+        check_run_name(name)
         texts = {"configs": _config_texts(configs or {}),
                  "reports": _report_texts(reports or {})}
         bad = [n for n in (*texts["configs"], *texts["reports"], *(stages or {}))
@@ -245,7 +256,7 @@ class Project:
     def _write_stage(run_dir: Path, i: int, stage: str, structures: Sequence[Atoms],
                      token: str) -> dict[str, Any]:
         columns = structures_to_columns(structures)
-        file = f"stages/{i:03d}_{_slug(stage)}.h5"
+        file = f"stages/{i:03d}_{slug(stage)}.h5"
         write_table(run_dir / file, columns, attrs={"stage": stage, "run_token": token})
         return {"name": stage, "file": file, "n_structures": len(columns["length"]),
                 "n_atoms": int(columns["length"].sum()),
@@ -271,11 +282,11 @@ class Project:
             trash = self._runs / f".trash-{token}-{target.name}"
             os.rename(target, trash)
             os.rename(tmp, target)
-            _fsync_dir(self._runs)
+            fsync_dir(self._runs)
             shutil.rmtree(trash)
         else:
             os.rename(tmp, target)
-            _fsync_dir(self._runs)
+            fsync_dir(self._runs)
         self._lineage = {k: v for k, v in self._lineage.items() if k[0] != target.name}
 
     def _clean_up(self) -> None:
@@ -292,11 +303,25 @@ class Project:
 
     # ------------------------------------------------------------------ reading
 
+    def _swapping(self, run: str) -> bool:
+        """Whether a writer is between the two renames of replacing ``run``."""
+        return any(p.name.startswith(".trash-") and p.name[len(".trash-") + 33:] == run
+                   for p in self._runs.iterdir())
+
     def _run_texts(self, run: str) -> dict[str, dict[str, str]]:
         path = self._runs / run / RUN_FILE
-        if not _RUN_NAME.fullmatch(run) or not path.is_file():
+        if not isinstance(run, str) or not _RUN_NAME.fullmatch(run):
             raise StorageError(f"no run {run!r} in this project (runs: {self.runs()})", self.path)
-        texts, _ = read_texts(path)
+        deadline = time.monotonic() + _SWAP_WAIT
+        while not path.is_file() and self._swapping(run) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        try:
+            texts, _ = read_texts(path)
+        except StorageError:
+            if path.is_file() or self._swapping(run):
+                raise
+            raise StorageError(f"no run {run!r} in this project (runs: {self.runs()})",
+                               self.path) from None
         if "meta" not in texts.get("run", {}):
             raise StorageError("run file has no metadata", path)
         return texts
@@ -318,13 +343,24 @@ class Project:
         info = self.run_info(run)
         for entry in info["stages"]:
             if entry["name"] == stage:
-                return self._runs / run / entry["file"], info["run_token"]
+                file = entry.get("file")
+                if not (isinstance(file, str) and _STAGE_FILE.fullmatch(file)):
+                    raise StorageError(f"stage {stage!r} names the file {file!r}, not "
+                                       "'stages/<number>_<name>.h5'", self._runs / run / RUN_FILE)
+                return inside(self._runs / run, file, "stage file"), info["run_token"]
         raise StorageError(f"run {run!r} has no stage {stage!r} (stages: "
                            f"{[s['name'] for s in info['stages']]})", self._runs / run)
 
     def _read_stage(self, run: str, stage: str, select: Any = None) -> dict[str, Any]:
-        path, token = self._stage_file(run, stage)
-        return read_table(path, select, expect={"run_token": token, "stage": stage})
+        for attempt in range(_READ_ATTEMPTS):
+            path, token = self._stage_file(run, stage)
+            try:
+                return read_table(path, select, expect={"run_token": token, "stage": stage})
+            except StorageError:
+                # a writer swapped a new version of the run in between: read that one
+                if attempt + 1 == _READ_ATTEMPTS or self.run_info(run)["run_token"] == token:
+                    raise
+        raise AssertionError("unreachable")
 
     def load_stage(self, run: str, stage: str) -> list[Atoms]:
         """The structures of one stage (only that stage's file is read), bit-identical to
