@@ -7,6 +7,8 @@ the config is part of every cache key and stored run. Any ASE calculator is reac
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -14,7 +16,14 @@ from typing import Any
 from ase import Atoms
 from ase.calculators.calculator import BaseCalculator
 
-from pyiron_assyst.core.config import Config, ConfigError, freeze, import_object, require
+from pyiron_assyst.core.config import (
+    Config,
+    ConfigError,
+    NotPersistableError,
+    freeze,
+    import_object,
+    require,
+)
 
 __all__ = ["EMT", "AseCalculator", "CalculatorConfig", "LennardJones", "Morse"]
 
@@ -136,7 +145,15 @@ class AseCalculator(CalculatorConfig):
     reuse: bool = False
 
     def __post_init__(self) -> None:
+        require(isinstance(self.kwargs, (Mapping, tuple, list)), "AseCalculator", "kwargs",
+                "a mapping of keyword argument names to values", self.kwargs)
         object.__setattr__(self, "kwargs", freeze(self.kwargs))
+        for pair in self.kwargs:
+            require(isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str)
+                    and pair[0].isidentifier(), "AseCalculator", "kwargs",
+                    "a mapping of keyword argument names (identifiers) to values", pair)
+        require(len({k for k, _ in self.kwargs}) == len(self.kwargs), "AseCalculator",
+                "kwargs", "each keyword argument once", self.kwargs)
         require(isinstance(self.import_path, str) and bool(self.import_path), "AseCalculator",
                 "import_path", "'module:Class' of an ASE calculator", self.import_path)
         try:
@@ -146,9 +163,11 @@ class AseCalculator(CalculatorConfig):
         require(callable(cls), "AseCalculator", "import_path", "a callable class", cls)
         try:
             hash(self.kwargs)
-        except TypeError:
-            raise ConfigError(
-                f"AseCalculator.kwargs must hold hashable values; got {self.kwargs!r}") from None
+            json.dumps(self.to_dict(strict=False))
+        except (TypeError, ValueError, NotPersistableError) as error:
+            raise ConfigError(f"AseCalculator.kwargs must hold numbers, strings, booleans, None "
+                              f"and tuples/mappings of them; got {self.kwargs!r} "
+                              f"({error})") from None
 
     def get_calculator(self) -> BaseCalculator:
         if self.reuse:

@@ -69,16 +69,35 @@ def _value(value: Any, where: str) -> Any:
         items = []
         for i, v in enumerate(value):
             copies = v.pop("copies", 1) if isinstance(v, dict) else 1
-            if not isinstance(copies, int) or copies < 1:
+            if not isinstance(copies, int) or isinstance(copies, bool) or copies < 1:
                 raise ConfigError(f"{where}[{i}].copies must be an integer >= 1; got {copies!r}")
             items.extend([_value(v, f"{where}[{i}]")] * copies)
         return tuple(items)
     return value
 
 
-def config_from_table(table: dict[str, Any], where: str = "") -> Config:
-    """Build the config named by ``table["type"]`` from the other keys (recursively)."""
-    registry = config_classes()
+def _table_bases() -> dict[str, type]:
+    """The config class (or base class) each top-level table must name."""
+    return {"sample_config": crystals.SampleConfig, "sample_filter": filters.Filter,
+            "volume_relax": relaxations.Relaxation, "full_relax": relaxations.Relaxation,
+            "perturb_config": perturbations.PerturbConfig, "final_filter": filters.Filter,
+            "calculator": calculators.CalculatorConfig, "executor": executors.Executor}
+
+
+def config_from_table(table: dict[str, Any], where: str = "", base: type = Config) -> Config:
+    """Build the config named by ``table["type"]`` from the other keys (recursively).
+
+    Parameters
+    ----------
+    table
+        The TOML table.
+    where
+        Its place in the file, for messages (e.g. ``"calculator"``).
+    base
+        The class the config must be an instance of (a table of the wrong kind, e.g.
+        ``[calculator] type = "FullRelax"``, is an error naming the allowed kinds).
+    """
+    registry = {name: cls for name, cls in config_classes().items() if issubclass(cls, base)}
     kind = table.get("type")
     if kind not in registry:
         raise ConfigError(f"{where or 'table'}.type must be one of {sorted(registry)}; "
@@ -93,12 +112,21 @@ def config_from_table(table: dict[str, Any], where: str = "") -> Config:
 def formulas_from_table(table: dict[str, Any]) -> crystals.Formulas:
     """``[formulas]``: ``elements`` with ``min_atoms``/``max_atoms``, or an explicit ``list``."""
     if "list" in table:
+        if set(table) != {"list"}:
+            raise ConfigError("formulas: give either list or elements/min_atoms/max_atoms; "
+                              f"got {sorted(table)}")
         return crystals.Formulas(tuple(table["list"]))
     elements = table.get("elements")
     if not elements or not all(isinstance(e, str) for e in elements):
         raise ConfigError(f"formulas.elements must be a list of element symbols; got {elements!r}")
-    max_atoms = int(table.get("max_atoms", 4))
-    min_atoms = int(table.get("min_atoms", 1))
+    max_atoms, min_atoms = table.get("max_atoms", 4), table.get("min_atoms", 1)
+    for name, value in (("max_atoms", max_atoms), ("min_atoms", min_atoms)):
+        if not isinstance(value, int) or isinstance(value, bool):  # 2.7 is not silently 2
+            raise ConfigError(f"formulas.{name} must be a whole number of atoms; got {value!r}")
+    unknown = set(table) - {"elements", "max_atoms", "min_atoms"}
+    if unknown:
+        raise ConfigError(f"formulas: unknown key(s) {sorted(unknown)}; allowed: elements, "
+                          "min_atoms, max_atoms, or list")
     if not 1 <= min_atoms <= max_atoms:
         raise ConfigError(f"formulas.min_atoms must be in [1, max_atoms={max_atoms}]; "
                           f"got {min_atoms}")
@@ -120,5 +148,9 @@ def load_settings(path: str | Path) -> tuple[crystals.Formulas | None, dict[str,
         raise ConfigError(f"settings file {str(path)!r}: unknown table(s) {sorted(unknown)}; "
                           f"allowed: formulas, output, {', '.join(CONFIG_TABLES)}")
     formulas = formulas_from_table(data["formulas"]) if "formulas" in data else None
-    configs = {k: config_from_table(data[k], k) for k in CONFIG_TABLES if k in data}
+    bases = _table_bases()
+    for k in CONFIG_TABLES:
+        if k in data and not isinstance(data[k], dict):
+            raise ConfigError(f"settings file {str(path)!r}: {k} must be a table with a type")
+    configs = {k: config_from_table(data[k], k, bases[k]) for k in CONFIG_TABLES if k in data}
     return formulas, configs, dict(data.get("output", {}))

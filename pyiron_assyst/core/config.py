@@ -39,6 +39,7 @@ __all__ = [
     "ConfigError",
     "NotPersistableError",
     "callable_name",
+    "check_field_types",
     "config_from_dict",
     "config_from_json",
     "config_kind",
@@ -216,6 +217,9 @@ class Config:
 
     def __init_subclass__(cls, kind: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        own = vars(cls).get("__post_init__")
+        if own is not None and not getattr(own, "_checks_types", False):
+            cls.__post_init__ = _with_type_checks(own)  # type: ignore[method-assign]
         name = kind if kind is not None else _default_kind(cls)
         if not isinstance(name, str) or not name.strip():
             raise ConfigError(f"{cls.__qualname__}: kind must be a non-empty string; got {name!r}")
@@ -225,6 +229,10 @@ class Config:
                               f"{object_path(known)}; give one of them another kind=")
         _KINDS[name] = cls
         cls._config_kind = name
+
+    def __post_init__(self) -> None:
+        """Check the fields with simple annotations (see :func:`check_field_types`)."""
+        check_field_types(self)
 
     def to_dict(self, strict: bool = True) -> dict[str, Any]:
         """Plain JSON-able dict with the class path under ``"@config"``.
@@ -256,6 +264,116 @@ class Config:
         """Stable 16-hex-digit content hash (same fields ⇒ same hash, in any process)."""
         text = json.dumps(self.to_dict(strict=False), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _with_type_checks(post_init: Any) -> Any:
+    """``post_init`` preceded by :func:`check_field_types`."""
+    def checked(self: Any) -> None:
+        check_field_types(self)
+        post_init(self)
+
+    checked._checks_types = True  # type: ignore[attr-defined]
+    checked.__doc__ = post_init.__doc__
+    checked.__wrapped__ = post_init  # type: ignore[attr-defined]
+    return checked
+
+
+_SIMPLE = {int: "an integer", float: "a real number", bool: "True or False", str: "a string"}
+_CHECKS: dict[type, tuple[tuple[str, tuple[Any, ...], bool], ...]] = {}
+
+
+def _simple_types(annotation: Any) -> tuple[tuple[Any, ...], bool] | None:
+    """``(allowed simple types or Literal values, None allowed)`` of an annotation made only of
+    ``int``/``float``/``bool``/``str``, ``Literal`` and ``None``; ``None`` for anything else."""
+    import typing
+
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return (("literal", typing.get_args(annotation)),), False
+    if origin in (typing.Union, types.UnionType):
+        allowed: list[Any] = []
+        optional = False
+        for member in typing.get_args(annotation):
+            if member is type(None):
+                optional = True
+                continue
+            inner = _simple_types(member)
+            if inner is None or inner[1]:
+                return None
+            allowed += inner[0]
+        return tuple(allowed), optional
+    if annotation in _SIMPLE:
+        return (annotation,), False
+    return None
+
+
+def _field_checks(cls: type) -> tuple[tuple[str, tuple[Any, ...], bool], ...]:
+    checks = _CHECKS.get(cls)
+    if checks is None:
+        import sys
+        import typing
+
+        module = vars(sys.modules.get(cls.__module__, types.ModuleType("_")))
+        found = []
+        for field in dataclasses.fields(cls):
+            if not field.init:
+                continue
+            try:
+                annotation = field.type if not isinstance(field.type, str) else eval(  # noqa: S307
+                    field.type, {**vars(typing), **module})
+            except Exception:  # a name only imported for type checking: not checked
+                continue
+            simple = _simple_types(annotation)
+            if simple is not None:
+                found.append((field.name, *simple))
+        checks = _CHECKS[cls] = tuple(found)
+    return checks
+
+
+def _conform(value: Any, allowed: tuple[Any, ...]) -> tuple[bool, Any]:
+    """Whether ``value`` fits one of ``allowed``, and its normalised form (ints for integer
+    fields, floats for real fields: equal values give equal JSON and hashes)."""
+    import numbers
+
+    import numpy as np
+
+    for kind in allowed:
+        if isinstance(kind, tuple):  # ("literal", values)
+            if any(value == v and type(value) is type(v) for v in kind[1]):
+                return True, value
+        elif kind is bool:
+            if isinstance(value, (bool, np.bool_)):
+                return True, bool(value)
+        elif isinstance(value, (bool, np.bool_)):
+            continue
+        elif kind is int and isinstance(value, numbers.Integral):
+            return True, int(value)
+        elif kind is float and isinstance(value, numbers.Real):
+            return True, float(value)
+        elif kind is str and isinstance(value, str):
+            return True, value
+    return False, value
+
+
+def _describe(allowed: tuple[Any, ...], optional: bool) -> str:
+    words = [f"one of {list(k[1])}" if isinstance(k, tuple) else _SIMPLE[k] for k in allowed]
+    return " or ".join(words + (["None"] if optional else []))
+
+
+def check_field_types(config: Any) -> None:
+    """Check every field of a config dataclass whose annotation is built from ``int``,
+    ``float``, ``bool``, ``str``, ``Literal`` and ``None``; raise :class:`ConfigError` naming
+    the field otherwise. Integer fields refuse floats (``2.0``, ``1.5``) and bools; real
+    fields take integers and store them as floats, so equal values hash equal."""
+    cls = type(config)
+    for name, allowed, optional in _field_checks(cls):
+        value = getattr(config, name)
+        if value is None and optional:
+            continue
+        ok, normal = _conform(value, allowed)
+        require(ok, cls.__name__, name, _describe(allowed, optional), value)
+        if normal is not value:
+            object.__setattr__(config, name, normal)
 
 
 def _default_kind(cls: type) -> str:

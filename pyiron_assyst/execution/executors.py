@@ -40,8 +40,8 @@ import os
 import re
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor as _FuturesExecutor
 from concurrent.futures import CancelledError, Future, as_completed
+from concurrent.futures import Executor as _FuturesExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal

@@ -124,6 +124,7 @@ class TransferabilityConfig(Config):
             value = getattr(self, key)
             require(isinstance(value, int) and value >= 1, name, key, "an integer >= 1", value)
         require(self.slab_layers >= 3, name, "slab_layers", ">= 3", self.slab_layers)
+        require(self.seed >= 0, name, "seed", "an integer >= 0", self.seed)
         require(self.md_snapshots <= self.md_steps, name, "md_snapshots", "<= md_steps",
                 self.md_snapshots)
         for key in ("relax_fmax", "vacuum", "md_temperature", "md_timestep", "energy_window"):

@@ -361,7 +361,12 @@ def grid_points(formulas: Formulas, config: SampleConfig) -> list[GridPoint]:
     names: set[str] = set()
     points: list[GridPoint] = []
     duplicates = 0
-    for formula in formulas.trim(config.min_atoms, config.max_atoms).formulas:
+    kept = formulas.trim(config.min_atoms, config.max_atoms)
+    if len(kept) < len(formulas):
+        logger.warning("sample: %d of %d formulas have fewer than min_atoms=%d or more than "
+                       "max_atoms=%d atoms and are not sampled", len(formulas) - len(kept),
+                       len(formulas), config.min_atoms, config.max_atoms)
+    for formula in kept.formulas:
         pairs = tuple((e, n) for e, n in formula if n > 0)
         name = formula_string(pairs)
         if name in names:
