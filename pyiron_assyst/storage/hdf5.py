@@ -100,8 +100,9 @@ def _load(dataset: h5py.Dataset, path: Path) -> np.ndarray:
     try:
         array = dataset[()]
         stored = dataset.attrs.get(CHECKSUM)
-    except _H5_ERRORS as error:
-        raise StorageError(f"dataset {dataset.name!r} cannot be read (corrupt file): "
+    except Exception as error:  # noqa: BLE001 - whatever h5py raises on a damaged file
+        raise StorageError(f"dataset {getattr(dataset, 'name', None)!r} cannot be read "
+                           "(corrupt file): "
                            f"{type(error).__name__}: {error}", path) from None
     if dataset.file.attrs.get("format_version") == 1:
         return array
@@ -201,8 +202,12 @@ def _open(path: Path, expected: str) -> h5py.File:
     except _H5_ERRORS as error:
         raise StorageError(f"not a readable HDF5 file (truncated or foreign?): {error}",
                            path) from None
-    found = f.attrs.get("format")
-    version = f.attrs.get("format_version")
+    try:
+        found = f.attrs.get("format")
+        version = f.attrs.get("format_version")
+    except Exception as error:  # noqa: BLE001 - damaged metadata
+        f.close()
+        raise StorageError(f"corrupt file (root attributes unreadable): {error}", path) from None
     if found != expected or version not in READABLE_VERSIONS:
         f.close()
         raise StorageError(f"not a {expected} file, version {READABLE_VERSIONS} (format "
@@ -217,7 +222,7 @@ def _reading(path: Path, expected: str) -> Iterator[h5py.File]:
         yield f
     except StorageError:
         raise
-    except _H5_ERRORS as error:
+    except Exception as error:  # noqa: BLE001 - whatever h5py raises on a damaged file
         raise StorageError(f"corrupt or inconsistent file: {type(error).__name__}: {error}",
                            path) from None
     finally:

@@ -331,9 +331,16 @@ class Project:
         file, counts, skipped keys), ``versions`` and ``timings`` (s)."""
         path = self._runs / run / RUN_FILE
         try:
-            return json.loads(self._run_texts(run)["run"]["meta"])
+            info = json.loads(self._run_texts(run)["run"]["meta"])
         except json.JSONDecodeError as error:
             raise StorageError(f"run metadata is not valid JSON: {error}", path) from None
+        stages = info.get("stages") if isinstance(info, dict) else None
+        if not isinstance(stages, list) or not all(
+                isinstance(s, dict) and isinstance(s.get("name"), str) and valid_name(s["name"])
+                for s in stages):
+            raise StorageError("run metadata lists invalid stages (names must be non-empty "
+                               f"without '/'): {stages!r}"[:300], path)
+        return info
 
     def stages(self, run: str) -> list[str]:
         """Stage names of a run, in the order they were saved."""

@@ -1,0 +1,423 @@
+"""Nothing stored is lost or silently wrong; nothing in a settings file or project runs what it
+should not (issue 20): checksums and bit flips, readers during re-saves, path traversal,
+crafted projects, the allow-list, config validation, interrupts and lost workers.
+
+The process-level scenarios (SIGKILL during a re-run and during output writes, SIGINT and
+resume) start real child processes and are marked slow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.io import read
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pyiron_assyst.calculators import EMT, AseCalculator
+from pyiron_assyst.cli import main
+from pyiron_assyst.cli import settings as toml_settings
+from pyiron_assyst.cli._pipeline import is_complete
+from pyiron_assyst.cli.trust import untrusted
+from pyiron_assyst.core.config import ConfigError, config_from_json, import_object
+from pyiron_assyst.execution.cache import ResultCache
+from pyiron_assyst.execution.dispatch import run_cached
+from pyiron_assyst.execution.executors import Executor, TaskError, run_tasks, shutdown_pools
+from pyiron_assyst.execution.process_pool import WorkInterrupted
+from pyiron_assyst.stages.sample import Formulas
+from pyiron_assyst.storage import Project, StorageError
+from pyiron_assyst.storage.hdf5 import read_texts, write_texts
+from tests.test_storage import _run_structures, digest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _python_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT),
+                                                        os.environ.get("PYTHONPATH", "")])}
+
+
+# ---------------------------------------------------------------- checksums
+
+
+@pytest.fixture
+def stored(tmp_path) -> tuple[Project, dict]:
+    stages = _run_structures()
+    project = Project(tmp_path / "p")
+    project.save_run("run", stages=stages, configs={"calculator": EMT()})
+    return project, stages
+
+
+def _flip(path: Path, offset: int, bit: int = 0) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 1 << bit
+    path.write_bytes(bytes(data))
+
+
+def _data_offset(path: Path, dataset: str) -> int:
+    with h5py.File(path, "r") as f:
+        ds = f[dataset]
+        offset = ds.id.get_offset()
+        return offset if offset is not None else ds.id.get_chunk_info(0).byte_offset
+
+
+@pytest.mark.parametrize("dataset", [
+    "structures/element_arrays/positions",        # raw float64, contiguous
+    "structures/chunk_arrays/info.uuid",          # gzip-compressed strings, chunked
+    "structures/chunk_arrays/energy",             # partly NaN floats, gzip-compressed
+])
+def test_a_flipped_bit_in_stored_data_names_file_and_dataset(stored, dataset, capsys):
+    project, stages = stored
+    path = project.path / "runs" / "run" / "stages" / "002_perturb.h5"
+    _flip(path, _data_offset(path, dataset) + 5, bit=3)
+    with pytest.raises(StorageError, match=f"dataset '/{dataset}'") as error:
+        project.load_stage("run", "perturb")
+    assert error.value.path == path
+    # the other stages still load, bit for bit
+    for stage in ("sample", "relax:volume"):
+        assert digest(project.load_stage("run", stage)) == digest(stages[stage])
+    # and the commands say so in one line instead of printing wrong structures (show --stage
+    # reads the per-structure columns only, and verifies what it reads)
+    if "chunk_arrays" in dataset:
+        assert main(["show", str(project.path), "--stage", "perturb"]) == 2
+        assert f"/{dataset}" in capsys.readouterr().err
+    assert main(["export", str(project.path), "--stage", "perturb", "-f", "extxyz",
+                 "-o", str(project.path.parent / "out.extxyz")]) == 2
+    assert not (project.path.parent / "out.extxyz").exists()
+
+
+def test_a_flipped_bit_in_a_stored_config_is_detected(stored):
+    project, _ = stored
+    path = project.path / "runs" / "run" / "run.h5"
+    _flip(path, _data_offset(path, "configs/calculator") + 2)
+    with pytest.raises(StorageError, match="dataset '/configs/calculator'"):
+        project.load_configs("run")
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(fraction=st.floats(0, 1, exclude_max=True), bit=st.integers(0, 7))
+def test_no_flipped_bit_anywhere_loads_a_wrong_structure(tmp_path_factory, fraction, bit):
+    """Flips in data, metadata or padding: a StorageError, or exactly the saved structures."""
+    root = tmp_path_factory.mktemp("flip")
+    stages = {"s": _run_structures()["perturb"]}
+    project = Project(root / "p")
+    project.save_run("run", stages=stages)
+    path = project.path / "runs" / "run" / "stages" / "000_s.h5"
+    _flip(path, int(fraction * path.stat().st_size), bit)
+    try:
+        loaded = project.load_stage("run", "s")
+    except StorageError:
+        return
+    assert digest(loaded) == digest(stages["s"])
+
+
+def test_files_of_format_version_1_are_still_read(stored):
+    project, stages = stored
+    path = project.path / "runs" / "run" / "stages" / "000_sample.h5"
+    with h5py.File(path, "r+") as f:
+        f.attrs["format_version"] = 1
+        for name in f["structures/chunk_arrays"]:
+            del f["structures/chunk_arrays"][name].attrs["crc32"]
+    assert digest(project.load_stage("run", "sample")) == digest(stages["sample"])
+
+
+# ---------------------------------------------------------------- readers during re-saves
+
+
+_RESAVER = """
+import sys
+from tests.test_storage import _run_structures
+from pyiron_assyst.storage import Project
+stages = _run_structures()
+p = Project(sys.argv[1])
+print("go", flush=True)
+for i in range(int(sys.argv[2])):
+    p.save_run("run", stages=stages, overwrite=True)
+"""
+
+
+def test_readers_never_fail_while_a_writer_replaces_the_run(stored):
+    project, stages = stored
+    writer = subprocess.Popen([sys.executable, "-c", _RESAVER, str(project.path), "60"],
+                              cwd=ROOT, env=_python_env(), stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "go"
+        reads = 0
+        reader = Project(project.path, create=False)
+        while writer.poll() is None:
+            assert digest(reader.load_stage("run", "perturb")) == digest(stages["perturb"])
+            assert reader.lineage("run", stages["perturb"][0].info["uuid"])
+            reads += 1
+        assert writer.returncode == 0 and reads > 10
+    finally:
+        writer.kill()
+        writer.wait()
+
+
+# ---------------------------------------------------------------- paths
+
+
+def test_a_stage_file_entry_cannot_lead_out_of_its_run(stored, tmp_path):
+    project, _ = stored
+    outside = tmp_path / "secret.h5"
+    (project.path / "runs" / "run" / "stages" / "000_sample.h5").rename(outside)
+    run_file = project.path / "runs" / "run" / "run.h5"
+    info = project.run_info("run")
+    texts = {"configs": {}, "reports": {}, "run": {"meta": ""}}
+    for escape in ("../../../secret.h5", "stages/../../../secret.h5", str(outside)):
+        info["stages"][0]["file"] = escape
+        texts["run"]["meta"] = json.dumps(info)
+        write_texts(run_file, texts, attrs={"run_token": info["run_token"]})
+        with pytest.raises(StorageError, match="names the file"):
+            project.load_stage("run", "sample")
+    assert main(["show", str(project.path), "--stage", "sample"]) == 2
+
+
+def _rename_stage(project: Project, run: str, old: str, new: str) -> None:
+    """Rename a stage inside the stored files (as a crafted project would)."""
+    texts, attrs = read_texts(project.path / "runs" / run / "run.h5")
+    info = json.loads(texts["run"]["meta"])
+    for entry in info["stages"]:
+        if entry["name"] == old:
+            entry["name"] = new
+            with h5py.File(project.path / "runs" / run / entry["file"], "r+") as f:
+                f.attrs["stage"] = new
+    texts["run"]["meta"] = json.dumps(info)
+    write_texts(project.path / "runs" / run / "run.h5", texts, attrs=attrs)
+
+
+def test_export_default_name_stays_in_the_working_directory(tmp_path, monkeypatch, capsys):
+    project = Project(tmp_path / "p")
+    project.save_run("run", stages={"relax:volume": [bulk("Cu")], "s": [bulk("Al")]})
+    work = tmp_path / "deep" / "work"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    assert main(["export", str(project.path), "-f", "extxyz", "--stage", "relax:volume"]) == 0
+    assert [p.name for p in work.iterdir()] == ["run_relax_volume.extxyz"]
+    _rename_stage(project, "run", "s", "../../../../ESCAPED")
+    assert main(["export", str(project.path), "-f", "extxyz"]) == 2
+    assert "invalid stages" in capsys.readouterr().err
+    _rename_stage(project, "run", "relax:volume", "..")
+    assert main(["export", str(project.path), "-f", "extxyz", "--stage", ".."]) == 2
+    assert not list(tmp_path.rglob("*ESCAPED*")) and [p.name for p in work.iterdir()] == [
+        "run_relax_volume.extxyz"]
+
+
+def test_bad_names_and_paths_fail_cleanly_before_anything_is_created(tmp_path, capsys):
+    assert main(["run", "--name", "../x", "-o", str(tmp_path / "p"), "--max-atoms", "1"]) == 2
+    assert "invalid run name '../x'" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
+    (tmp_path / "file").write_text("")
+    assert main(["run", "-o", str(tmp_path / "file" / "sub"), "--max-atoms", "1"]) == 2
+    assert "Not a directory" in capsys.readouterr().err
+    project = Project(tmp_path / "ro")
+    (project.path / ".lock").unlink()
+    (project.path / ".lock").mkdir()  # the lock file cannot be opened for writing
+    with pytest.raises(StorageError, match="cannot write to the project"):
+        project.save_run("r", stages={})
+
+
+# ---------------------------------------------------------------- what a project may run
+
+
+def _crafted(tmp_path: Path) -> tuple[Project, Path]:
+    """A project whose stored calculator would run ``touch <marker>``."""
+    marker = tmp_path / "pwned"
+    calculator = AseCalculator("ase.calculators.mopac:MOPAC",
+                               kwargs={"command": f"touch {marker}"})
+    project = Project(tmp_path / "received")
+    configs = {"formulas": Formulas.range("Cu", 1, 2), "calculator": calculator,
+               "executor": Executor(kind="serial")}
+    project.save_run("run", configs=configs, stages={"training_set": [bulk("Cu")]},
+                     reports={})
+    return project, marker
+
+
+def test_a_received_project_runs_nothing_without_trust(tmp_path, monkeypatch, capsys):
+    project, marker = _crafted(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    for argv in (["show", str(project.path), "--configs"], ["status", str(project.path)],
+                 ["export", str(project.path), "-f", "extxyz", "-o", "x.extxyz"]):
+        assert main(argv) == 0, capsys.readouterr().err
+    for argv in (["export", str(project.path), "-f", "ref-extxyz", "-o", "y.extxyz",
+                  "--reference-energies", "compute"],
+                 ["retry-failed", str(project.path), "--serial"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "--trust-project" in err and "ase.calculators.mopac:MOPAC" in err
+    assert not marker.exists() and not (tmp_path / "y.extxyz").exists()
+    assert untrusted({"calculator": EMT(), "executor": Executor()}) == []
+    assert untrusted({"executor": Executor(kind="slurm_cluster")}) == [
+        "executor: executor 'slurm_cluster' (submits jobs)"]
+
+
+def test_import_paths_name_only_objects_defined_in_allowed_modules(tmp_path):
+    for path in ("pyiron_assyst.execution.cache:os.system", "pyiron_assyst.execution.cache:os",
+                 "ase.calculators.calculator:os.system", "ase.calculators.emt:np.load",
+                 "pyiron_assyst:os.system"):
+        with pytest.raises(ConfigError, match="not allowed|walks into module|cannot import"):
+            import_object(path)
+    text = json.dumps({"@config": "AseCalculator", "import_path":
+                       "pyiron_assyst.execution.cache:os.system",
+                       "kwargs": [["command", f"touch {tmp_path / 'pwned'}"]], "reuse": False})
+    with pytest.raises(ConfigError, match="not allowed|walks into module"):
+        config_from_json(text)
+    settings_file = tmp_path / "s.toml"
+    settings_file.write_text('[calculator]\ntype = "AseCalculator"\n'
+                             'import_path = "pyiron_assyst.execution.cache:os.system"\n'
+                             f'kwargs = {{command = "touch {tmp_path / "pwned"}"}}\n')
+    assert main(["run", str(settings_file), "-o", str(tmp_path / "p")]) == 2
+    assert not (tmp_path / "pwned").exists()
+
+
+# ---------------------------------------------------------------- config validation
+
+
+def _classes() -> list[type]:
+    return sorted(toml_settings.config_classes().values(), key=lambda c: c.__name__)
+
+
+def _default(cls: type):
+    try:
+        return cls()
+    except TypeError:
+        return {"AseCalculator": AseCalculator("ase.calculators.emt:EMT")}.get(cls.__name__)
+
+
+_WRONG = {
+    int: st.one_of(st.floats(allow_nan=False).filter(lambda x: x != int(x) if np.isfinite(x)
+                                                     else True), st.text(max_size=3),
+                   st.booleans(), st.just(2.0)),
+    float: st.one_of(st.text(max_size=3), st.booleans(), st.just([1.0])),
+    bool: st.one_of(st.text(max_size=3), st.integers(0, 1), st.just(1.0)),
+    str: st.one_of(st.integers(), st.floats(), st.booleans()),
+}
+
+
+def _simple_fields() -> list[tuple[type, str, type]]:
+    from pyiron_assyst.core.config import _field_checks
+
+    out = []
+    for cls in _classes():
+        for name, allowed, _ in _field_checks(cls):
+            for kind in allowed:
+                if kind in _WRONG and len(allowed) == 1:
+                    out.append((cls, name, kind))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_a_wrong_type_in_any_config_field_names_the_field(data):
+    cls, name, kind = data.draw(st.sampled_from(_simple_fields()))
+    base = _default(cls)
+    if base is None:
+        return
+    value = data.draw(_WRONG[kind])
+    with pytest.raises(ConfigError, match=f"{cls.__name__}.{name}"):
+        dataclasses.replace(base, **{name: value})
+
+
+def test_the_validation_gaps_of_the_issue_are_closed(tmp_path, capsys):
+    from pyiron_assyst.fitting.transferability import TransferabilityConfig
+
+    cases = [(lambda: EMT(fixed_cutoff="no"), "EMT.fixed_cutoff"),
+             (lambda: Executor(max_workers=1.5), "Executor.max_workers"),
+             (lambda: Executor(chunk_size=2.0), "Executor.chunk_size"),
+             (lambda: Executor(cores=True), "Executor.cores"),
+             (lambda: TransferabilityConfig(seed=-1), "TransferabilityConfig.seed"),
+             (lambda: TransferabilityConfig(seed=0.5), "TransferabilityConfig.seed"),
+             (lambda: AseCalculator("ase.calculators.emt:EMT", kwargs="abc"),
+              "AseCalculator.kwargs"),
+             (lambda: AseCalculator("ase.calculators.emt:EMT", kwargs=[("a",)]),
+              "AseCalculator.kwargs"),
+             (lambda: AseCalculator("ase.calculators.emt:EMT", kwargs={"a": object()}),
+              "AseCalculator.kwargs")]
+    for build, field in cases:
+        with pytest.raises(ConfigError, match=field):
+            build()
+    two, other = Executor(max_workers=2), Executor(max_workers=np.int64(2))
+    assert two == other and hash(two) == hash(other) and two.to_json() == other.to_json()
+    assert EMT(fixed_cutoff=np.bool_(True)).to_json() == EMT().to_json()
+    for text, message in (('[calculator]\ntype = "FullRelax"\n', "calculator.type must be one "
+                                                                 "of ['AseCalculator', 'EMT'"),
+                          ('[formulas]\nelements = ["Cu"]\nmax_atoms = 2.7\n',
+                           "formulas.max_atoms must be a whole number"),
+                          ('[executor]\ntype = "Executor"\nmax_workers = 1.5\n',
+                           "Executor.max_workers must be an integer"),
+                          ('calculator = 3\n', "calculator must be a table")):
+        path = tmp_path / "s.toml"
+        path.write_text(text)
+        assert main(["run", str(path), "-o", str(tmp_path / "never")]) == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "never").exists()
+
+
+# ---------------------------------------------------------------- interrupts, lost workers
+
+
+def _nap(x: float) -> float:
+    time.sleep(x)
+    return x
+
+
+def _die_once(flag: str) -> str:
+    """Kill this worker the first time it is called for ``flag`` (a lost worker)."""
+    if not os.path.exists(flag):
+        Path(flag).write_text(str(os.getpid()))
+        os._exit(9)
+    return flag
+
+
+def test_a_lost_worker_is_replaced_and_its_task_computed(tmp_path):
+    flags = [str(tmp_path / f"f{i}") for i in range(4)]
+    results = run_tasks(_die_once, flags, Executor(kind="process", max_workers=2,
+                                                   chunk_size=2))
+    assert results == flags  # each task's first worker died; none of them is a failure
+
+
+def test_stopping_the_workers_mid_stage_caches_no_failure(tmp_path):
+    cache = ResultCache(tmp_path / "cache").namespace("nap")
+    items = [0.01, 0.01, 3.0, 3.0, 3.0, 3.0]
+    keys = [f"{i:040x}" for i in range(len(items))]
+    outcome: list[BaseException] = []
+
+    def stage() -> None:
+        try:
+            run_cached(_nap, items, keys, Executor(kind="process", max_workers=2, chunk_size=1),
+                       cache)
+        except BaseException as error:  # noqa: BLE001 - what the stage thread saw
+            outcome.append(error)
+
+    thread = threading.Thread(target=stage)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while len(cache.listing()[0]) < 2:
+        assert time.monotonic() < deadline and thread.is_alive()
+        time.sleep(0.02)
+    shutdown_pools()  # what the exit hook does after Ctrl-C
+    thread.join(30)
+    assert not thread.is_alive() and isinstance(outcome[0], WorkInterrupted)
+    assert sorted(cache.listing()[0]) == keys[:2] and cache.failures() == {}
+    assert run_tasks(_nap, [0.0], Executor(kind="process", max_workers=2)) == [0.0]
+
+
+def test_a_task_whose_worker_always_dies_fails_after_two_deaths():
+    results = run_tasks(_die_always, [1, 2], Executor(kind="process", max_workers=2))
+    assert all(isinstance(r, TaskError) and "2 times" in str(r) for r in results)
+
+
+def _die_always(_: int) -> None:
+    os._exit(3)
