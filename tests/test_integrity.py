@@ -421,3 +421,172 @@ def test_a_task_whose_worker_always_dies_fails_after_two_deaths():
 
 def _die_always(_: int) -> None:
     os._exit(3)
+
+
+# ---------------------------------------------------------------- real signals (slow)
+
+_CLI = """
+import sys
+from pyiron_assyst.core.config import register_import_prefix
+register_import_prefix("tests")
+from pyiron_assyst.cli import main
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
+"""
+
+_SMALL = """
+[formulas]
+elements = ["Cu"]
+max_atoms = 2
+
+[sample_config]
+type = "SampleConfig"
+max_atoms = 2
+spacegroups = [1, 2, 25, 47, 99, 123, 166, 191, 221, 225, 229]
+
+[calculator]
+type = "AseCalculator"
+import_path = "tests.faulty_calculators:LoggedEMT"
+"""
+
+
+def _cli(tmp_path: Path, project: Path, *args: str, delay: float = 0.0) -> subprocess.Popen:
+    settings_file = tmp_path / "small.toml"
+    settings_file.write_text(_SMALL)
+    env = {**_python_env(), "ASSYST_TEST_DELAY": str(delay)}  # same configs, slower
+    return subprocess.Popen([sys.executable, "-c", _CLI, "run", str(settings_file), "--workers",
+                             "2", "--no-figures", "-o", str(project), *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own group, as a terminal's job
+
+
+def _finish(process: subprocess.Popen, timeout: float = 600) -> str:
+    out, err = process.communicate(timeout=timeout)
+    assert process.returncode == 0, err
+    return out
+
+
+def _cached(project: Path) -> tuple[int, dict]:
+    cache = ResultCache(project / "cache")
+    done, failures = 0, {}
+    for name in cache.namespaces():
+        namespace = cache.namespace(name)
+        done += len(namespace.listing()[0])
+        failures.update(namespace.failures())
+    return done, failures
+
+
+def _wait(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> str:
+    """The training set of an uninterrupted run (extxyz text)."""
+    tmp = tmp_path_factory.mktemp("reference")
+    _finish(_cli(tmp, tmp / "p"))
+    return (tmp / "p" / "training_set.extxyz").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("interrupts", [1, 2])
+def test_ctrl_c_then_resume_equals_an_uninterrupted_run(tmp_path, reference, interrupts):
+    project = tmp_path / "p"
+    process = _cli(tmp_path, project, delay=0.05)
+    try:
+        _wait(lambda: _cached(project)[0] >= 4, 300, "four finished relaxations")
+        for _ in range(interrupts):
+            os.killpg(process.pid, signal.SIGINT)
+            time.sleep(0.3)
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 130, err
+    done, failures = _cached(project)
+    assert done >= 4 and failures == {}  # nothing cut off was kept as a failure
+    store = Project(project, create=False)
+    assert not is_complete(store, store.runs()[0])
+    _finish(_cli(tmp_path, project))
+    assert (project / "training_set.extxyz").read_text() == reference
+
+
+@pytest.mark.slow
+def test_sigkill_during_a_rerun_keeps_the_finished_run_readable(tmp_path, reference):
+    project = tmp_path / "p"
+    _finish(_cli(tmp_path, project))
+    store = Project(project, create=False)
+    (run,) = store.runs()
+    before = {stage: digest(store.load_stage(run, stage)) for stage in store.stages(run)}
+    for moment in (1.0, 3.0, 6.0, 9.0):
+        process = _cli(tmp_path, project, "--retry-failed")
+        time.sleep(moment)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        after = Project(project, create=False)
+        assert after.runs() == [run] and is_complete(after, run)
+        assert {s: digest(after.load_stage(run, s)) for s in after.stages(run)} == before
+        assert (project / "training_set.extxyz").read_text() == reference
+
+
+_WRITER = """
+import sys
+from pathlib import Path
+from ase.build import bulk
+from ase.calculators.singlepoint import SinglePointCalculator
+from pyiron_assyst.cli._pipeline import write_outputs
+from pyiron_assyst.core.report import StageReport
+from pyiron_assyst.workflow.macro import OUTPUTS
+cells = []
+for i in range(int(sys.argv[2])):
+    a = bulk("Cu", cubic=True).repeat(2)
+    a.calc = SinglePointCalculator(a, energy=float(i), forces=a.positions * 0, stress=[0] * 6)
+    cells.append(a)
+outputs = {n: (StageReport(n, 1, 1, 1) if n.endswith("_report") else cells) for n in OUTPUTS}
+print("go", flush=True)
+while True:
+    write_outputs(outputs, Path(sys.argv[1]), figures=False)
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_during_output_writes_leaves_whole_files(tmp_path):
+    out = tmp_path / "out"
+    mid_write = 0
+    for moment in (0.05, 0.2, 0.5, 1.0, 0.1, 0.7, 1.5, 0.3):
+        writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(out), "3000"], cwd=ROOT,
+                                  env=_python_env(), stdout=subprocess.PIPE, text=True)
+        assert writer.stdout.readline().strip() == "go"
+        time.sleep(moment)
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+        if (out / "training_set.extxyz").exists():
+            assert len(read(out / "training_set.extxyz", ":")) == 3000
+        if (out / "summary.json").exists():
+            assert json.loads((out / "summary.json").read_text())["training_set"] == 3000
+        assert all(p.name.startswith(".") or p.name in (
+            "training_set.extxyz", "summary.txt", "summary.json") for p in out.iterdir())
+        mid_write += any(p.name.startswith(".") for p in out.iterdir())
+        if mid_write >= 2:
+            break
+    assert mid_write >= 2  # killed while a file was being written, at least twice
+
+
+def test_a_run_is_complete_only_when_its_outputs_are(tmp_path, monkeypatch):
+    from pyiron_assyst.cli import _pipeline
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(_pipeline, "write_outputs", broken)
+    project = Project(tmp_path / "p")
+    configs = {"sample_config": toml_settings.config_from_table(
+        {"type": "SampleConfig", "max_atoms": 1, "spacegroups": [225]}),
+        "executor": Executor(kind="serial")}
+    with pytest.raises(OSError, match="disk full"):
+        _pipeline.execute(project, "r", Formulas.range("Cu", 1, 2), configs, figures=False)
+    assert project.runs() == ["r"] and not is_complete(project, "r")

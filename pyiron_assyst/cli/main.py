@@ -15,7 +15,8 @@ Sub-commands (each in its own module of :mod:`pyiron_assyst.commands`):
   ``fit``).
 
 Bad input (settings, flags, a missing or foreign project, a path that cannot be written) exits
-with status 2 and a one-line message.
+with status 2 and a one-line message; Ctrl-C stops the workers and exits with status 130, and
+the structures it cut off are computed when the same command runs again.
 """
 
 from __future__ import annotations
@@ -61,6 +62,13 @@ def main(argv: list[str] | None = None) -> int:
         message = str(error).replace("\n", " ")
         sys.stderr.write(f"pyiron-assyst: error: {message}\n")
         return 2
+    except KeyboardInterrupt:  # stop the workers now; unfinished structures are not failures
+        from pyiron_assyst.execution.executors import shutdown_pools
+
+        shutdown_pools()
+        sys.stderr.write("pyiron-assyst: interrupted; finished structures are cached: run the "
+                         "same command again to resume\n")
+        return 130
 
 
 if __name__ == "__main__":
