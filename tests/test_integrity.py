@@ -27,9 +27,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyiron_assyst.calculators import EMT, AseCalculator
-from pyiron_assyst.cli import main
 from pyiron_assyst.cli import settings as toml_settings
 from pyiron_assyst.cli._pipeline import is_complete
+from pyiron_assyst.cli.main import main
 from pyiron_assyst.cli.trust import untrusted
 from pyiron_assyst.core.config import ConfigError, config_from_json, import_object
 from pyiron_assyst.execution.cache import ResultCache
@@ -160,7 +160,8 @@ def test_readers_never_fail_while_a_writer_replaces_the_run(stored):
             assert digest(reader.load_stage("run", "perturb")) == digest(stages["perturb"])
             assert reader.lineage("run", stages["perturb"][0].info["uuid"])
             reads += 1
-        assert writer.returncode == 0 and reads > 10
+        assert writer.returncode == 0
+        assert reads > 10
     finally:
         writer.kill()
         writer.wait()
@@ -211,7 +212,8 @@ def test_export_default_name_stays_in_the_working_directory(tmp_path, monkeypatc
     assert "invalid stages" in capsys.readouterr().err
     _rename_stage(project, "run", "relax:volume", "..")
     assert main(["export", str(project.path), "-f", "extxyz", "--stage", ".."]) == 2
-    assert not list(tmp_path.rglob("*ESCAPED*")) and [p.name for p in work.iterdir()] == [
+    assert not list(tmp_path.rglob("*ESCAPED*"))
+    assert [p.name for p in work.iterdir()] == [
         "run_relax_volume.extxyz"]
 
 
@@ -256,8 +258,10 @@ def test_a_received_project_runs_nothing_without_trust(tmp_path, monkeypatch, ca
                  ["retry-failed", str(project.path), "--serial"]):
         assert main(argv) == 2
         err = capsys.readouterr().err
-        assert "--trust-project" in err and "ase.calculators.mopac:MOPAC" in err
-    assert not marker.exists() and not (tmp_path / "y.extxyz").exists()
+        assert "--trust-project" in err
+        assert "ase.calculators.mopac:MOPAC" in err
+    assert not marker.exists()
+    assert not (tmp_path / "y.extxyz").exists()
     assert untrusted({"calculator": EMT(), "executor": Executor()}) == []
     assert untrusted({"executor": Executor(kind="slurm_cluster")}) == [
         "executor: executor 'slurm_cluster' (submits jobs)"]
@@ -309,13 +313,9 @@ _WRONG = {
 def _simple_fields() -> list[tuple[type, str, type]]:
     from pyiron_assyst.core.config import _field_checks
 
-    out = []
-    for cls in _classes():
-        for name, allowed, _ in _field_checks(cls):
-            for kind in allowed:
-                if kind in _WRONG and len(allowed) == 1:
-                    out.append((cls, name, kind))
-    return out
+    return [(cls, name, allowed[0]) for cls in _classes()
+            for name, allowed, _ in _field_checks(cls)
+            if len(allowed) == 1 and allowed[0] in _WRONG]
 
 
 @settings(max_examples=300, deadline=None)
@@ -349,7 +349,9 @@ def test_the_validation_gaps_of_the_issue_are_closed(tmp_path, capsys):
         with pytest.raises(ConfigError, match=field):
             build()
     two, other = Executor(max_workers=2), Executor(max_workers=np.int64(2))
-    assert two == other and hash(two) == hash(other) and two.to_json() == other.to_json()
+    assert two == other
+    assert hash(two) == hash(other)
+    assert two.to_json() == other.to_json()
     assert EMT(fixed_cutoff=np.bool_(True)).to_json() == EMT().to_json()
     for text, message in (('[calculator]\ntype = "FullRelax"\n', "calculator.type must be one "
                                                                  "of ['AseCalculator', 'EMT'"),
@@ -405,12 +407,15 @@ def test_stopping_the_workers_mid_stage_caches_no_failure(tmp_path):
     thread.start()
     deadline = time.monotonic() + 60
     while len(cache.listing()[0]) < 2:
-        assert time.monotonic() < deadline and thread.is_alive()
+        assert time.monotonic() < deadline
+        assert thread.is_alive()
         time.sleep(0.02)
     shutdown_pools()  # what the exit hook does after Ctrl-C
     thread.join(30)
-    assert not thread.is_alive() and isinstance(outcome[0], WorkInterrupted)
-    assert sorted(cache.listing()[0]) == keys[:2] and cache.failures() == {}
+    assert not thread.is_alive()
+    assert isinstance(outcome[0], WorkInterrupted)
+    assert sorted(cache.listing()[0]) == keys[:2]
+    assert cache.failures() == {}
     assert run_tasks(_nap, [0.0], Executor(kind="process", max_workers=2)) == [0.0]
 
 
@@ -429,7 +434,7 @@ _CLI = """
 import sys
 from pyiron_assyst.core.config import register_import_prefix
 register_import_prefix("tests")
-from pyiron_assyst.cli import main
+from pyiron_assyst.cli.main import main
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
 """
@@ -508,7 +513,8 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(tmp_path, reference, int
             process.wait()
     assert process.returncode == 130, err
     done, failures = _cached(project)
-    assert done >= 4 and failures == {}  # nothing cut off was kept as a failure
+    assert done >= 4
+    assert failures == {}
     store = Project(project, create=False)
     assert not is_complete(store, store.runs()[0])
     _finish(_cli(tmp_path, project))
@@ -528,7 +534,8 @@ def test_sigkill_during_a_rerun_keeps_the_finished_run_readable(tmp_path, refere
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         after = Project(project, create=False)
-        assert after.runs() == [run] and is_complete(after, run)
+        assert after.runs() == [run]
+        assert is_complete(after, run)
         assert {s: digest(after.load_stage(run, s)) for s in after.stages(run)} == before
         assert (project / "training_set.extxyz").read_text() == reference
 
@@ -589,4 +596,5 @@ def test_a_run_is_complete_only_when_its_outputs_are(tmp_path, monkeypatch):
         "executor": Executor(kind="serial")}
     with pytest.raises(OSError, match="disk full"):
         _pipeline.execute(project, "r", Formulas.range("Cu", 1, 2), configs, figures=False)
-    assert project.runs() == ["r"] and not is_complete(project, "r")
+    assert project.runs() == ["r"]
+    assert not is_complete(project, "r")
