@@ -367,6 +367,17 @@ def test_the_validation_gaps_of_the_issue_are_closed(tmp_path, capsys):
         assert not (tmp_path / "never").exists()
 
 
+def test_formulas_that_are_not_sampled_are_reported(caplog):
+    from pyiron_assyst.stages.sample import SampleConfig, sample
+
+    with caplog.at_level("WARNING", logger="pyiron_assyst.stages.sample"):
+        crystals, report = sample(Formulas(({"Cu": 0}, {"Cu": 1})),
+                                  SampleConfig(max_atoms=1, spacegroups=(225,)))
+    assert len(crystals) == 1
+    assert report.n_in == 2
+    assert "1 of 2 formulas have fewer than min_atoms=1" in caplog.text
+
+
 # ---------------------------------------------------------------- interrupts, lost workers
 
 
@@ -497,21 +508,23 @@ def reference(tmp_path_factory) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("interrupts", [1, 2])
-def test_ctrl_c_then_resume_equals_an_uninterrupted_run(tmp_path, reference, interrupts):
+@pytest.mark.parametrize(("stop", "times", "status"), [
+    (signal.SIGINT, 1, 130), (signal.SIGINT, 2, 130), (signal.SIGTERM, 1, 143)])
+def test_ctrl_c_then_resume_equals_an_uninterrupted_run(tmp_path, reference, stop, times,
+                                                         status):
     project = tmp_path / "p"
     process = _cli(tmp_path, project, delay=0.05)
     try:
         _wait(lambda: _cached(project)[0] >= 4, 300, "four finished relaxations")
-        for _ in range(interrupts):
-            os.killpg(process.pid, signal.SIGINT)
+        for _ in range(times):
+            os.killpg(process.pid, stop)
             time.sleep(0.3)
         _, err = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    assert process.returncode == 130, err
+    assert process.returncode == status, err
     done, failures = _cached(project)
     assert done >= 4
     assert failures == {}

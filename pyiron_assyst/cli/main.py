@@ -15,15 +15,18 @@ Sub-commands (each in its own module of :mod:`pyiron_assyst.commands`):
   ``fit``).
 
 Bad input (settings, flags, a missing or foreign project, a path that cannot be written) exits
-with status 2 and a one-line message; Ctrl-C stops the workers and exits with status 130, and
-the structures it cut off are computed when the same command runs again.
+with status 2 and a one-line message; Ctrl-C (SIGTERM alike) stops the workers and exits with
+status 130 (143), and the structures it cut off are computed when the same command runs again.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
+from typing import Any
 
 from pyiron_assyst.cli.export import add_export_command
 from pyiron_assyst.cli.fit import add_fit_command
@@ -35,7 +38,7 @@ from pyiron_assyst.cli.status import add_status_command
 from pyiron_assyst.core.config import ConfigError
 from pyiron_assyst.storage import StorageError
 
-__all__ = ["COMMANDS", "build_parser", "main"]
+__all__ = ["COMMANDS", "Terminated", "build_parser", "main"]
 
 COMMANDS = (add_plan_command, add_run_command, add_status_command, add_retry_failed_command,
             add_show_command, add_export_command, add_fit_command)
@@ -52,23 +55,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (exit status 143)."""
+
+    status = 128 + signal.SIGTERM
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``pyiron-assyst``; returns the exit status."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread() and (
+            signal.getsignal(signal.SIGTERM) == signal.SIG_DFL):
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.handler(args)
     except (ConfigError, StorageError, OSError) as error:  # bad input or path: no traceback
         message = str(error).replace("\n", " ")
         sys.stderr.write(f"pyiron-assyst: error: {message}\n")
         return 2
-    except KeyboardInterrupt:  # stop the workers now; unfinished structures are not failures
+    except KeyboardInterrupt as stop:  # stop the workers now; cut-off work is not a failure
         from pyiron_assyst.execution.executors import shutdown_pools
 
         shutdown_pools()
         sys.stderr.write("pyiron-assyst: interrupted; finished structures are cached: run the "
                          "same command again to resume\n")
-        return 130
+        return getattr(stop, "status", 130)
 
 
 if __name__ == "__main__":
