@@ -209,7 +209,11 @@ def test_retry_failed_recomputes_only_the_failed_structures(tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
     flag.unlink()
     before = len(evaluations(log))
-    assert main(["retry-failed", str(project_dir), "--no-figures"]) == 0
+    # the stored calculator is an AseCalculator: it runs again only when the user trusts it
+    assert main(["retry-failed", str(project_dir), "--no-figures"]) == 2
+    assert "--trust-project" in capsys.readouterr().err
+    assert len(evaluations(log)) == before
+    assert main(["retry-failed", str(project_dir), "--no-figures", "--trust-project"]) == 0
     assert f"{len(failed)} failed structures before, 0 now" in capsys.readouterr().out
     retried = evaluations(log)[before:]
     assert retried
