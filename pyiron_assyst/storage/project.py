@@ -87,8 +87,12 @@ def package_versions() -> dict[str, str | None]:
 
 
 def check_run_name(name: object) -> str:
-    """``name`` if it can name a run (letters, digits, ``_ . + -``, not starting with ``.``),
-    else :class:`StorageError`; check before anything is created."""
+    """``name`` if it can name a run, else :class:`StorageError`; check before anything is
+    created.
+
+    A run name has letters, digits and the characters underscore, dot, plus and minus, and
+    does not start with a dot.
+    """
     if not (isinstance(name, str) and _RUN_NAME.fullmatch(name)):
         raise StorageError(f"invalid run name {name!r}: use letters, digits and '_.+-', "
                            "starting with a letter, digit or '_'")
@@ -96,8 +100,11 @@ def check_run_name(name: object) -> str:
 
 
 def slug(text: str) -> str:
-    """``text`` as a safe file-name part: runs of other characters than letters, digits and
-    ``_ . -`` become ``_``, a leading ``.`` too; at most 60 characters."""
+    """``text`` as a safe file-name part, at most 60 characters long.
+
+    Runs of characters other than letters, digits, underscore, dot and minus become one
+    underscore, and so does a leading dot.
+    """
     return re.sub(r"^\.|[^A-Za-z0-9_.-]+", "_", text)[:60]
 
 
