@@ -8,9 +8,12 @@
     pyiron-assyst export PROJECT --format ref-extxyz --reference-energies compute
 
 The run defaults to the only run of the project (else ``--run`` is required), the stage to the
-run's last stage. ``--reference-energies compute`` computes isolated-atom energies with the
-run's stored ``calculator`` config. The output defaults to ``<run>_<stage>`` with the format's
-usual suffix.
+run's last stage (the curated, labelled ``training_set`` of a ``run``). The formats that take
+reference energies (``ref-extxyz``, ``pacemaker``, ``potentialfit``) use the isolated-atom
+energies the run stored (stage ``isolated_atoms``, computed with the run's reference
+calculator) unless ``--reference-energies`` gives others: ``EL=EV`` pairs, ``compute`` (with
+the run's stored ``reference``, else ``calculator``, config) or ``none`` (total energies). The
+output defaults to ``<run>_<stage>`` with the format's usual suffix.
 """
 
 from __future__ import annotations
@@ -43,8 +46,9 @@ def add_export_command(subparsers: Any) -> argparse.ArgumentParser:
                         help="output format")
     parser.add_argument("-o", "--output", help="output file (default: <run>_<stage><suffix>)")
     parser.add_argument("--reference-energies", nargs="+", metavar="EL=EV",
-                        help="isolated-atom energies in eV, e.g. Cu=-0.005 Ag=0.002, or "
-                             "'compute' (with the run's calculator config)")
+                        help="isolated-atom energies in eV, e.g. Cu=-0.005 Ag=0.002, "
+                             "'compute' (with the run's reference calculator config) or "
+                             "'none' (default: those the run stored, if any)")
     parser.add_argument("--elements", nargs="+", help="type order of the mtp format")
     parser.set_defaults(handler=run_export)
     return parser
@@ -89,9 +93,20 @@ def _select(project: Any, run: str | None, stage: str | None) -> tuple[str, str]
     return run, stage
 
 
+def _stored_references(project: Any, run: str) -> dict[str, float] | None:
+    """The isolated-atom energies a run stored (stage ``isolated_atoms``), else ``None``."""
+    from pyiron_assyst.stages.curate import energies_of
+
+    if "isolated_atoms" not in project.stages(run):
+        return None
+    return energies_of(project.load_stage(run, "isolated_atoms")) or None
+
+
 def _references(project: Any, run: str, values: Sequence[str] | None,
-                structures: Sequence[Any]) -> dict[str, float] | None:
+                structures: Sequence[Any], takes_references: bool) -> dict[str, float] | None:
     if not values:
+        return _stored_references(project, run) if takes_references else None
+    if list(values) == ["none"]:
         return None
     if list(values) != ["compute"]:
         return parse_reference_energies(values)
@@ -99,10 +114,11 @@ def _references(project: Any, run: str, values: Sequence[str] | None,
     from pyiron_assyst.execution.executors import Executor
     from pyiron_assyst.stages.curate import reference_energies
 
-    calculator = project.load_configs(run).get("calculator")
+    configs = project.load_configs(run)
+    calculator = configs.get("reference", configs.get("calculator"))
     if calculator is None:
-        raise ConfigError(f"run {run!r} stores no 'calculator' config; give the reference "
-                          "energies as EL=EV")
+        raise ConfigError(f"run {run!r} stores no 'reference' or 'calculator' config; give "
+                          "the reference energies as EL=EV")
     elements = sorted({s for a in structures for s in a.get_chemical_symbols()})
     energies, report = reference_energies(elements, calculator, Executor(kind="serial"))
     if report.drops:
@@ -113,14 +129,15 @@ def _references(project: Any, run: str, values: Sequence[str] | None,
 def run_export(args: argparse.Namespace) -> int:
     """Handler of ``pyiron-assyst export``; returns the exit status (2 for bad input)."""
     from pyiron_assyst.core.config import ConfigError
-    from pyiron_assyst.export import FORMATS, ExportError, export
+    from pyiron_assyst.export import FORMATS, TAKES_REFERENCES, ExportError, export
     from pyiron_assyst.storage import Project, StorageError
 
     try:
         project = Project(args.project, create=False)
         run, stage = _select(project, args.run, args.stage)
         structures = project.load_stage(run, stage)
-        references = _references(project, run, args.reference_energies, structures)
+        references = _references(project, run, args.reference_energies, structures,
+                                 args.format in TAKES_REFERENCES)
         output = Path(args.output or f"{run}_{stage.replace(':', '_')}{FORMATS[args.format][1]}")
         result = export(structures, output, args.format, reference_energies=references,
                         elements=args.elements)

@@ -1,9 +1,10 @@
 """Run settings from TOML: a schema that mirrors the configs one to one.
 
-Each top-level table is named after an input of the macro
-:func:`~pyiron_assyst.workflow.macro.assyst`
-(``sample_config``, ``sample_filter``, ``volume_relax``, ``full_relax``, ``perturb_config``,
-``final_filter``, ``calculator``, ``executor``) and holds ``type = "ClassName"`` plus that
+Each top-level table is named after a config input of the pipeline
+(:data:`~pyiron_assyst.workflow.pipeline.CONFIGS`: ``sample_config``, ``sample_filter``,
+``volume_relax``, ``full_relax``, ``perturb_config``, ``final_filter``, ``calculator``,
+``label`` (the reference calculator of the labels, macro input ``reference``; default: the
+``calculator``), ``curation``, ``executor``) and holds ``type = "ClassName"`` plus that
 class's fields. Nested configs are nested tables (or inline tables) with their own ``type``;
 arrays become tuples, and an array entry with ``copies = n`` stands for ``n`` equal entries
 (e.g. four copies of one rattle). ``[formulas]`` takes ``elements``, ``min_atoms`` and
@@ -26,6 +27,7 @@ from pyiron_assyst.stages import curate as curation
 from pyiron_assyst.stages import filters, perturbations
 from pyiron_assyst.stages import relax as relaxations
 from pyiron_assyst.stages import sample as crystals
+from pyiron_assyst.workflow.pipeline import CONFIGS
 
 __all__ = [
     "CONFIG_MODULES",
@@ -36,10 +38,8 @@ __all__ = [
     "load_settings",
 ]
 
-CONFIG_TABLES = (
-    "sample_config", "sample_filter", "volume_relax", "full_relax", "perturb_config",
-    "final_filter", "calculator", "executor",
-)
+CONFIG_TABLES = tuple(c.table for c in CONFIGS)
+"""TOML table of each config input of the pipeline, in order."""
 
 CONFIG_MODULES = (calculators, crystals, curation, executors, filters, perturbations,
                   relaxations, structure_settings)
@@ -106,7 +106,8 @@ def formulas_from_table(table: dict[str, Any]) -> crystals.Formulas:
 
 def load_settings(path: str | Path) -> tuple[crystals.Formulas | None, dict[str, Config],
                                              dict[str, Any]]:
-    """Read a TOML settings file: formulas, configs by macro input name, and ``[output]``."""
+    """Read a TOML settings file: formulas, configs by macro input name (table ``label`` is
+    input ``reference``), and ``[output]``."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text())
@@ -119,5 +120,6 @@ def load_settings(path: str | Path) -> tuple[crystals.Formulas | None, dict[str,
         raise ConfigError(f"settings file {str(path)!r}: unknown table(s) {sorted(unknown)}; "
                           f"allowed: formulas, output, {', '.join(CONFIG_TABLES)}")
     formulas = formulas_from_table(data["formulas"]) if "formulas" in data else None
-    configs = {k: config_from_table(data[k], k) for k in CONFIG_TABLES if k in data}
+    configs = {c.name: config_from_table(data[c.table], c.table) for c in CONFIGS
+               if c.table in data}
     return formulas, configs, dict(data.get("output", {}))

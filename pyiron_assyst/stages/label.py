@@ -101,7 +101,7 @@ def _collect(tally: _Tally, index: int, parent: Atoms, outcome: Outcome[Atoms] |
 def label(structures: Sequence[Atoms], calculator: CalculatorConfig,
           executor: Executor | None = None, relabel: bool = False,
           cache: ResultCache | None = None, retry_failed: bool = False,
-          ) -> tuple[list[Atoms], StageReport]:
+          desc: str = LABEL_STEP) -> tuple[list[Atoms], StageReport]:
     """Compute the reference single point of every structure with ``calculator``.
 
     Parameters
@@ -124,6 +124,9 @@ def label(structures: Sequence[Atoms], calculator: CalculatorConfig,
         namespace ``"label"``, and answer unchanged inputs from it. ``None``: no cache.
     retry_failed
         Label again structures whose cached result is a failure.
+    desc
+        Name of the batch in the progress bar and in the cache's batch manifest (what
+        ``pyiron-assyst status`` shows).
 
     Returns
     -------
@@ -151,7 +154,7 @@ def label(structures: Sequence[Atoms], calculator: CalculatorConfig,
     keys = [structure_key(structures[i], _TASK_REVISION, calculator_hash) for i in todo]
     outcomes, _ = run_cached(_label_task, items, keys, executor or Executor(),
                              None if cache is None else cache.namespace(LABEL_STEP),
-                             retry_failed, desc=LABEL_STEP)
+                             retry_failed, desc=desc)
     for i, outcome in zip(todo, outcomes):
         _collect(tally, i, structures[i], outcome, calculator_hash)
     out = [a for a in tally.out if a is not None]
