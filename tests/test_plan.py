@@ -123,12 +123,27 @@ def test_command_prints_the_plan_of_the_flags(capsys):
                          "--cost-per-calculation", "3", "--cores", "8"], capsys)
     assert code == 0
     data = json.loads(out)
+    # the reference calculator is the relaxation calculator: relaxed structures keep labels
     expected = plan(Formulas.range("Cu", 1, 3), SampleConfig(max_atoms=2),
+                    assumptions=PlanAssumptions(relabel_relaxed=False),
                     cost_per_calculation_core_hours=3.0, cores_per_calculation=8)
     assert data["core_hours"] == expected.core_hours == 3 * data["calculations"]
     assert [s["n_out"] for s in data["stages"]] == [s.n_out for s in expected.stages]
     code, out, _ = _run(["plan", "--elements", "Cu", "--max-atoms", "2"], capsys)
     assert code == 0 and "core-hours" in out and "exact" in out
+
+
+def test_command_relabels_relaxed_structures_only_for_another_reference(tmp_path, capsys):
+    settings = tmp_path / "run.toml"
+    settings.write_text('[label]\ntype = "Morse"\n')
+    calls = {}
+    for name, argv in (("same", []), ("other", [str(settings)])):
+        code, out, _ = _run(["plan", *argv, "--max-atoms", "2", "--json"], capsys)
+        assert code == 0
+        stages = {s["stage"]: s for s in json.loads(out)["stages"]}
+        calls[name] = stages["label"]["calculations"]
+        relaxed = stages["relax:volume"]["n_out"] + stages["relax:full"]["n_out"]
+    assert calls["other"] - calls["same"] == relaxed > 0
 
 
 def test_command_reads_settings(tmp_path, capsys):

@@ -38,6 +38,7 @@ from pyiron_assyst.stages import _pyxtal
 from pyiron_assyst.stages.perturbations import Perturbation, PerturbationSkip, PerturbConfig
 from pyiron_assyst.stages.relax import FullRelax, Relaxation, VolumeRelax
 from pyiron_assyst.stages.sample import Formulas, SampleConfig, grid_points
+from pyiron_assyst.workflow.pipeline import DEFAULT_PERTURB
 
 __all__ = ["Plan", "PlanAssumptions", "StagePlan", "plan"]
 
@@ -314,7 +315,7 @@ def _filter_stage(name: str, n_in: float, passing: float) -> StagePlan:
 
 def plan(formulas: Formulas | Iterable[Mapping[str, int]],
          sample_config: SampleConfig = SampleConfig(),
-         perturb_config: PerturbConfig | None = PerturbConfig(),
+         perturb_config: PerturbConfig | None = DEFAULT_PERTURB,
          volume_relax: Relaxation | None = VolumeRelax(),
          full_relax: Relaxation | None = FullRelax(),
          assumptions: PlanAssumptions = PlanAssumptions(),
@@ -333,7 +334,7 @@ def plan(formulas: Formulas | Iterable[Mapping[str, int]],
     sample_config
         The sampling grid.
     perturb_config
-        The perturbations (``None``: no perturbation stage).
+        The perturbations (``None``: no perturbation stage); default: the pipeline's.
     volume_relax, full_relax
         The relaxations (``None``: the stage is skipped); ``max_steps`` bounds the calls and
         ``trace`` adds snapshots.
