@@ -360,7 +360,7 @@ def test_cli_reports_bad_input_with_status_2(structures, tmp_path, capsys):
     assert "is not a number" in capsys.readouterr().err
     assert run_cli(["export", str(project.path), "--run", "a", "-f", "mtp",
                     "--reference-energies", "compute"]) == 2
-    assert "no 'calculator' config" in capsys.readouterr().err
+    assert "no 'reference' or 'calculator' config" in capsys.readouterr().err
     assert parse_reference_energies(["Cu=1", "Ag=-2.5"]) == {"Cu": 1.0, "Ag": -2.5}
     with warnings.catch_warnings():
         warnings.simplefilter("error")

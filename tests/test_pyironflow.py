@@ -147,9 +147,9 @@ def test_workflow_object_loads_directly():
 
 
 def test_macro_inputs_are_the_pipeline_declaration():
-    assert MACRO_INPUTS == ["formulas", *(c.name for c in PIPELINE_CONFIGS)]
-    assert BUILDERS == {"formulas": "formulas", **{
-        c.name: c.builder.removesuffix("_from_json") for c in PIPELINE_CONFIGS}}
+    assert ["formulas", *(c.name for c in PIPELINE_CONFIGS)] == MACRO_INPUTS
+    assert {"formulas": "formulas", **{
+        c.name: c.builder.removesuffix("_from_json") for c in PIPELINE_CONFIGS}} == BUILDERS
 
 
 def test_config_nodes_hold_each_config_as_editable_json(recipe_gui):

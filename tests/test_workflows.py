@@ -11,14 +11,13 @@ import pytest
 from pyiron_assyst.calculators import EMT, Morse
 from pyiron_assyst.core.info_keys import INFO_KEYS
 from pyiron_assyst.execution.executors import Executor
+from pyiron_assyst.stages.curate import CurationConfig, isolated_atom
 from pyiron_assyst.stages.filters import DistanceFilter
+from pyiron_assyst.stages.label import LABEL_CALCULATOR
 from pyiron_assyst.stages.perturbations import PerturbConfig, Rattle, Stretch
 from pyiron_assyst.stages.relax import SymmetryRelax
 from pyiron_assyst.stages.sample import Formulas, SampleConfig
-from pyiron_assyst.workflow import nodes
-from pyiron_assyst.stages.curate import CurationConfig, isolated_atom
-from pyiron_assyst.stages.label import LABEL_CALCULATOR
-from pyiron_assyst.workflow import pipeline
+from pyiron_assyst.workflow import nodes, pipeline
 from pyiron_assyst.workflow.macro import OUTPUTS, assyst, build_workflow
 
 from .test_relaxations import GoldenVolumeRelax

@@ -56,7 +56,7 @@ def add_label_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
         description=__doc__.splitlines()[0].split(": ", 1)[1])
     label.add_argument("project", nargs="?", default="assyst-output",
                        help="project directory (default assyst-output)")
-    label.add_argument("--run", help="the source run (default: the latest)")
+    label.add_argument("--run", help="the source run (default: the latest complete one)")
     label.add_argument("--stage", default="training_set",
                        help="the source run's stage to label (default training_set)")
     label.add_argument("--reference", choices=("emt", "morse", "lj"),
@@ -146,10 +146,21 @@ def relabel(project: Project, source: str, stage: str, name: str, configs: dict[
     return outputs, f"labelled {len(structures)} structures of {source}/{stage}\n" + text
 
 
+def _source(project: Project, run: str | None) -> str:
+    """``run`` if given, else the newest complete run (an incomplete one is this command's
+    own killed run, or still running)."""
+    if run is not None:
+        return latest_run(project, run)
+    complete = [r for r in project.runs() if is_complete(project, r)]
+    if not complete:
+        raise StorageError("the project holds no complete run to label", project.path)
+    return max(complete, key=lambda r: project.run_info(r)["created"])
+
+
 def label_command(args: argparse.Namespace) -> int:
     """Handler of ``label``."""
     project = Project(Path(args.project), create=False)
-    source = latest_run(project, args.run)
+    source = _source(project, args.run)
     if args.stage not in project.stages(source):
         raise StorageError(f"run {source!r} has no stage {args.stage!r} (stages: "
                            f"{project.stages(source)})", project.path)
