@@ -123,6 +123,9 @@ def test_example_file_spells_out_the_macro_defaults():
     assert configs["perturb_config"] == workflows.DEFAULT_PERTURB
     assert configs["final_filter"] == workflows.DEFAULT_FINAL_FILTER
     assert configs["sample_filter"] == workflows.DEFAULT_SAMPLE_FILTER
+    assert configs["curation"] == workflows.DEFAULT_CURATION
+    assert configs["reference"] == configs["calculator"]
+    assert set(configs) == {c.name for c in pipeline.CONFIGS}  # every table spelled out
     assert [sum(f.values()) for f in formulas] == [1, 2, 3]
     assert output == {"directory": "assyst-output"}
 
@@ -293,8 +296,11 @@ def test_retry_failed_recomputes_only_the_failed_structures(tmp_path, capsys):
     assert main(["run", str(path), "-o", str(project_dir), "--name", "flaky",
                  "--no-figures"]) == 0
     project = Project(project_dir, create=False)
-    failed = project.load_reports("flaky")["volume_report"].failures
-    assert failed and {d.reason for d in failed} == {"calculator_error"}
+    reports = project.load_reports("flaky")
+    failed = [d for r in reports.values() for d in r.failures]
+    # the 2-atom cells fail in the volume relaxation, and in the labels of the sampled set
+    assert reports["volume_report"].failures and reports["label_report"].failures
+    assert {d.reason for d in failed} == {"calculator_error"}
     capsys.readouterr()
     assert main(["status", str(project_dir)]) == 0
     assert f"{len(failed)} failed structures" in capsys.readouterr().out
@@ -310,6 +316,7 @@ def test_retry_failed_recomputes_only_the_failed_structures(tmp_path, capsys):
     reports = project.load_reports("flaky")
     assert reports["volume_report"].failures == ()  # ... which now made it
     assert reports["volume_report"].n_out == reports["volume_report"].n_in
+    assert reports["label_report"].n_out == reports["label_report"].n_in
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import re
 import warnings
 
 import h5py
@@ -23,6 +24,7 @@ from pyiron_assyst.export import (
     ExportError,
     export,
     labels_of,
+    virial,
     write_extxyz,
     write_mtp,
     write_pacemaker,
@@ -222,6 +224,46 @@ def test_mtp_cfg_reads_back_exactly(structures, tmp_path):
     assert (blocks[0]["virial"][:3] > 0).all()  # compressed cell: positive PlusStress
     np.testing.assert_array_equal(blocks[2]["cell"], structures[2].cell.array)  # slab
     assert "virial" not in blocks[2] and "cell" not in blocks[3]  # cluster
+
+
+TINY = -2.2368152024805090e-101
+"""A negative number with a three-digit exponent: 24 characters in ``%24.16e``."""
+
+
+def tiny_numbers() -> Atoms:
+    """A labelled cell whose cell, positions, forces, energy and stress hold numbers with
+    three-digit exponents (numerical noise of relaxed cells)."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    atoms = Atoms("CuAg", positions=[[TINY, 0.0, -1.0e-150], [1.8, 1.8, 1.8]],
+                  cell=[[3.6, TINY, -7.5e-120], [1.0e-300, 3.6, 0.0], [TINY, TINY, 3.6]],
+                  pbc=True)
+    stamp_root(atoms, child_uuid("export", "tiny", "x", 0))
+    atoms.calc = SinglePointCalculator(
+        atoms, energy=-3.0e-101, free_energy=TINY, forces=[[TINY, -1.0e-200, 0.0],
+                                                          [-TINY, 1.0e-200, -0.0]],
+        stress=[TINY, -4.4e-110, 0.0, 1.0e-100, -9.9e-199, TINY])
+    return atoms
+
+
+def test_mtp_fields_stay_apart_with_three_digit_exponents(tmp_path):
+    atoms = tiny_numbers()
+    write_mtp([atoms], tmp_path / "tiny.cfg")
+    text = (tmp_path / "tiny.cfg").read_text()
+    assert f"{TINY:.16e}" in text and len(f"{TINY:.16e}") == 24
+    rows = text.splitlines()
+    atom_rows = rows[rows.index(" AtomData:  id type       cartes_x      cartes_y      cartes_z"
+                                "           fx          fy          fz") + 1:][:2]
+    assert [len(r.split()) for r in atom_rows] == [8, 8]
+    for row in rows:  # no number runs into the next one: every '-' of a mantissa follows a
+        assert not re.search(r"[0-9]-[0-9]\.", row), row  # space
+    (block,) = parse_cfg(text)
+    labels = labels_of(atoms)
+    np.testing.assert_array_equal(block["cell"], atoms.cell.array)
+    np.testing.assert_array_equal(block["positions"], atoms.positions)
+    np.testing.assert_array_equal(block["forces"], labels.forces)
+    assert block["energy"] == TINY
+    np.testing.assert_array_equal(block["virial"], virial(atoms, labels.stress))
 
 
 def test_mtp_element_order_and_partly_periodic_cells(structures, tmp_path):
