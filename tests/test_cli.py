@@ -367,6 +367,7 @@ def test_a_killed_run_shows_its_progress_and_resumes(tmp_path, capsys):
     assert main(["status", str(project_dir)]) == 0
     status = capsys.readouterr().out
     assert "incomplete (running or killed)" in status
+    assert re.search(r"^\s+label: not started$", status, re.MULTILINE)  # listed, to come
     line = next(line for line in status.splitlines() if "relax:volume:" in line)
     finished, total = (int(w) for w in line.rsplit(":", 1)[1].split()[:3:2])
     assert 2 <= finished < total
