@@ -20,7 +20,8 @@ from pyiron_assyst.calculators import EMT
 from pyiron_assyst.core.report import Drop, StageReport
 from pyiron_assyst.execution.executors import Executor
 from pyiron_assyst.stages.filters import AspectFilter, DistanceFilter, VolumeFilter, apply_filter
-from pyiron_assyst.stages.perturbations import PerturbConfig, perturb_with
+from pyiron_assyst.stages.perturb import perturb_with
+from pyiron_assyst.stages.perturbations import PerturbConfig
 from pyiron_assyst.stages.relax import FullRelax, VolumeRelax
 from pyiron_assyst.stages.relax import relax as _relax
 from pyiron_assyst.stages.sample import Formulas, SampleConfig

@@ -16,5 +16,5 @@ fi
 # torch first, pinned: the CPU wheel of 2.13.0 lies on this machine's disk; an unpinned torch
 # (asked for by mace-torch) would fetch a CUDA build of several GB.
 python -m pip install --quiet "torch==2.13.0"
-python -m pip install --quiet ".[test,fit]"
+python -m pip install --quiet ".[test,fit,uip]"
 python -m pytest "$@"

@@ -20,13 +20,15 @@ import pytest
 from ase.io import read
 
 from pyiron_assyst.calculators import EMT, Morse
-from pyiron_assyst.cli import main, settings
+from pyiron_assyst.cli import settings
+from pyiron_assyst.cli.main import main
 from pyiron_assyst.execution.cache import ResultCache
 from pyiron_assyst.export import FORMATS, labels_of
 from pyiron_assyst.stages.relax import VolumeRelax
 from pyiron_assyst.storage import Project
 from pyiron_assyst.workflow import macro as workflows
 from pyiron_assyst.workflow import pipeline
+from tests.support.mtp import parse_cfg
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -77,7 +79,7 @@ sigma = 0.05
 
 [calculator]
 type = "AseCalculator"
-import_path = "tests.faulty_calculators:LoggedEMT"
+import_path = "tests.support.faulty_calculators:LoggedEMT"
 kwargs = {{ fail_natoms = 2, fail_flag = "{flag}", log = "{log}" }}
 
 [executor]
@@ -141,16 +143,20 @@ def test_run_writes_a_project_training_set_and_summary(finished):
         assert stage["out"] + sum(stage["dropped"].values()) == stage["candidates"]
     assert "training set:" in (out / "summary.txt").read_text()
     figures = sorted(p.name for p in (out / "figures").glob("*.png"))
-    assert "stage_counts.png" in figures and "energy_volume.png" in figures
+    assert "stage_counts.png" in figures
+    assert "energy_volume.png" in figures
     relaxed = [s for s in structures if s.info["step"] == "relax:full"]
-    assert relaxed and all(s.get_forces().shape == (len(s), 3) for s in relaxed)
+    assert relaxed
+    assert all(s.get_forces().shape == (len(s), 3) for s in relaxed)
     # the run is stored in the project: recipe, every config, every stage, the reports
     project = Project(out, create=False)
     (run,) = project.runs()
     formulas, configs, _ = settings.load_settings(out.parent / "small.toml")
     stored = project.load_configs(run)
-    assert stored["formulas"] == formulas and stored["perturb_config"] == configs["perturb_config"]
-    assert stored["volume_relax"] == VolumeRelax() and stored["executor"] == configs["executor"]
+    assert stored["formulas"] == formulas
+    assert stored["perturb_config"] == configs["perturb_config"]
+    assert stored["volume_relax"] == VolumeRelax()
+    assert stored["executor"] == configs["executor"]
     assert project.stages(run) == ["sampled", "volume_relaxed", "relaxed", "perturbed",
                                    "isolated_atoms", "training_set"]
     assert project.stages(run) == list(pipeline.stored_stages())
@@ -158,7 +164,8 @@ def test_run_writes_a_project_training_set_and_summary(finished):
     assert stored["reference"] == stored["calculator"] == EMT()
     assert stored["curation"] == workflows.DEFAULT_CURATION
     curate = summary["stages"][-1]
-    assert curate["stage"] == "curate" and curate["out"] == summary["training_set"]
+    assert curate["stage"] == "curate"
+    assert curate["out"] == summary["training_set"]
     assert summary["reference_energies"] == {"Cu": 3.51}  # EMT's isolated Cu atom
     training = project.load_stage(run, "training_set")
     assert [s.info["uuid"] for s in training] == [s.info["uuid"] for s in structures]
@@ -178,8 +185,12 @@ def test_run_writes_a_project_training_set_and_summary(finished):
 def test_status_of_a_finished_run(finished, capsys):
     assert main(["status", str(finished)]) == 0
     out = capsys.readouterr().out
-    assert "complete" in out and "relax:volume:" in out and "final_filter:" in out
-    assert "label:" in out and "isolated_atoms:" in out and "curate:" in out
+    assert "complete" in out
+    assert "relax:volume:" in out
+    assert "final_filter:" in out
+    assert "label:" in out
+    assert "isolated_atoms:" in out
+    assert "curate:" in out
     assert "failed structures" not in out
 
 
@@ -194,8 +205,6 @@ def test_the_label_table_is_the_reference_calculator(tmp_path):
 
 def test_export_right_after_run_works_for_every_format(finished, tmp_path, capsys,
                                                        monkeypatch):
-    from .test_export import parse_cfg
-
     project = Project(finished, create=False)
     (run,) = project.runs()
     training = project.load_stage(run, "training_set")
@@ -211,7 +220,8 @@ def test_export_right_after_run_works_for_every_format(finished, tmp_path, capsy
     frames = read(files["extxyz"], ":")
     assert [f.get_potential_energy(force_consistent=True) for f in frames] == energies
     mace = read(files["ref-extxyz"], ":")
-    assert mace[0].info["config_type"] == "IsolatedAtom" and mace[0].info["REF_energy"] == (
+    assert mace[0].info["config_type"] == "IsolatedAtom"
+    assert mace[0].info["REF_energy"] == (
         reference)
     assert [f.info["REF_energy"] for f in mace[1:]] == energies
     import pandas as pd
@@ -237,7 +247,8 @@ def test_label_makes_a_new_run_whose_lineage_reaches_the_source_run(finished, tm
                  "--no-figures"]) == 0
     out = capsys.readouterr().out
     (new,) = set(project.runs()) - {source}
-    assert new.startswith(f"{source}.label-") and f"saved as run {new!r}" in out
+    assert new.startswith(f"{source}.label-")
+    assert f"saved as run {new!r}" in out
     assert project.stages(new) == ["isolated_atoms", "training_set"]
     before = project.load_stage(source, "training_set")
     after = project.load_stage(new, "training_set")
@@ -250,9 +261,11 @@ def test_label_makes_a_new_run_whose_lineage_reaches_the_source_run(finished, tm
         expected = old.copy()
         expected.calc = Morse().calculator_for(expected)
         assert labels_of(atoms).energy == expected.get_potential_energy()
-        assert atoms.info["root"] == old.info["root"] and atoms.info["step"] == "label"
+        assert atoms.info["root"] == old.info["root"]
+        assert atoms.info["step"] == "label"
     configs = project.load_configs(new)
-    assert configs["reference"] == Morse() and configs["formulas"] == project.load_configs(
+    assert configs["reference"] == Morse()
+    assert configs["formulas"] == project.load_configs(
         source)["formulas"]
     deepest = max(after, key=lambda a: a.info["ancestry"].count(";"))
     assert main(["show", str(project_dir), "--run", new, "--lineage",
@@ -260,7 +273,8 @@ def test_label_makes_a_new_run_whose_lineage_reaches_the_source_run(finished, tm
     chain = [line.split(maxsplit=2) for line in
              capsys.readouterr().out.split("lineage of")[1].splitlines()[1:] if line.strip()]
     steps = [step for _, _, step in chain]
-    assert steps[:2] == ["label", "label"] and steps[2].startswith("perturb")
+    assert steps[:2] == ["label", "label"]
+    assert steps[2].startswith("perturb")
     assert steps[3:] == ["relax:full", "relax:volume", "sample"]  # found in the source run
     assert chain[-1][1] == deepest.info["root"]
     assert main(["label", str(project_dir), "--run", source, "--reference", "morse"]) == 2
@@ -283,8 +297,10 @@ def test_show_counts_configs_lineage_and_a_stage(finished, capsys):
     chain = [line.split(maxsplit=2) for line in lines if line.strip()]
     assert [step.split(":")[0] for _, _, step in chain] == ["perturb", "relax", "relax", "sample"]
     assert [step for _, _, step in chain[1:]] == ["relax:full", "relax:volume", "sample"]
-    assert chain[0][1] == perturbed.info["uuid"] and chain[-1][1] == perturbed.info["root"]
-    assert "stage relaxed:" in out and "energy_per_atom" in out
+    assert chain[0][1] == perturbed.info["uuid"]
+    assert chain[-1][1] == perturbed.info["root"]
+    assert "stage relaxed:" in out
+    assert "energy_per_atom" in out
 
 
 def test_retry_failed_recomputes_only_the_failed_structures(tmp_path, capsys):
@@ -299,7 +315,8 @@ def test_retry_failed_recomputes_only_the_failed_structures(tmp_path, capsys):
     reports = project.load_reports("flaky")
     failed = [d for r in reports.values() for d in r.failures]
     # the 2-atom cells fail in the volume relaxation, and in the labels of the sampled set
-    assert reports["volume_report"].failures and reports["label_report"].failures
+    assert reports["volume_report"].failures
+    assert reports["label_report"].failures
     assert {d.reason for d in failed} == {"calculator_error"}
     capsys.readouterr()
     assert main(["status", str(project_dir)]) == 0
@@ -312,7 +329,8 @@ def test_retry_failed_recomputes_only_the_failed_structures(tmp_path, capsys):
     assert main(["retry-failed", str(project_dir), "--no-figures"]) == 0
     assert f"{len(failed)} failed structures before, 0 now" in capsys.readouterr().out
     retried = evaluations(log)[before:]
-    assert retried and {n for n, _ in retried} == {2}  # only the failed 2-atom cells ...
+    assert retried
+    assert {n for n, _ in retried} == {2}
     reports = project.load_reports("flaky")
     assert reports["volume_report"].failures == ()  # ... which now made it
     assert reports["volume_report"].n_out == reports["volume_report"].n_in
@@ -330,7 +348,8 @@ def test_an_extended_project_reuses_every_relaxation(tmp_path, monkeypatch):
     assert main(["run", str(logged_settings(tmp_path, max_atoms=3)), "-o", str(project_dir),
                  "--no-figures"]) == 0
     added = evaluations(log)[first:]
-    assert added and all(n > 1 for n, _ in added)  # nothing of the one-atom run again
+    assert added
+    assert all(n > 1 for n, _ in added)
     project = Project(project_dir, create=False)
     assert len(project.runs()) == 2
 
@@ -339,7 +358,7 @@ KILLABLE = """
 import sys
 from pyiron_assyst.core.config import register_import_prefix
 register_import_prefix("tests")
-from pyiron_assyst.cli import main
+from pyiron_assyst.cli.main import main
 from pyiron_assyst.stages.relax import VolumeRelax
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
@@ -382,7 +401,8 @@ def test_a_killed_run_shows_its_progress_and_resumes(tmp_path, capsys):
     for stage in resumed.stages(run):
         for a, b in zip(resumed.load_stage(run, stage), reference.load_stage(run, stage),
                         strict=True):
-            assert a.info == b.info and a.positions.tobytes() == b.positions.tobytes()
+            assert a.info == b.info
+            assert a.positions.tobytes() == b.positions.tobytes()
             assert (a.calc is None) == (b.calc is None)
             if a.calc is not None:
                 assert a.get_potential_energy() == b.get_potential_energy()
@@ -391,7 +411,7 @@ def test_a_killed_run_shows_its_progress_and_resumes(tmp_path, capsys):
 LABEL_SETTINGS = """
 [label]
 type = "AseCalculator"
-import_path = "tests.faulty_calculators:LoggedEMT"
+import_path = "tests.support.faulty_calculators:LoggedEMT"
 kwargs = {{ log = "{log}" }}
 
 [executor]
@@ -429,7 +449,8 @@ def test_a_killed_label_run_shows_its_progress_and_resumes_without_recomputing(
     progress = status.split("incomplete (running or killed)")[1]
     line = next(line for line in progress.splitlines() if line.strip().startswith("label:"))
     finished_labels, total = (int(w) for w in line.rsplit(":", 1)[1].split()[:3:2])
-    assert 3 <= finished_labels < total and "relax:volume" not in progress
+    assert 3 <= finished_labels < total
+    assert "relax:volume" not in progress
     before = len(evaluations(log))
     assert main(["label", str(project_dir), "--settings", str(path), "--no-figures"]) == 0
     project = Project(project_dir, create=False)
@@ -452,12 +473,14 @@ def test_bad_projects_exit_2_with_one_line_naming_the_file(finished, tmp_path, c
     run_file.write_bytes(run_file.read_bytes()[:100])
     assert main(["show", str(broken)]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 3 and all(e.startswith("pyiron-assyst: error:") for e in err)
-    assert "not empty" in err[0] and str(tmp_path / "missing") in err[1]
+    assert len(err) == 3
+    assert all(e.startswith("pyiron-assyst: error:") for e in err)
+    assert "not empty" in err[0]
+    assert str(tmp_path / "missing") in err[1]
     assert str(run_file) in err[2]
 
 
-@pytest.mark.parametrize("argv,message", [
+@pytest.mark.parametrize(("argv", "message"), [
     (["run", "--elements", "Xx", "--serial"], "Formulas"),
     (["run", "--max-atoms", "0"], "max_atoms"),
     (["run", "missing.toml"], "does not exist"),
@@ -467,11 +490,13 @@ def test_bad_input_exits_2_with_one_line(argv, message, capsys, tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and message in err and err.startswith("pyiron-assyst: error:")
+    assert err.count("\n") == 1
+    assert message in err
+    assert err.startswith("pyiron-assyst: error:")
     assert not (tmp_path / "assyst-output").exists()  # nothing written for bad input
 
 
-@pytest.mark.parametrize("text,message", [
+@pytest.mark.parametrize(("text", "message"), [
     ("[formulas]\nelements = ['Cu']\n[nonsense]\n", "unknown table"),
     ("[calculator]\ntype = 'NoSuch'\n", "calculator.type"),
     ("[volume_relax]\ntype = 'VolumeRelax'\nforce_tolerance = -1\n", "force_tolerance"),
@@ -487,7 +512,9 @@ def test_bad_settings_files_name_the_problem(text, message, tmp_path, capsys):
 def test_module_entry_point_shows_help():
     done = subprocess.run([sys.executable, "-m", "pyiron_assyst.cli", "run", "--help"],
                           capture_output=True, text=True)
-    assert done.returncode == 0 and "--max-atoms" in done.stdout and "--retry-failed" in (
+    assert done.returncode == 0
+    assert "--max-atoms" in done.stdout
+    assert "--retry-failed" in (
         done.stdout)
     for command in ("status", "retry-failed", "show"):
         assert command in subprocess.run([sys.executable, "-m", "pyiron_assyst.cli", "--help"],

@@ -74,7 +74,8 @@ def test_set_info_refuses_undeclared_keys_and_wrong_types():
     with pytest.raises(TypeError):
         set_info(atoms, "relax_steps", True)
     set_info(atoms, "symprec", 1)
-    assert atoms.info["symprec"] == 1.0 and isinstance(atoms.info["symprec"], float)
+    assert atoms.info["symprec"] == 1.0
+    assert isinstance(atoms.info["symprec"], float)
     assert {row["name"] for row in info_table()} == set(INFO_KEYS)
 
 
@@ -84,7 +85,7 @@ def _direct(cls, **kwargs):
     return atoms.get_potential_energy()
 
 
-@pytest.mark.parametrize("config,expected", [
+@pytest.mark.parametrize(("config", "expected"), [
     (calculators.EMT(), lambda: _direct(EMT)),
     (calculators.Morse(epsilon=0.3, r0=2.8, rho0=4.0),
      lambda: _direct(MorsePotential, epsilon=0.3, r0=2.8, rho0=4.0)),
@@ -110,7 +111,7 @@ def test_morse_energy_of_a_dimer_is_exact():
     assert dimer.get_potential_energy() == pytest.approx(-0.3, abs=1e-12)
 
 
-@pytest.mark.parametrize("factory,match", [
+@pytest.mark.parametrize(("factory", "match"), [
     (lambda: calculators.Morse(epsilon=-1), "Morse.epsilon"),
     (lambda: calculators.Morse(rcut1=3.0, rcut2=2.0), "Morse.rcut1"),
     (lambda: calculators.LennardJones(sigma=0), "LennardJones.sigma"),

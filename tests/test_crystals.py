@@ -69,7 +69,8 @@ def test_or_and_mul_need_disjoint_elements(op):
 def test_sequence_behaviour_and_insertion_order():
     f = Formulas(({"Cu": 2, "Ag": 1}, {"Au": 1}))
     assert len(f) == 2
-    assert f[0] == {"Cu": 2, "Ag": 1} and list(f[0]) == ["Cu", "Ag"]
+    assert f[0] == {"Cu": 2, "Ag": 1}
+    assert list(f[0]) == ["Cu", "Ag"]
     assert f[-1] == {"Au": 1}
     assert f[1:] == Formulas(({"Au": 1},))
     assert f.formulas == ((("Cu", 2), ("Ag", 1)), (("Au", 1),))
@@ -89,10 +90,14 @@ def test_formula_string_names_composition_in_given_order_without_zero_counts():
 def test_formulas_hash_pickle_and_json_round_trip():
     f = Formulas.range("Cu", 0, 3) * Formulas.range("Ag", 1, 3)
     same = Formulas(tuple(dict(x) for x in f))
-    assert f == same and hash(f) == hash(same) and f.config_hash() == same.config_hash()
+    assert f == same
+    assert hash(f) == hash(same)
+    assert f.config_hash() == same.config_hash()
     assert pickle.loads(pickle.dumps(f)) == f
     back = config_from_json(f.to_json())
-    assert back == f and hash(back) == hash(f) and back.config_hash() == f.config_hash()
+    assert back == f
+    assert hash(back) == hash(f)
+    assert back.config_hash() == f.config_hash()
     assert len({f, same, Formulas.range("Cu", 3)}) == 2
 
 
@@ -156,7 +161,8 @@ def test_trim_keeps_exactly_the_formulas_in_bounds_in_order(counts, low, span):
 
 def test_sample_config_defaults_freezing_and_round_trip():
     c = SampleConfig(spacegroups=range(1, 4), tolerance={"Cu": 1, "Ag": 1.4})
-    assert c.spacegroups == (1, 2, 3) and c.tolerance == (("Ag", 1.4), ("Cu", 1.0))
+    assert c.spacegroups == (1, 2, 3)
+    assert c.tolerance == (("Ag", 1.4), ("Cu", 1.0))
     assert isinstance(c.tolerance[1][1], float)
     assert SampleConfig().groups == tuple(range(1, 231))
     assert SampleConfig(dim=0).groups == tuple(range(1, 57))
@@ -164,12 +170,13 @@ def test_sample_config_defaults_freezing_and_round_trip():
     assert SampleConfig(spacegroups=225).spacegroups == (225,)
     for config in (c, SampleConfig(), SampleConfig(dim=2, spacegroups=[80, 1], vacuum=8)):
         back = config_from_json(config.to_json())
-        assert back == config and hash(back) == hash(config)
+        assert back == config
+        assert hash(back) == hash(config)
         assert back.config_hash() == config.config_hash()
         assert pickle.loads(pickle.dumps(config)) == config
 
 
-@pytest.mark.parametrize("field, value, extra", [
+@pytest.mark.parametrize(("field", "value", "extra"), [
     ("dim", 4, {}), ("dim", -1, {}), ("dim", "3", {}), ("dim", True, {}), ("dim", 3.0, {}),
     ("spacegroups", (0,), {}), ("spacegroups", (231,), {}), ("spacegroups", (81,), {"dim": 2}),
     ("spacegroups", (76,), {"dim": 1}), ("spacegroups", (57,), {"dim": 0}),
@@ -200,7 +207,8 @@ def bulk_run():
 
 def test_report_accounts_for_every_grid_point():
     formulas, config, (structures, report) = bulk_run()
-    assert report.stage == "sample" and report.n_in == 4
+    assert report.stage == "sample"
+    assert report.n_in == 4
     assert report.n_candidates == 4 * len(config.groups)
     assert report.n_out == len(structures) > 0
     assert set(report.drop_counts()) == {"incompatible_group"}
@@ -222,9 +230,12 @@ def test_structures_carry_info_identity_and_grid_order():
     for s in structures:
         assert SAMPLE_KEYS <= set(s.info) <= set(INFO_KEYS)
         assert s.info["uuid"] == root_uuid(3, s.info["formula"], 3, s.info["requested_group"], 0)
-        assert s.info["root"] == s.info["uuid"] and s.info.get("parent", "") == ""
+        assert s.info["root"] == s.info["uuid"]
+        assert s.info.get("parent", "") == ""
         assert ancestry(s) == ()
-        assert s.info["step"] == "sample" and s.info["dim"] == 3 and s.info["repeat"] == 0
+        assert s.info["step"] == "sample"
+        assert s.info["dim"] == 3
+        assert s.info["repeat"] == 0
         assert s.info["symprec"] == 1e-3
         assert list(s.numbers) == sorted(s.numbers)
         assert all(s.pbc)
@@ -265,11 +276,12 @@ def test_same_seed_is_bit_identical_other_seed_differs():
 
 
 def test_a_grid_point_does_not_depend_on_the_rest_of_the_grid():
-    _, config, (structures, _) = bulk_run()
+    _, _config, (structures, _) = bulk_run()
     target = next(s for s in structures if s.info["formula"] == "Cu2")
     alone, report = sample([{"Cu": 2}],
                            SampleConfig(spacegroups=(target.info["requested_group"],), seed=3))
-    assert report.n_candidates == 1 and len(alone) == 1
+    assert report.n_candidates == 1
+    assert len(alone) == 1
     assert alone[0].info == target.info
     assert np.array_equal(alone[0].positions, target.positions)
     assert np.array_equal(alone[0].cell.array, target.cell.array)
@@ -278,7 +290,8 @@ def test_a_grid_point_does_not_depend_on_the_rest_of_the_grid():
 def test_serial_and_process_executor_are_bit_identical():
     formulas, config, (structures, report) = bulk_run()
     parallel, preport = sample(formulas, config, Executor(kind="process", max_workers=2))
-    assert preport.drops == report.drops and preport.n_candidates == report.n_candidates
+    assert preport.drops == report.drops
+    assert preport.n_candidates == report.n_candidates
     for a, b in zip(structures, parallel, strict=True):
         assert a.info == b.info
         assert np.array_equal(a.positions, b.positions)
@@ -293,7 +306,8 @@ def test_max_structures_is_the_grid_order_prefix(executor):
     assert [s.info["uuid"] for s in first] == [s.info["uuid"] for s in structures[:5]]
     grid = [root_uuid(3, formula_string(f), 3, g, 0) for f in formulas for g in config.groups]
     last = grid.index(first[-1].info["uuid"])
-    assert lreport.n_candidates == last + 1 and lreport.n_out == 5
+    assert lreport.n_candidates == last + 1
+    assert lreport.n_out == 5
     assert {d.uuid for d in lreport.drops} == {d.uuid for d in report.drops} & set(grid[:last])
 
 
@@ -301,7 +315,9 @@ def test_repeats_zero_counts_duplicates_and_trimming():
     formulas = Formulas(({"Cu": 0, "Ag": 1}, {"Ag": 1}, {"Cu": 0}, {"Cu": 5}, {"Cu": 1}))
     config = SampleConfig(spacegroups=(1, 2), repeat=2, max_atoms=4)
     structures, report = sample(formulas, config)
-    assert report.n_in == 5 and report.n_candidates == 2 * 2 * 2 and not report.drops
+    assert report.n_in == 5
+    assert report.n_candidates == 2 * 2 * 2
+    assert not report.drops
     assert [(s.info["formula"], s.info["requested_group"], s.info["repeat"])
             for s in structures] == [("Ag1", 1, 0), ("Ag1", 1, 1), ("Ag1", 2, 0), ("Ag1", 2, 1),
                                      ("Cu1", 1, 0), ("Cu1", 1, 1), ("Cu1", 2, 0), ("Cu1", 2, 1)]
@@ -311,10 +327,13 @@ def test_repeats_zero_counts_duplicates_and_trimming():
 
 def test_pyxtal_errors_are_drops_not_crashes():
     structures, report = sample([{"Og": 2}, {"Cu": 1}], SampleConfig(spacegroups=(1,)))
-    assert len(structures) == 1 and structures[0].info["formula"] == "Cu1"
+    assert len(structures) == 1
+    assert structures[0].info["formula"] == "Cu1"
     (drop,) = report.drops
-    assert drop.reason == "generator_error" and drop.uuid == root_uuid(0, "Og2", 3, 1, 0)
-    assert "Og2 in group 1" in drop.detail and "TypeError" in drop.detail
+    assert drop.reason == "generator_error"
+    assert drop.uuid == root_uuid(0, "Og2", 3, 1, 0)
+    assert "Og2 in group 1" in drop.detail
+    assert "TypeError" in drop.detail
     assert report.failures == (drop,)
 
 
@@ -322,18 +341,22 @@ def test_pyxtal_giving_up_is_a_generator_timeout_drop():
     # a 4 Å radius cannot fit pyxtal's ~2.3 Å cell of one Cu atom: every attempt fails
     config = SampleConfig(spacegroups=(2,), tolerance={"Cu": 4.0}, max_retries=0)
     structures, report = sample([{"Cu": 1}], config)
-    assert structures == [] and report.drop_counts() == {"generator_timeout": 1}
-    assert "1 call(s)" in report.drops[0].detail and "long time" in report.drops[0].detail
+    assert structures == []
+    assert report.drop_counts() == {"generator_timeout": 1}
+    assert "1 call(s)" in report.drops[0].detail
+    assert "long time" in report.drops[0].detail
 
 
 def test_atoms_closer_than_the_tolerance_are_retried_then_dropped():
     # pyxtal's first draw for this point group puts two Cu atoms 1.21 Å apart (< 1.28 Å)
     config = SampleConfig(dim=0, spacegroups=(47,), max_retries=0)
     structures, report = sample([{"Cu": 4}], config)
-    assert structures == [] and report.drop_counts() == {"generator_error": 1}
+    assert structures == []
+    assert report.drop_counts() == {"generator_error": 1}
     assert "too close: Cu-Cu 1.209 Å < tolerance 1.280 Å" in report.drops[0].detail
     structures, report = sample([{"Cu": 4}], SampleConfig(dim=0, spacegroups=(47,)))
-    assert len(structures) == 1 and not report.drops
+    assert len(structures) == 1
+    assert not report.drops
     assert _pyxtal.too_close(structures[0], "metallic") == ""
 
 
@@ -384,7 +407,7 @@ def test_shared_default_tolerance_fast_path_is_bit_identical(monkeypatch):
 
 # ---------------------------------------------------------------- sample(): dim < 3
 
-@pytest.mark.parametrize("dim, pbc, groups", [
+@pytest.mark.parametrize(("dim", "pbc", "groups"), [
     (2, (True, True, False), (1, 5, 11, 23, 48, 65, 72, 80)),
     (1, (False, False, True), (1, 4, 13, 22, 42, 75)),
     (0, (False, False, False), (1, 7, 16, 28, 32, 49)),
@@ -394,7 +417,9 @@ def test_low_dimensional_structures_have_vacuum_and_open_boundaries(dim, pbc, gr
     structures, report = sample(Formulas.range("Cu", 2, 4), config)
     assert report.n_out == len(structures) >= len(groups) // 2
     for s in structures:
-        assert tuple(s.pbc) == pbc and s.info["dim"] == dim and s.info["found_group"] == 0
+        assert tuple(s.pbc) == pbc
+        assert s.info["dim"] == dim
+        assert s.info["found_group"] == 0
         assert _pyxtal.too_close(s, "metallic") == ""
         cell = s.cell.array
         for i in np.flatnonzero(~s.pbc):
@@ -425,7 +450,7 @@ def _reference_points(formulas, groups, dim, tolerance, seed=0):
                     out = list(reference_sample([formula], spacegroups=[group], dim=dim,
                                                 tolerance=tolerance, rng=seed))
                 except RuntimeError as error:
-                    assert "long time to generate" in str(error)
+                    assert "long time to generate" in str(error)  # noqa: PT017 - keep looping
                     timeouts.add(point)
                     continue
             if out:
@@ -456,7 +481,8 @@ def _compare_with_reference(formulas, groups, dim=3, tolerance="metallic"):
 def test_same_points_as_reference_bulk_subset():
     ours = _compare_with_reference(Formulas.range("Cu", 1, 5) + Formulas(({"Cu": 2, "Ag": 1},)),
                                    GROUPS)
-    assert {("Cu1", 221), ("Cu2", 229), ("Cu4", 225)} <= ours and ("Cu1", 225) not in ours
+    assert {("Cu1", 221), ("Cu2", 229), ("Cu4", 225)} <= ours
+    assert ("Cu1", 225) not in ours
 
 
 def test_same_points_as_reference_layers_and_radii():

@@ -189,7 +189,8 @@ def test_relative_cap_uses_the_minimum_of_the_reduced_composition():
     small = labelled(bulk("Cu", "fcc", a=3.6), -3.0)               # -3 eV/atom
     large = labelled(bulk("Cu", "fcc", a=3.7, cubic=True), -10.0)  # -2.5 eV/atom
     kept, report = curate([small, large], CurationConfig(energy_cap=0.4))
-    assert kept == [small] and report.drop_counts() == {"energy_cap": 1}
+    assert kept == [small]
+    assert report.drop_counts() == {"energy_cap": 1}
     kept, _ = curate([small, large], CurationConfig(energy_cap=0.5))
     assert len(kept) == 2  # exactly 0.5 eV/atom above passes
 
@@ -199,7 +200,8 @@ def test_absolute_cap_subtracts_reference_energies():
     references = {"Cu": 0.5, "Ag": 1.0}  # 0.75 eV/atom on average
     config = CurationConfig(energy_cap=0.0, energy_mode="absolute")
     kept, report = curate(pool, config, references)
-    assert kept == [pool[0]] and "0.75 eV/atom > 0 eV/atom" in report.drops[0].detail
+    assert kept == [pool[0]]
+    assert "0.75 eV/atom > 0 eV/atom" in report.drops[0].detail
     kept, _ = curate(pool, config)  # without references: raw E/N
     assert kept == []
     with pytest.raises(KeyError, match="Ag"):
@@ -209,7 +211,8 @@ def test_absolute_cap_subtracts_reference_energies():
 def test_default_curation_removes_only_unlabelled_and_duplicates():
     pool, _ = label([cuag(), cuag(3.6), transformed(cuag(), 3)], EMT(), SERIAL)
     kept, report = curate(pool)
-    assert kept == pool[:2] and report.drop_counts() == {"duplicate": 1}
+    assert kept == pool[:2]
+    assert report.drop_counts() == {"duplicate": 1}
 
 
 # ----------------------------------------------------------------------------- references
@@ -217,27 +220,31 @@ def test_default_curation_removes_only_unlabelled_and_duplicates():
 
 def test_reference_energies_use_the_labelling_calculator():
     energies, report = reference_energies(["Cu", "Ag", "Cu"], EMT(), SERIAL)
-    assert list(energies) == ["Cu", "Ag"] and report.stage == "reference_energies"
+    assert list(energies) == ["Cu", "Ag"]
+    assert report.stage == "reference_energies"
     for symbol, energy in energies.items():
         atom = isolated_atom(symbol)
         atom.calc = AseEMT()
         assert energy == atom.get_potential_energy()
     assert energies["Cu"] == pytest.approx(3.51, abs=0.01)  # EMT's cohesive energy of Cu
     atom = isolated_atom("Cu")
-    assert atom.cell.lengths().tolist() == [12.0, 12.5, 13.0] and atom.info["step"] == (
+    assert atom.cell.lengths().tolist() == [12.0, 12.5, 13.0]
+    assert atom.info["step"] == (
         "isolated_atom")
     assert uuid_of(atom) == uuid_of(isolated_atom("Cu")) != uuid_of(isolated_atom("Cu", 15.0))
 
 
 def test_reference_energies_report_failures_and_apply_settings():
-    faulty = AseCalculator("tests.faulty_calculators:FaultyEMT", {"raise_natoms": 1})
+    faulty = AseCalculator("tests.support.faulty_calculators:FaultyEMT", {"raise_natoms": 1})
     energies, report = reference_energies(["Cu"], faulty, SERIAL)
-    assert energies == {} and report.drop_counts() == {"calculator_error": 1}
+    assert energies == {}
+    assert report.drop_counts() == {"calculator_error": 1}
     spin = StructureSettings(AseCalculator("ase.calculators.emt:EMT"), kpoint_density=3.0)
     energies, _ = reference_energies(["Cu"], spin, SERIAL)
     assert energies["Cu"] == reference_energies(["Cu"], EMT(), SERIAL)[0]["Cu"]
     (atom,), _ = label([isolated_atom("Ni")], spin, SERIAL)
-    assert atom.info[SPIN_POLARIZED] is True and atom.info["kpoint_mesh"] == "1 1 1"
+    assert atom.info[SPIN_POLARIZED] is True
+    assert atom.info["kpoint_mesh"] == "1 1 1"
     assert atom.get_initial_magnetic_moments().tolist() == [2.0]
 
 

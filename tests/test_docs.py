@@ -139,7 +139,8 @@ def test_custom_relaxer_example_is_the_tested_class(built):
     code = _soup(built / "custom-relaxer.html").find("article").get_text()
     assert "class GoldenVolumeRelax(Relaxation):" in code
     assert "def minimize(self, atoms: Atoms, calculator) -> Minimization:" in code
-    assert "golden-start" not in code and "golden-end" not in code
+    assert "golden-start" not in code
+    assert "golden-end" not in code
     assert "class BrokenRelax" not in code
 
 

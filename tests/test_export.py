@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from ase import Atoms
-from ase.build import bulk, fcc111
+from ase.build import bulk
 from ase.io import read
 
-from pyiron_assyst.calculators import EMT, AseCalculator
+from pyiron_assyst.calculators import EMT
 from pyiron_assyst.cli.export import add_export_command, parse_reference_energies
-from pyiron_assyst.core.lineage import child_uuid, stamp_root, uuid_of
+from pyiron_assyst.core.lineage import uuid_of
 from pyiron_assyst.execution.executors import Executor
 from pyiron_assyst.export import (
     FORMATS,
@@ -33,35 +33,11 @@ from pyiron_assyst.export import (
 )
 from pyiron_assyst.export.pacemaker import COLUMNS
 from pyiron_assyst.export.potentialfit import STORAGE_TYPE
-from pyiron_assyst.stages.label import label
 from pyiron_assyst.storage import Project
+from tests.support.datasets import REFERENCES, training_set
+from tests.support.mtp import TINY, parse_cfg, tiny_numbers
 
 SERIAL = Executor(kind="serial")
-SMEARED = AseCalculator("tests.faulty_calculators:SmearedEMT", {"shift": 0.125})
-REFERENCES = {"Cu": -0.25, "Ag": 0.5}
-
-
-def training_set() -> list[Atoms]:
-    """Compressed, strained, mixed, slab and cluster structures labelled with a smeared EMT
-    (free_energy != energy), so that a format using the wrong energy shows."""
-    cu = bulk("Cu", "fcc", a=3.45, cubic=True)  # compressed: negative stress
-    cu.rattle(0.05, seed=2)
-    cuag = bulk("Cu", "fcc", a=3.8, cubic=True)
-    cuag.symbols[[1, 3]] = "Ag"
-    cuag.set_cell(cuag.cell.array @ [[1.02, 0.03, 0], [0, 0.99, 0.01], [0, 0, 1.0]],
-                  scale_atoms=True)
-    cuag.rattle(0.05, seed=3)
-    slab = fcc111("Cu", (2, 2, 2), vacuum=5.0)
-    slab.info.clear()
-    cluster = Atoms("AgCu2", positions=[[0, 0, 0], [2.5, 0, 0], [1.2, 2.1, 0.4]])
-    inputs = [cu, cuag, slab, cluster]
-    for i, atoms in enumerate(inputs):
-        stamp_root(atoms, child_uuid("export", "test", "x", i))
-    out, report = label(inputs, SMEARED, SERIAL)
-    assert report.n_out == 4
-    return out
-
-
 @pytest.fixture(scope="module")
 def structures() -> list[Atoms]:
     return training_set()
@@ -78,8 +54,10 @@ def rounded(values: np.ndarray) -> np.ndarray:
 def test_canonical_labels_use_free_energy_and_ase_stress(structures):
     labels = labels_of(structures[0])
     assert labels.free_energy == labels.energy - 0.125 * 4
-    assert labels.stress is not None and (labels.stress[:3] < 0).all()  # compressed
-    assert labels_of(structures[2]).stress is None and labels_of(structures[3]).stress is None
+    assert labels.stress is not None
+    assert (labels.stress[:3] < 0).all()
+    assert labels_of(structures[2]).stress is None
+    assert labels_of(structures[3]).stress is None
     with pytest.raises(ExportError, match="no label"):
         labels_of(bulk("Cu"))
 
@@ -90,10 +68,12 @@ def test_canonical_labels_use_free_energy_and_ase_stress(structures):
 def test_extxyz_reads_back_as_ase_wrote_it(structures, tmp_path):
     path = write_extxyz([*structures, bulk("Ag")], tmp_path / "t.extxyz")
     frames = read(path, ":")
-    assert len(frames) == 5 and frames[4].calc is None  # unlabelled structures are allowed
+    assert len(frames) == 5
+    assert frames[4].calc is None
     for atoms, frame in zip(structures, frames):
         labels, results = labels_of(atoms), frame.calc.results
-        assert results["energy"] == labels.energy and results["free_energy"] == (
+        assert results["energy"] == labels.energy
+        assert results["free_energy"] == (
             labels.free_energy)
         np.testing.assert_array_equal(results["forces"], rounded(labels.forces))
         np.testing.assert_array_equal(frame.positions, rounded(atoms.positions))
@@ -115,7 +95,8 @@ def test_ref_extxyz_has_ref_keys_and_isolated_atoms(structures, tmp_path):
     assert len(frames) == 6
     for (symbol, energy), frame in zip(REFERENCES.items(), frames[:2]):
         assert frame.get_chemical_symbols() == [symbol]
-        assert frame.info["config_type"] == "IsolatedAtom" and frame.info["REF_energy"] == energy
+        assert frame.info["config_type"] == "IsolatedAtom"
+        assert frame.info["REF_energy"] == energy
     for atoms, frame in zip(structures, frames[2:]):
         labels = labels_of(atoms)
         assert frame.calc is None  # labels stay data, never calculator results
@@ -127,7 +108,8 @@ def test_ref_extxyz_has_ref_keys_and_isolated_atoms(structures, tmp_path):
             np.testing.assert_array_equal(frame.info["REF_stress"], labels.stress)
         assert frame.info["uuid"] == atoms.info["uuid"]
     plain = read(write_ref_extxyz(structures, tmp_path / "nequip.extxyz"), ":")
-    assert len(plain) == 4 and "config_type" not in plain[0].info
+    assert len(plain) == 4
+    assert "config_type" not in plain[0].info
 
 
 # ----------------------------------------------------------------------------- pacemaker
@@ -139,8 +121,10 @@ def test_pacemaker_frame_reads_back_exactly(structures, tmp_path):
         data = f.read()
     assert data[:2] == b"\x80\x04"  # pickle protocol 4
     frame = pd.read_pickle(path, compression="gzip")
-    assert tuple(frame.columns) == COLUMNS and frame.columns.dtype == object
-    assert frame["name"].dtype == object and frame["NUMBER_OF_ATOMS"].dtype == np.int64
+    assert tuple(frame.columns) == COLUMNS
+    assert frame.columns.dtype == object
+    assert frame["name"].dtype == object
+    assert frame["NUMBER_OF_ATOMS"].dtype == np.int64
     for row, atoms in zip(frame.itertuples(index=False), structures):
         labels = labels_of(atoms)
         shift = sum(REFERENCES[s] for s in atoms.get_chemical_symbols())
@@ -149,7 +133,8 @@ def test_pacemaker_frame_reads_back_exactly(structures, tmp_path):
         assert row.energy == labels.free_energy
         assert row.energy_corrected == labels.free_energy - shift
         np.testing.assert_array_equal(row.forces, labels.forces)
-        assert row.forces.dtype == np.float64 and row.forces.shape == (len(atoms), 3)
+        assert row.forces.dtype == np.float64
+        assert row.forces.shape == (len(atoms), 3)
         assert row.ase_atoms.calc is None
         np.testing.assert_array_equal(row.ase_atoms.positions, atoms.positions)
         np.testing.assert_array_equal(row.ase_atoms.cell.array, atoms.cell.array)
@@ -169,42 +154,6 @@ def test_pacemaker_without_references_warns_and_fits_total_energies(structures, 
 # ----------------------------------------------------------------------------- mtp
 
 
-def parse_cfg(text: str) -> list[dict]:
-    """A reader written from MLIP's documented .cfg format (independent of the writer)."""
-    blocks, lines = [], iter(text.splitlines())
-    for line in lines:
-        if line.strip() != "BEGIN_CFG":
-            continue
-        block: dict = {"features": {}}
-        for entry in lines:
-            key = entry.strip()
-            if key == "END_CFG":
-                break
-            if key == "Size":
-                block["size"] = int(next(lines))
-            elif key == "Supercell":
-                block["cell"] = np.array([[float(x) for x in next(lines).split()]
-                                          for _ in range(3)])
-            elif key.startswith("AtomData:"):
-                assert key.split()[1:] == ["id", "type", "cartes_x", "cartes_y", "cartes_z",
-                                           "fx", "fy", "fz"]
-                rows = [next(lines).split() for _ in range(block["size"])]
-                block["ids"] = [int(r[0]) for r in rows]
-                block["types"] = [int(r[1]) for r in rows]
-                block["positions"] = np.array([[float(x) for x in r[2:5]] for r in rows])
-                block["forces"] = np.array([[float(x) for x in r[5:8]] for r in rows])
-            elif key == "Energy":
-                block["energy"] = float(next(lines))
-            elif key.startswith("PlusStress:"):
-                assert key.split()[1:] == ["xx", "yy", "zz", "yz", "xz", "xy"]
-                block["virial"] = np.array([float(x) for x in next(lines).split()])
-            elif key.startswith("Feature"):
-                _, name, value = key.split(maxsplit=2)
-                block["features"][name] = value
-        blocks.append(block)
-    return blocks
-
-
 def test_mtp_cfg_reads_back_exactly(structures, tmp_path):
     order = write_mtp(structures, tmp_path / "train.cfg")
     assert order == ["Cu", "Ag"]  # by atomic number
@@ -212,7 +161,8 @@ def test_mtp_cfg_reads_back_exactly(structures, tmp_path):
     assert len(blocks) == 4
     for atoms, block in zip(structures, blocks):
         labels = labels_of(atoms)
-        assert block["size"] == len(atoms) and block["ids"] == list(range(1, len(atoms) + 1))
+        assert block["size"] == len(atoms)
+        assert block["ids"] == list(range(1, len(atoms) + 1))
         assert block["types"] == [order.index(s) for s in atoms.get_chemical_symbols()]
         np.testing.assert_array_equal(block["positions"], atoms.positions)
         np.testing.assert_array_equal(block["forces"], labels.forces)
@@ -223,34 +173,16 @@ def test_mtp_cfg_reads_back_exactly(structures, tmp_path):
             np.testing.assert_array_equal(block["virial"], -labels.stress * atoms.get_volume())
     assert (blocks[0]["virial"][:3] > 0).all()  # compressed cell: positive PlusStress
     np.testing.assert_array_equal(blocks[2]["cell"], structures[2].cell.array)  # slab
-    assert "virial" not in blocks[2] and "cell" not in blocks[3]  # cluster
-
-
-TINY = -2.2368152024805090e-101
-"""A negative number with a three-digit exponent: 24 characters in ``%24.16e``."""
-
-
-def tiny_numbers() -> Atoms:
-    """A labelled cell whose cell, positions, forces, energy and stress hold numbers with
-    three-digit exponents (numerical noise of relaxed cells)."""
-    from ase.calculators.singlepoint import SinglePointCalculator
-
-    atoms = Atoms("CuAg", positions=[[TINY, 0.0, -1.0e-150], [1.8, 1.8, 1.8]],
-                  cell=[[3.6, TINY, -7.5e-120], [1.0e-300, 3.6, 0.0], [TINY, TINY, 3.6]],
-                  pbc=True)
-    stamp_root(atoms, child_uuid("export", "tiny", "x", 0))
-    atoms.calc = SinglePointCalculator(
-        atoms, energy=-3.0e-101, free_energy=TINY, forces=[[TINY, -1.0e-200, 0.0],
-                                                          [-TINY, 1.0e-200, -0.0]],
-        stress=[TINY, -4.4e-110, 0.0, 1.0e-100, -9.9e-199, TINY])
-    return atoms
+    assert "virial" not in blocks[2]
+    assert "cell" not in blocks[3]
 
 
 def test_mtp_fields_stay_apart_with_three_digit_exponents(tmp_path):
     atoms = tiny_numbers()
     write_mtp([atoms], tmp_path / "tiny.cfg")
     text = (tmp_path / "tiny.cfg").read_text()
-    assert f"{TINY:.16e}" in text and len(f"{TINY:.16e}") == 24
+    assert f"{TINY:.16e}" in text
+    assert len(f"{TINY:.16e}") == 24
     rows = text.splitlines()
     atom_rows = rows[rows.index(" AtomData:  id type       cartes_x      cartes_y      cartes_z"
                                 "           fx          fy          fz") + 1:][:2]
@@ -301,8 +233,10 @@ def test_training_container_layout_and_values(structures, tmp_path):
         assert set(chunk) == {"identifier", "energy", "energy_uncorrected", "cell", "pbc",
                               "length", "start_index", "stress"}
         assert set(element) == {"symbols", "positions", "forces"}
-        assert group["num_chunks"][0] == 4 and group["num_elements"][0] == 4 + 4 + 8 + 3
-        assert chunk["length"].dtype == np.int32 and element["symbols"].dtype == "S8"
+        assert group["num_chunks"][0] == 4
+        assert group["num_elements"][0] == 4 + 4 + 8 + 3
+        assert chunk["length"].dtype == np.int32
+        assert element["symbols"].dtype == "S8"
         lengths, starts = chunk["length"][()], chunk["start_index"][()]
         for i, atoms in enumerate(structures):
             labels, atom_slice = labels_of(atoms), slice(starts[i], starts[i] + lengths[i])
@@ -333,7 +267,8 @@ def test_training_container_loads_as_pyiron_flattened_storage(structures, tmp_pa
     path = write_training_container([magnetic, *structures[1:]], tmp_path / "tc.h5")
     storage = FlattenedStorage()
     storage.from_hdf(FileHDFio(str(path)), "structures")
-    assert len(storage) == 4 and "energy_uncorrected" not in storage.list_arrays()
+    assert len(storage) == 4
+    assert "energy_uncorrected" not in storage.list_arrays()
     for i, atoms in enumerate(structures):
         labels = labels_of(atoms)
         assert storage.get_array("identifier", i) == uuid_of(atoms)

@@ -26,7 +26,7 @@ from pyiron_assyst.calculators import AseCalculator
 from pyiron_assyst.execution.executors import Executor
 from pyiron_assyst.stages.relax import VolumeRelax, relax
 from tests.external.toycode import ToyCode, launcher, toy_command
-from tests.slurm_fixture import slurm  # noqa: F401  (session fixture)
+from tests.support.slurm import slurm  # noqa: F401  (session fixture)
 
 RELAX = VolumeRelax(max_steps=8, force_tolerance=1e-3)
 
@@ -71,7 +71,8 @@ def test_toy_program_is_ase_lennard_jones(tmp_path):
     np.testing.assert_allclose(atoms.get_forces(), reference.get_forces(), rtol=0, atol=1e-12)
     np.testing.assert_allclose(atoms.get_stress(), reference.get_stress(), rtol=0, atol=1e-12)
     tasks, ranks = read_markers(tmp_path)
-    assert len(tasks) == 1 and [r["rank"] for r in ranks[next(iter(tasks))]] == [0]
+    assert len(tasks) == 1
+    assert [r["rank"] for r in ranks[next(iter(tasks))]] == [0]
 
 
 def test_launcher_follows_the_reserved_cores():
@@ -99,7 +100,8 @@ def test_external_program_runs_on_two_ranks_per_call_inside_a_slurm_job(tmp_path
     local, _ = relax(structures(), RELAX, toy_config("", tmp_path / "local"),
                      Executor(kind="serial"))
 
-    assert report.n_out == 2 and not report.drops
+    assert report.n_out == 2
+    assert not report.drops
     for a, b in zip(on_slurm, local):  # the same program on 2 ranks and on 1: same numbers
         assert a.get_potential_energy() == pytest.approx(b.get_potential_energy(), abs=1e-12)
         np.testing.assert_allclose(a.cell.array, b.cell.array, rtol=0, atol=1e-12)

@@ -18,10 +18,12 @@ from ase.build import bulk
 
 from pyiron_assyst.calculators import AseCalculator
 from pyiron_assyst.core.config import ConfigError, config_from_json
-from pyiron_assyst.execution.executors import Executor, TaskError, iter_tasks, run_tasks
+from pyiron_assyst.execution.executors import Executor, iter_tasks, run_tasks
+from pyiron_assyst.execution.tasks import TaskError
 from pyiron_assyst.stages.relax import PositionRelax, relax
+from tests.support.timing import slack
 
-TWO = Executor(kind="process", max_workers=2, chunk_size=2, task_timeout=3.0)
+TWO = Executor(kind="process", max_workers=2, chunk_size=2, task_timeout=slack(3.0))
 
 
 def cells(*sizes: int) -> list[Atoms]:
@@ -34,7 +36,7 @@ def cells(*sizes: int) -> list[Atoms]:
 
 
 def hanging(**kwargs) -> AseCalculator:
-    return AseCalculator("tests.faulty_calculators:HangingEMT", kwargs=kwargs)
+    return AseCalculator("tests.support.faulty_calculators:HangingEMT", kwargs=kwargs)
 
 
 def nap(seconds: float) -> float:
@@ -67,34 +69,39 @@ def alive(process_id: int) -> bool:
     return state != "Z"
 
 
+@pytest.mark.slow
 def test_raise_nan_and_hang_drop_only_their_structures():
     calculator = hanging(hang_natoms=2, raise_natoms=3, nan_natoms=4)
     start = time.perf_counter()
     outs, report = relax(cells(1, 2, 3, 4, 5, 1), PositionRelax(), calculator, TWO)
-    assert time.perf_counter() - start < 30
+    assert time.perf_counter() - start < 10 * TWO.task_timeout
     assert [len(o) for o in outs] == [1, 5, 1]
     assert report.drop_counts() == {"timeout": 1, "calculator_error": 1, "non_finite": 1}
     assert report.failures == report.drops
-    assert "timeout: 1" in report.summary() and "calculator_error: 1" in report.summary()
+    assert "timeout: 1" in report.summary()
+    assert "calculator_error: 1" in report.summary()
     (timeout,) = [d for d in report.drops if d.reason == "timeout"]
-    assert "no result within 3 s" in timeout.detail
+    assert f"no result within {TWO.task_timeout:g} s" in timeout.detail
 
 
+@pytest.mark.slow
 def test_a_hang_deaf_to_signals_is_killed_with_the_code_it_started(tmp_path):
     child = tmp_path / "child.pid"
     calculator = hanging(hang_natoms=2, block_alarm=True, child=str(child))
-    executor = Executor(kind="process", max_workers=1, task_timeout=2.0, chunk_size=3)
+    executor = Executor(kind="process", max_workers=1, task_timeout=slack(2.0), chunk_size=3)
     before = run_tasks(pid, [0], executor)
     outs, report = relax(cells(1, 2, 3), PositionRelax(), calculator, executor)
-    assert [len(o) for o in outs] == [1, 3] and report.drop_counts() == {"timeout": 1}
+    assert [len(o) for o in outs] == [1, 3]
+    assert report.drop_counts() == {"timeout": 1}
     assert not alive(int(child.read_text()))  # the external "code" died with its worker
     assert run_tasks(pid, [0], executor) != before  # the worker was replaced
 
 
 def test_serial_runs_time_out_on_the_main_thread():
-    executor = Executor(kind="serial", task_timeout=0.5)
+    executor = Executor(kind="serial", task_timeout=slack(0.5))
     outs, report = relax(cells(1, 2), PositionRelax(), hanging(hang_natoms=2), executor)
-    assert len(outs) == 1 and report.drop_counts() == {"timeout": 1}
+    assert len(outs) == 1
+    assert report.drop_counts() == {"timeout": 1}
     assert run_tasks(nap, [0.01], executor) == [0.01]  # the alarm is off again
 
 
@@ -105,14 +112,16 @@ def test_serial_runs_off_the_main_thread_warn_that_the_limit_is_not_enforced(cap
         thread = threading.Thread(target=lambda: results.append(run_tasks(nap, [0.2], executor)))
         thread.start()
         thread.join()
-    assert results == [[0.2]] and "not enforced" in caplog.text
+    assert results == [[0.2]]
+    assert "not enforced" in caplog.text
 
 
 def test_a_dying_worker_fails_only_its_own_task():
     executor = Executor(kind="process", max_workers=2, chunk_size=4)
     results = run_tasks(die_on_three, list(range(8)), executor)
     assert [r for r in results if not isinstance(r, TaskError)] == [0, 1, 2, 4, 5, 6, 7]
-    assert results[3].reason == "calculator_error" and "exit code 1" in str(results[3])
+    assert results[3].reason == "calculator_error"
+    assert "exit code 1" in str(results[3])
 
 
 def test_stopping_early_stops_the_busy_workers():
@@ -123,7 +132,7 @@ def test_stopping_early_stops_the_busy_workers():
     tasks.close()
     start = time.perf_counter()
     assert run_tasks(nap, [0.0, 0.0], executor) == [0.0, 0.0]
-    assert time.perf_counter() - start < 20  # not waiting for the abandoned 30-s tasks
+    assert time.perf_counter() - start < min(slack(10.0), 29.0)  # not waiting for 30-s tasks
 
 
 def test_workers_limit_blas_threads_to_their_share_of_the_cores():
@@ -132,14 +141,16 @@ def test_workers_limit_blas_threads_to_their_share_of_the_cores():
                                                        chunk_size=1))
     share = max(1, (os.cpu_count() or 1) // workers)
     for variable, threads in results:
-        assert threads and all(n <= share for n in threads)
+        assert threads
+        assert all(n <= share for n in threads)
         if "OMP_NUM_THREADS" not in os.environ:
             assert variable == str(share)
 
 
 def test_task_timeout_is_checked_and_round_trips():
     executor = Executor(task_timeout=60)
-    assert executor.task_timeout == 60.0 and isinstance(executor.task_timeout, float)
+    assert executor.task_timeout == 60.0
+    assert isinstance(executor.task_timeout, float)
     assert config_from_json(executor.to_json()) == executor
     for bad in (0, -1.0, float("nan"), float("inf"), True, "60"):
         with pytest.raises(ConfigError, match="Executor.task_timeout"):
@@ -148,9 +159,10 @@ def test_task_timeout_is_checked_and_round_trips():
 
 @pytest.mark.slow
 def test_executorlib_workers_time_out_by_alarm():
-    executor = Executor(kind="single_node", max_workers=1, task_timeout=1.0, chunk_size=2)
+    executor = Executor(kind="single_node", max_workers=1, task_timeout=slack(1.0), chunk_size=2)
     results = run_tasks(nap, [30.0, 0.1], executor)
-    assert isinstance(results[0], TaskError) and results[0].reason == "timeout"
+    assert isinstance(results[0], TaskError)
+    assert results[0].reason == "timeout"
     assert results[1] == 0.1
 
 
@@ -161,7 +173,7 @@ def test_a_hanging_structure_in_the_macro_is_dropped_and_counted():
     from pyiron_assyst.stages.sample import Formulas, SampleConfig
     from pyiron_assyst.workflow.macro import assyst
 
-    executor = Executor(kind="process", max_workers=2, task_timeout=3.0)
+    executor = Executor(kind="process", max_workers=2, task_timeout=slack(3.0))
     result = pwf.node(assyst).run(
         formulas=Formulas.range("Cu", 1, 3),
         sample_config=SampleConfig(spacegroups=(191, 221, 225, 229), seed=1),
@@ -169,5 +181,6 @@ def test_a_hanging_structure_in_the_macro_is_dropped_and_counted():
     assert result.exception is None
     volume = result.outputs["volume_report"]
     n_two = sum(len(s) == 2 for s in result.outputs["sampled"])
-    assert n_two > 0 and volume.drop_counts() == {"timeout": n_two}
+    assert n_two > 0
+    assert volume.drop_counts() == {"timeout": n_two}
     assert all(len(s) == 1 for s in result.outputs["relaxed"])

@@ -96,10 +96,12 @@ def test_distance_one_atom_cell_sees_its_own_image(edge):
 def test_distance_uses_minimum_image_across_the_boundary():
     atoms = Atoms("Cu2", positions=[[0.5, 1, 1], [9.0, 1, 1]], cell=[10.0, 10.0, 10.0], pbc=True)
     f = DistanceFilter(0.75)  # the image pair is 1.5 Å apart, the direct one 8.5 Å
-    assert f(atoms) and DistanceFilter(0.75 - EPS)(atoms)
+    assert f(atoms)
+    assert DistanceFilter(0.75 - EPS)(atoms)
     assert not DistanceFilter(0.75 + EPS)(atoms)
     atoms.pbc = (False, True, True)
-    assert DistanceFilter(4.25)(atoms) and not DistanceFilter(4.25 + EPS)(atoms)
+    assert DistanceFilter(4.25)(atoms)
+    assert not DistanceFilter(4.25 + EPS)(atoms)
 
 
 def test_distance_sees_images_in_flat_skewed_cells():
@@ -119,13 +121,15 @@ def test_elements_without_radius_are_not_checked():
     assert f(dimer(0.1, "Cu", "Fe"))
     assert f(dimer(0.1, "Fe", "Fe"))
     assert not f(dimer(0.1, "Cu", "Cu"))
-    assert f.radius("Cu") == 1.0 and f.radius("Fe") is None
+    assert f.radius("Cu") == 1.0
+    assert f.radius("Fe") is None
     assert DistanceFilter(0.3).radius("Fe") == 0.3
 
 
 def test_distance_single_radius_applies_to_every_element():
     f = DistanceFilter(1.2)
-    assert not f(dimer(2.4 - EPS, "H", "U")) and f(dimer(2.4 + EPS, "H", "U"))
+    assert not f(dimer(2.4 - EPS, "H", "U"))
+    assert f(dimer(2.4 + EPS, "H", "U"))
     assert DistanceFilter(0.0)(dimer(0.0))
 
 
@@ -144,7 +148,8 @@ def test_distance_rejects_degenerate_periodic_cells():
     with pytest.raises(ValueError, match="degenerate"):
         DistanceFilter(0.5)(atoms)
     kept, report = apply_filter([atoms], DistanceFilter(0.5))
-    assert kept == [] and report.drops[0].reason == "filter_error"
+    assert kept == []
+    assert report.drops[0].reason == "filter_error"
 
 
 def _ase_verdict(atoms, radii):
@@ -193,7 +198,9 @@ def test_numbers_are_normalised_so_equal_configs_hash_equal():
                  (AspectFilter(6), AspectFilter(6.0)), (ForceFilter(np.int64(3)), ForceFilter(3.0)),
                  (EnergyFilter(-1, 0), EnergyFilter(-1.0, 0.0)),
                  (DistanceFilter({"Cu": np.float32(1)}), DistanceFilter({"Cu": 1.0}))):
-        assert a == b and a.to_json() == b.to_json() and a.config_hash() == b.config_hash()
+        assert a == b
+        assert a.to_json() == b.to_json()
+        assert a.config_hash() == b.config_hash()
 
 
 def test_distance_tol_matrix_holds_pair_sums():
@@ -227,7 +234,8 @@ def test_aspect_filter_exact_and_only_periodic_directions():
     assert f(Atoms("Cu", cell=[1.0, 2.0, 6.0], pbc=True))
     assert not f(Atoms("Cu", cell=[1.0, 2.0, 6.0 + EPS], pbc=True))
     slab = Atoms("Cu", cell=[3.0, 3.5, 60.0], pbc=(True, True, False))
-    assert f(slab) and not AspectFilter(1.1)(slab)
+    assert f(slab)
+    assert not AspectFilter(1.1)(slab)
     assert f(Atoms("Cu", cell=[1.0, 50.0, 60.0], pbc=(True, False, False)))
     assert f(Atoms("Cu", cell=[0.0, 0.0, 0.0], pbc=False))
     assert not f(Atoms("Cu", cell=[0.0, 2.0, 2.0], pbc=True))
@@ -246,7 +254,7 @@ def test_volume_filter_exact_per_atom():
     assert VolumeFilter(8, 9).name == "volume[8, 9]"
 
 
-@pytest.mark.parametrize("kwargs, field", [
+@pytest.mark.parametrize(("kwargs", "field"), [
     ({"minimum": -1.0}, "minimum"), ({"minimum": 5.0, "maximum": 4.0}, "maximum"),
     ({"minimum": float("nan")}, "minimum"), ({"maximum": float("nan")}, "maximum"),
 ])
@@ -288,7 +296,7 @@ def test_result_filters_read_stored_emt_results_only():
     assert atoms.calc.results  # the filter did not reset the calculator
 
 
-@pytest.mark.parametrize("cls, kwargs", [(EnergyFilter, {}), (ForceFilter, {"maximum": 1.0})])
+@pytest.mark.parametrize(("cls", "kwargs"), [(EnergyFilter, {}), (ForceFilter, {"maximum": 1.0})])
 def test_missing_results(cls, kwargs):
     atoms = dimer(2.5)
     assert cls(**kwargs, missing="keep")(atoms)
@@ -296,7 +304,8 @@ def test_missing_results(cls, kwargs):
     with pytest.raises(MissingResultError):
         cls(**kwargs)(atoms)
     kept, report = apply_filter([atoms], cls(**kwargs))
-    assert kept == [] and report.drop_counts() == {"filter_error": 1}
+    assert kept == []
+    assert report.drop_counts() == {"filter_error": 1}
     assert "no " in report.drops[0].detail
     with pytest.raises(ConfigError, match=rf"{cls.__name__}\.missing"):
         cls(**kwargs, missing="ignore")
@@ -333,9 +342,12 @@ def test_algebra_builds_flat_nested_configs():
     assert a & b & c == AllOf((a, b, c))
     assert (a | b) | c == AnyOf((a, b, c))
     assert (a & b) | c == AnyOf((AllOf((a, b)), c))
-    assert ~~a == a and ~a == Not(a)
-    assert And is AllOf and Or is AnyOf
-    assert isinstance(a & always, AllOf) and (a & always).filters[1] == FunctionFilter(always)
+    assert ~~a == a
+    assert ~a == Not(a)
+    assert And is AllOf
+    assert Or is AnyOf
+    assert isinstance(a & always, AllOf)
+    assert (a & always).filters[1] == FunctionFilter(always)
     assert (a & b | ~c).name == "((distance(1) & volume[5, inf]) | ~aspect(<=4))"
     with pytest.raises(ConfigError, match=r"AllOf\.filters"):
         AllOf(())
@@ -371,7 +383,8 @@ def test_apply_filter_keeps_same_objects_and_reports_drops():
     before = [s.copy() for s in structures]
     kept, report = apply_filter(structures, VolumeFilter(100.0, 9000.0) & DistanceFilter(1.0),
                                 stage="final_filter")
-    assert kept[0] is structures[1] and kept[1] is structures[3]
+    assert kept[0] is structures[1]
+    assert kept[1] is structures[3]
     assert report.stage == "final_filter"
     assert (report.n_in, report.n_candidates, report.n_out) == (4, 4, 2)
     assert [(d.uuid, d.reason, d.detail) for d in report.drops] == [
@@ -385,9 +398,11 @@ def test_apply_filter_keeps_same_objects_and_reports_drops():
 def test_apply_filter_none_callables_and_errors():
     structures = [dimer(1.0), Atoms(), dimer(3.0)]
     kept, report = apply_filter(structures, None)
-    assert kept == structures and report.drops == ()
+    assert kept == structures
+    assert report.drops == ()
     kept, report = apply_filter(structures, lambda a: len(a) == 2)
-    assert kept == [structures[0], structures[2]] and report.drops[0].detail == "<lambda>"
+    assert kept == [structures[0], structures[2]]
+    assert report.drops[0].detail == "<lambda>"
 
     def explode(atoms):
         if len(atoms) == 0:
@@ -396,7 +411,8 @@ def test_apply_filter_none_callables_and_errors():
 
     kept, report = apply_filter(structures, explode)
     assert kept == [structures[0], structures[2]]
-    assert report.drops[0].reason == "filter_error" and "boom" in report.drops[0].detail
+    assert report.drops[0].reason == "filter_error"
+    assert "boom" in report.drops[0].detail
 
 
 # --------------------------------------------------------------------------- persistence
@@ -417,7 +433,8 @@ NESTED = (
 def test_filters_round_trip_hash_and_pickle(config):
     assert config.persistable
     loaded = config_from_json(config.to_json())
-    assert loaded == config and hash(loaded) == hash(config)
+    assert loaded == config
+    assert hash(loaded) == hash(config)
     assert loaded.config_hash() == config.config_hash()
     assert pickle.loads(pickle.dumps(config)) == config
     atoms = labelled(-4.0, [[0.0, 0.0, 3.0], [4.0, 0.0, 3.0]])
@@ -440,7 +457,8 @@ def test_function_filters_work_live_but_locals_are_not_persistable():
     for func, name in ((lambda a: True, "<lambda>"), (local, "local"),
                        (functools.partial(has_two_atoms), "partial(has_two_atoms)")):
         f = as_filter(func)
-        assert isinstance(f, FunctionFilter) and f.name == name
+        assert isinstance(f, FunctionFilter)
+        assert f.name == name
         assert f(dimer(1.0))
         assert not f.persistable
         with pytest.raises(NotPersistableError):

@@ -175,7 +175,8 @@ def test_tiny_fit_returns_final_model_usable_as_calculator(tiny_fit, labelled):
     assert config_from_json(model.to_json()) == model
     assert os.path.dirname(model.model_path).startswith(str(directory))
     assert report.final_epoch == TINY.epochs - 1
-    assert report.n_train + report.n_valid == len(labelled) and not report.drops
+    assert report.n_train + report.n_valid == len(labelled)
+    assert not report.drops
     assert not set(report.train_roots) & set(report.valid_roots)
     assert len(report.valid_roots) == 2  # round(0.2 * 12 lineages)
     checkpoints = sorted(p.name for p in (directory / os.path.basename(
@@ -190,7 +191,8 @@ def test_tiny_fit_returns_final_model_usable_as_calculator(tiny_fit, labelled):
 def test_fit_is_answered_from_its_cache(tiny_fit, labelled):
     (model, _), directory = tiny_fit
     again, report = fit(labelled, TINY, directory=str(directory))
-    assert report.cached and again == model
+    assert report.cached
+    assert again == model
 
 
 def test_model_hash_ties_config_to_file(tiny_fit, tmp_path):
@@ -227,7 +229,8 @@ def test_report_of_reference_against_itself_is_exact(labelled, tmp_path):
     table = result.table()
     assert table["difference"].abs().max() == 0.0
     errors = table[table["quantity"].str.contains("MAE|RMSE")]
-    assert len(errors) == 3 * 3 and (errors["model"] == 0.0).all()
+    assert len(errors) == 3 * 3
+    assert (errors["model"] == 0.0).all()
     # EMT Cu: a = 3.590 Å, B = 133 GPa, E(bcc) - E(fcc) = 32.6 meV/atom, vacancy 1.24 eV
     # (ASE's EMT parameters; independent of the quick settings to the digits checked)
     assert result.value("fcc a").reference == pytest.approx(3.5902, abs=2e-4)
@@ -318,7 +321,8 @@ def test_fit_command_end_to_end(tmp_path):
                  "report/transferability.csv", "report/ev_curves.png"):
         assert (out / name).is_file(), name
     text = (out / "summary.txt").read_text()
-    assert "held-out within 1 eV/atom: energy MAE" in text and "final epoch 1" in text
+    assert "held-out within 1 eV/atom: energy MAE" in text
+    assert "final epoch 1" in text
 
 
 def test_a_failed_vacancy_relaxation_is_nan_with_its_reason():
@@ -331,12 +335,15 @@ def test_a_failed_vacancy_relaxation_is_nan_with_its_reason():
         return EMT().calculator_for(atoms)
 
     unrelaxed, relaxed, note = _vacancy(replace(QUICK_REPORT, relax_steps=300), 3.5902, emt)
-    assert note == "" and 0 < relaxed < unrelaxed  # EMT relaxes and lowers E_f
+    assert note == ""
+    assert 0 < relaxed < unrelaxed
     unrelaxed_again, stopped, note = _vacancy(replace(QUICK_REPORT, relax_steps=1), 3.5902,
                                               emt)
-    assert unrelaxed_again == unrelaxed and math.isnan(stopped)
+    assert unrelaxed_again == unrelaxed
+    assert math.isnan(stopped)
     assert note.startswith("relaxation not converged to 0.01 eV/Å in 1 steps")
     # a long-ranged pair potential with its minimum at 1.5 Å, far inside the crystal's 2.54 Å
     short = Morse(epsilon=1.0, r0=1.5, rho0=2.0, rcut1=6.0, rcut2=7.0)
     _, collapsed, note = _vacancy(QUICK_REPORT, 3.5902, short.calculator_for)
-    assert math.isnan(collapsed) and note.startswith("relaxation collapsed: closest pair")
+    assert math.isnan(collapsed)
+    assert note.startswith("relaxation collapsed: closest pair")

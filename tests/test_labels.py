@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyiron_assyst.calculators import EMT, AseCalculator, Morse
+from pyiron_assyst.calculators.evaluation import LABEL_CALCULATOR, label_is_current
 from pyiron_assyst.calculators.structure_settings import (
     KPOINT_DENSITY,
     KPOINT_MESH,
@@ -28,9 +29,9 @@ from pyiron_assyst.calculators.structure_settings import (
 from pyiron_assyst.core.config import ConfigError, config_from_json
 from pyiron_assyst.core.lineage import child_uuid, stamp_root, uuid_of
 from pyiron_assyst.execution.executors import Executor
-from pyiron_assyst.stages.label import LABEL_CALCULATOR, label, label_is_current
+from pyiron_assyst.stages.label import label
 from pyiron_assyst.stages.relax import VolumeRelax, relax
-from tests import faulty_calculators
+from tests.support import faulty_calculators
 
 SERIAL = Executor(kind="serial")
 EMT_KPTS = AseCalculator("ase.calculators.emt:EMT")
@@ -80,11 +81,12 @@ def test_labels_equal_plain_ase_and_carry_lineage():
         assert (atoms.info["parent"], atoms.info["step"]) == (uuid_of(parent), "label")
         assert atoms.info[LABEL_CALCULATOR] == config_hash
         np.testing.assert_array_equal(parent.positions, positions)  # inputs untouched
-        assert parent.info == info and parent.calc is None
+        assert parent.info == info
+        assert parent.calc is None
 
 
 def test_free_energy_is_the_calculators_own():
-    smeared = AseCalculator("tests.faulty_calculators:SmearedEMT", {"shift": 0.25})
+    smeared = AseCalculator("tests.support.faulty_calculators:SmearedEMT", {"shift": 0.25})
     (atoms,), _ = label(structures()[:1], smeared, SERIAL)
     results = atoms.calc.results
     assert results["free_energy"] == pytest.approx(results["energy"] - 0.25 * 4, abs=1e-12)
@@ -93,9 +95,11 @@ def test_free_energy_is_the_calculators_own():
 def test_current_labels_are_reused_and_others_relabelled():
     first, _ = label(structures(), EMT(), SERIAL)
     again, report = label(first, EMT(), SERIAL)
-    assert all(a is b for a, b in zip(again, first)) and report.force_calls == 0
+    assert all(a is b for a, b in zip(again, first))
+    assert report.force_calls == 0
     forced, report = label(first, EMT(), SERIAL, relabel=True)
-    assert report.force_calls == 4 and all(a is not b for a, b in zip(forced, first))
+    assert report.force_calls == 4
+    assert all(a is not b for a, b in zip(forced, first))
     other, report = label(first, Morse(), SERIAL)  # a label of another config is replaced
     assert report.force_calls == 4
     assert all(a.info[LABEL_CALCULATOR] == Morse().config_hash() for a in other)
@@ -111,14 +115,16 @@ def test_labels_stay_current_through_a_stored_run(tmp_path):
     project.save_run("r", stages={"label": first})
     loaded = project.load_stage("r", "label")
     again, report = label(loaded, config, SERIAL)
-    assert report.force_calls == 0 and all(a is b for a, b in zip(again, loaded))
+    assert report.force_calls == 0
+    assert all(a is b for a, b in zip(again, loaded))
 
 
 def test_relaxation_labels_are_reused_and_stale_labels_are_relabelled():
     relaxed, _ = relax(structures()[:2], VolumeRelax(), EMT(), SERIAL)
     assert all(label_is_current(a, EMT().config_hash()) for a in relaxed)  # relax records it
     out, report = label(relaxed, EMT(), SERIAL)
-    assert report.force_calls == 0 and all(a is b for a, b in zip(out, relaxed))
+    assert report.force_calls == 0
+    assert all(a is b for a, b in zip(out, relaxed))
     fresh, report = label(relaxed, EMT(), SERIAL, relabel=True)
     assert report.force_calls == 2
     for reused, computed in zip(out, fresh):  # same geometry and calculator: same numbers
@@ -138,7 +144,7 @@ def test_relaxation_labels_are_reused_and_stale_labels_are_relabelled():
 
 
 def test_faults_drop_only_their_structures():
-    faulty = AseCalculator("tests.faulty_calculators:FaultyEMT",
+    faulty = AseCalculator("tests.support.faulty_calculators:FaultyEMT",
                            {"raise_natoms": 3, "nan_natoms": 8})
     inputs = structures()  # 4, 4, 8 and 3 atoms
     out, report = label(inputs, faulty, SERIAL)
@@ -157,7 +163,7 @@ def test_faults_drop_only_their_structures():
 def test_content_cache_answers_only_unchanged_inputs(tmp_path):
     from pyiron_assyst.execution.cache import ResultCache
 
-    counting = AseCalculator("tests.faulty_calculators:CountingEMT")
+    counting = AseCalculator("tests.support.faulty_calculators:CountingEMT")
     cache = ResultCache(tmp_path)
     inputs = structures()
 
@@ -177,7 +183,7 @@ def test_content_cache_answers_only_unchanged_inputs(tmp_path):
     changed = [a.copy() for a in inputs]
     changed[1].positions[0, 2] += 0.01
     assert evaluations(changed)[1] == 1
-    other = AseCalculator("tests.faulty_calculators:CountingEMT", {"fixed_cutoff": False})
+    other = AseCalculator("tests.support.faulty_calculators:CountingEMT", {"fixed_cutoff": False})
     assert evaluations(inputs, other)[1] == 4
 
 
@@ -264,7 +270,8 @@ def test_settings_reach_the_calculator_and_are_recorded_on_labels():
     for parent, atoms in zip(inputs, out):
         mesh = kpoints_from_density(parent.cell, 2.5)
         assert atoms.info[KPOINT_MESH] == " ".join(map(str, mesh))
-        assert atoms.info[KPOINT_DENSITY] == 2.5 and atoms.info[SPIN_POLARIZED] is True
+        assert atoms.info[KPOINT_DENSITY] == 2.5
+        assert atoms.info[SPIN_POLARIZED] is True
         expected = [0.5 if s == "Cu" else 0.0 for s in parent.get_chemical_symbols()]
         np.testing.assert_array_equal(atoms.get_initial_magnetic_moments(), expected)
         assert "initial_magmoms" not in parent.arrays

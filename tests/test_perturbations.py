@@ -1,5 +1,6 @@
 """Perturbations and the perturb stage: statistics, bounds, identities, retries, round trips."""
 
+import dataclasses
 import pickle
 
 import numpy as np
@@ -15,6 +16,7 @@ from pyiron_assyst.core.config import ConfigError, NotPersistableError, config_f
 from pyiron_assyst.core.info_keys import set_info
 from pyiron_assyst.core.lineage import child_uuid, rng_for, root_uuid, stamp_root, uuid_of
 from pyiron_assyst.stages.filters import DistanceFilter, FunctionFilter
+from pyiron_assyst.stages.perturb import perturb, perturb_with
 from pyiron_assyst.stages.perturbations import (
     ElementScaledRattle,
     FunctionPerturbation,
@@ -26,8 +28,6 @@ from pyiron_assyst.stages.perturbations import (
     Series,
     Stretch,
     as_perturbation,
-    perturb,
-    perturb_with,
 )
 
 Z = 5.0  # tolerance in standard errors for statistical tests
@@ -87,7 +87,8 @@ def test_element_scaled_rattle_missing_element_is_dropped_with_reason():
     with pytest.raises(ValueError, match="Ni"):
         ElementScaledRattle(0.1, {"Cu": 2.5}).apply(atoms, np.random.default_rng(0))
     out, report = perturb([atoms, cu(index=1)], ElementScaledRattle(0.1, {"Cu": 2.5}))
-    assert len(out) == 1 and report.drop_counts() == {"perturbation_error": 1}
+    assert len(out) == 1
+    assert report.drop_counts() == {"perturbation_error": 1}
     assert "['Ni']" in report.drops[0].detail
 
 
@@ -96,7 +97,8 @@ def test_rattle_does_not_modify_its_input():
     before = atoms.copy()
     Rattle(0.1).apply(atoms, np.random.default_rng(0))
     Stretch(0.1, 0.1).apply(atoms, np.random.default_rng(0))
-    assert atoms == before and atoms.info == before.info
+    assert atoms == before
+    assert atoms.info == before.info
 
 
 # --------------------------------------------------------------------------- one-atom cells
@@ -117,7 +119,8 @@ def test_one_atom_cells_are_skipped_without_supercell():
 def test_one_atom_cells_become_supercells_along_periodic_directions():
     rattle = Rattle(0.1, supercell=True)
     out = rattle.apply(cu(cubic=False), np.random.default_rng(0))
-    assert len(out) == 8 and out.info["supercell"] == 2
+    assert len(out) == 8
+    assert out.info["supercell"] == 2
     np.testing.assert_allclose(out.cell.array, 2 * cu(cubic=False).cell.array)
     layer = Atoms("Cu", cell=[2.5, 2.5, 20.0], pbc=(True, True, False))
     assert len(rattle.apply(layer, np.random.default_rng(0))) == 4
@@ -125,7 +128,8 @@ def test_one_atom_cells_become_supercells_along_periodic_directions():
     assert len(scaled.apply(cu(cubic=False), np.random.default_rng(0))) == 8
     lone = Atoms("Cu", cell=[10.0] * 3, pbc=False)
     out, report = perturb([cu(cubic=False), lone], rattle)
-    assert [len(a) for a in out] == [8] and out[0].info["supercell"] == 2
+    assert [len(a) for a in out] == [8]
+    assert out[0].info["supercell"] == 2
     assert report.drop_counts() == {"one_atom_cell": 1}
     assert len(Rattle(0.1).apply(cu(), np.random.default_rng(0))) == 4  # no supercell needed
 
@@ -133,7 +137,7 @@ def test_one_atom_cells_become_supercells_along_periodic_directions():
 # --------------------------------------------------------------------------- stretch
 
 
-@pytest.mark.parametrize("hydro, shear, minimum", [(0.1, 0.05, 1e-3), (0.3, 0.2, 0.1),
+@pytest.mark.parametrize(("hydro", "shear", "minimum"), [(0.1, 0.05, 1e-3), (0.3, 0.2, 0.1),
                                                    (0.05, 0.0, 0.01), (0.0, 0.1, 0.05)])
 def test_stretch_strain_components_within_bounds(hydro, shear, minimum):
     atoms = bulk("Cu", "fcc", a=3.6)  # primitive, skewed cell
@@ -183,7 +187,8 @@ def test_stretch_strains_only_periodic_directions_of_a_slab():
 def test_stretch_skips_clusters_and_validates():
     cluster = Atoms("Cu2", positions=[[0, 0, 0], [2.5, 0, 0]], pbc=False)
     out, report = perturb([cluster], Stretch(0.1, 0.1))
-    assert out == [] and report.drop_counts() == {"no_periodic_direction": 1}
+    assert out == []
+    assert report.drop_counts() == {"no_periodic_direction": 1}
     for kwargs, field in (({"hydro": 1.0, "shear": 0.1}, "hydro"),
                           ({"hydro": 0.1, "shear": -0.1}, "shear"),
                           ({"hydro": 0.1, "shear": 0.1, "minimum_strain": -1.0},
@@ -219,7 +224,8 @@ def test_series_applies_in_order_on_one_stream():
     assert not np.allclose(reversed_.positions, got.positions)
     assert (a + b) + a == a + (b + a) == Series((a, b, a))
     assert (a + b).name == "rattle(0.1)+stretch(hydro=0.1, shear=0.05)"
-    assert isinstance(a + shift_x, Series) and isinstance(shift_x + a, Series)
+    assert isinstance(a + shift_x, Series)
+    assert isinstance(shift_x + a, Series)
     with pytest.raises(ConfigError, match=r"Series\.perturbations"):
         Series(())
 
@@ -273,7 +279,8 @@ def test_perturb_output_order_identity_and_info():
     first = out[0]
     assert first.info["parent"] == uuid_of(parents[0]) == first.info["root"]
     assert first.info["step"] == "perturb:rattle(0.1)"
-    assert first.info["perturbation"] == "rattle(0.1)" and first.info["attempt"] == 0
+    assert first.info["perturbation"] == "rattle(0.1)"
+    assert first.info["attempt"] == 0
     np.testing.assert_array_equal(
         first.positions, Rattle(0.1).apply(parents[0], rng_for(3, expected[0], 0)).positions)
 
@@ -297,12 +304,16 @@ def test_perturbed_structures_drop_labels_constraints_and_parent_stage_info():
     before = parent.copy()
     out, _ = perturb([parent], Rattle(0.1))
     child = out[0]
-    assert child.calc is None and child.constraints == []
+    assert child.calc is None
+    assert child.constraints == []
     assert not np.allclose(child.positions[:2], parent.positions[:2])  # constraints ignored
-    assert "converged" not in child.info and "relax_steps" not in child.info
+    assert "converged" not in child.info
+    assert "relax_steps" not in child.info
     assert child.info["formula"] == "Cu4"
-    assert parent == before and parent.info == before.info
-    assert parent.calc.results["energy"] == -1.0 and len(parent.constraints) == 1
+    assert parent == before
+    assert parent.info == before.info
+    assert parent.calc.results["energy"] == -1.0
+    assert len(parent.constraints) == 1
 
 
 def _run(atoms_list, perturbations, seed):
@@ -344,7 +355,8 @@ def test_retries_record_the_passing_attempt():
     parent = cu()
     check = RejectFirst(3)
     out, report = perturb([parent], Rattle(0.1), filter=check, retries=10, seed=7)
-    assert check.calls == 4 and report.n_out == 1
+    assert check.calls == 4
+    assert report.n_out == 1
     child = out[0]
     assert child.info["attempt"] == 3
     expected = Rattle(0.1).apply(parent, rng_for(7, child.info["uuid"], 3))
@@ -355,7 +367,8 @@ def test_retries_exhausted_is_a_reported_drop():
     check = FunctionFilter(_never)
     out, report = perturb([cu(), cu(index=1)], (Rattle(0.1), Stretch(0.1, 0.1)),
                           filter=DistanceFilter(0.5) & check, retries=3)
-    assert out == [] and report.drop_counts() == {"filter_retries_exhausted": 4}
+    assert out == []
+    assert report.drop_counts() == {"filter_retries_exhausted": 4}
     assert report.drops[0].detail == "_never rejected all 3 attempts"
     counter = RejectFirst(100)
     perturb([cu()], Rattle(0.1), filter=counter, retries=5)
@@ -385,10 +398,13 @@ def test_errors_in_perturbations_and_filters_are_drops():
         raise KeyError("bad")
 
     out, report = perturb([cu()], (broken, not_atoms, Rattle(0.1)))
-    assert len(out) == 1 and report.drop_counts() == {"perturbation_error": 2}
-    assert "boom" in report.drops[0].detail and "int" in report.drops[1].detail
+    assert len(out) == 1
+    assert report.drop_counts() == {"perturbation_error": 2}
+    assert "boom" in report.drops[0].detail
+    assert "int" in report.drops[1].detail
     out, report = perturb([cu()], Rattle(0.1), filter=explode)
-    assert out == [] and report.drop_counts() == {"filter_error": 1}
+    assert out == []
+    assert report.drop_counts() == {"filter_error": 1}
 
 
 def test_function_perturbations_take_rng_if_they_ask_for_it():
@@ -425,7 +441,8 @@ def test_function_perturbations_work_live_but_locals_are_not_persistable():
             p.to_json()
         assert len(p.config_hash()) == 16
     out, report = perturb([cu()], (local, lambda a, rng: jitter(a, rng), local))
-    assert report.n_out == 3 and len({a.info["uuid"] for a in out}) == 3
+    assert report.n_out == 3
+    assert len({a.info["uuid"] for a in out}) == 3
     np.testing.assert_allclose(out[0].positions, out[2].positions)
     assert out[0].info["uuid"] != out[2].info["uuid"]  # equal perturbations, two copies
     with pytest.raises(ConfigError, match=r"as_perturbation\.value"):
@@ -451,7 +468,8 @@ CONFIGS = [
 def test_perturbations_round_trip_hash_and_pickle(config):
     assert config.persistable
     loaded = config_from_json(config.to_json())
-    assert loaded == config and hash(loaded) == hash(config)
+    assert loaded == config
+    assert hash(loaded) == hash(config)
     assert loaded.config_hash() == config.config_hash()
     assert pickle.loads(pickle.dumps(config)) == config
 
@@ -466,7 +484,8 @@ def test_numbers_are_normalised_so_equal_configs_hash_equal():
     assert len(hashes) == 1
     assert Stretch(np.float64(0.1), 0).to_json() == Stretch(0.1, 0.0).to_json()
     config = PerturbConfig(Rattle(0.1), retries=np.int64(3), seed=np.int32(4))
-    assert config == config_from_json(config.to_json()) and type(config.seed) is int
+    assert config == config_from_json(config.to_json())
+    assert type(config.seed) is int
     assert RandomChoice(Rattle(0.1), Rattle(0.2), 1).chance == 1.0
 
 
@@ -481,7 +500,7 @@ def test_reference_dict_is_frozen_and_validated():
         ElementScaledRattle(-0.1, {"Cu": 1.0})
 
 
-@pytest.mark.parametrize("call, field", [
+@pytest.mark.parametrize(("call", "field"), [
     (lambda: Rattle(0.0), "Rattle.sigma"), (lambda: Rattle(float("nan")), "Rattle.sigma"),
     (lambda: Rattle(0.1, supercell=1), "Rattle.supercell"),
     (lambda: perturb([], Rattle(0.1), retries=0), "PerturbConfig.retries"),
@@ -495,13 +514,24 @@ def test_bad_inputs_name_the_field(call, field):
         call()
 
 
-def test_perturb_with_config_equals_perturb():
-    config = PerturbConfig((Rattle(0.1), Stretch(0.05, 0.01)), DistanceFilter(0.8), 4, 11)
-    a, report_a = perturb_with([cu()], config)
-    b, _ = perturb([cu()], config.perturbations, config.filter, config.retries, config.seed)
-    assert [x.info for x in a] == [y.info for y in b]
-    assert all(np.array_equal(x.positions, y.positions) for x, y in zip(a, b))
-    assert report_a.n_candidates == 2
+def test_each_child_draws_from_its_own_stream_of_seed_uuid_and_attempt():
+    """perturb_with seeds a child's draw from (config seed, child uuid, attempt) only: the
+    same rattle, applied by hand with that stream, gives the child's positions bit for bit,
+    whatever else is in the batch."""
+    config = PerturbConfig((Rattle(0.1), Stretch(0.05, 0.01), Rattle(0.1)), DistanceFilter(0.8),
+                           4, 11)
+    parents = [cu(), cu(index=1)]
+    children, report = perturb_with(parents, config)
+    alone, _ = perturb_with(parents[1:], config)
+    assert report.n_candidates == 6
+    assert len(children) == 6
+    assert [c.info["uuid"] for c in children[3:]] == [c.info["uuid"] for c in alone]
+    for child, parent in zip(children[::3] + children[2::3], parents + parents):
+        rng = rng_for(config.seed, child.info["uuid"], child.info["attempt"])
+        expected = Rattle(0.1).apply(parent, rng)
+        assert child.positions.tobytes() == expected.positions.tobytes()
+    reseeded, _ = perturb_with(parents, dataclasses.replace(config, seed=12))
+    assert all(not np.array_equal(a.positions, b.positions) for a, b in zip(children, reseeded))
 
 
 def test_random_choice_records_the_branch_it_applied():

@@ -11,7 +11,8 @@ from pyiron_assyst.calculators import EMT
 from pyiron_assyst.cli.plan import add_plan_command, run_plan
 from pyiron_assyst.core.config import ConfigError, config_from_json
 from pyiron_assyst.execution.executors import Executor
-from pyiron_assyst.stages.perturbations import PerturbConfig, Rattle, Stretch, perturb_with
+from pyiron_assyst.stages.perturb import perturb_with
+from pyiron_assyst.stages.perturbations import PerturbConfig, Rattle, Stretch
 from pyiron_assyst.stages.relax import FullRelax, VolumeRelax, relax
 from pyiron_assyst.stages.sample import Formulas, SampleConfig, sample
 from pyiron_assyst.workflow.plan import PlanAssumptions, plan
@@ -68,7 +69,8 @@ def test_bill_by_hand():
              assumptions=assumptions, cost_per_calculation_core_hours=2.0,
              cores_per_calculation=4)
     assert [s.n_out for s in p.stages] == [1, 1, 1, 1, 4, 7, 7]
-    assert p.calculations == 10 + 30 + 7 and p.core_hours == 94.0
+    assert p.calculations == 10 + 30 + 7
+    assert p.core_hours == 94.0
     assert p.max_calculations == 101 + 101 + 7  # max_steps = 100: 101 calls each at most
     assert p.hours_per_calculation == 0.5
     reuse = plan([{"Cu": 1}], SampleConfig(spacegroups=(221,), max_atoms=1), PerturbConfig(),
@@ -130,7 +132,9 @@ def test_command_prints_the_plan_of_the_flags(capsys):
     assert data["core_hours"] == expected.core_hours == 3 * data["calculations"]
     assert [s["n_out"] for s in data["stages"]] == [s.n_out for s in expected.stages]
     code, out, _ = _run(["plan", "--elements", "Cu", "--max-atoms", "2"], capsys)
-    assert code == 0 and "core-hours" in out and "exact" in out
+    assert code == 0
+    assert "core-hours" in out
+    assert "exact" in out
 
 
 def test_command_relabels_relaxed_structures_only_for_another_reference(tmp_path, capsys):
@@ -158,7 +162,8 @@ def test_command_reads_settings(tmp_path, capsys):
     data = json.loads(out)
     assert data["cores_per_calculation"] == 16
     full = next(s for s in data["stages"] if s["stage"] == "relax:full")
-    assert full["calculations"] == 5 * full["n_in"] and full["max_calculations"] == 11 * full[
+    assert full["calculations"] == 5 * full["n_in"]
+    assert full["max_calculations"] == 11 * full[
         "n_in"]
     assert data["stages"][0]["n_out"] == plan(
         [{"Cu": 1}, {"Cu": 2}], SampleConfig(spacegroups=(191, 225, 229), max_atoms=2),
@@ -167,8 +172,11 @@ def test_command_reads_settings(tmp_path, capsys):
 
 def test_command_rejects_bad_input(capsys):
     code, _, err = _run(["plan", "--perturb-pass", "2"], capsys)
-    assert code == 2 and "perturb_pass" in err
+    assert code == 2
+    assert "perturb_pass" in err
     code, _, err = _run(["plan", "--cost-per-calculation", "-1"], capsys)
-    assert code == 2 and "cost_per_calculation" in err
+    assert code == 2
+    assert "cost_per_calculation" in err
     code, _, err = _run(["plan", "missing.toml"], capsys)
-    assert code == 2 and "does not exist" in err
+    assert code == 2
+    assert "does not exist" in err

@@ -24,6 +24,8 @@ from matplotlib.patches import StepPatch
 from pyiron_assyst.core.info_keys import set_info
 from pyiron_assyst.core.report import Drop, StageReport
 from pyiron_assyst.figures import plots as plot
+from pyiron_assyst.figures.files import write_all
+from pyiron_assyst.numerics import distances
 
 A_FCC, A_BCC = 3.6, 2.9
 V_FCC, V_BCC = A_FCC**3 / 4, A_BCC**3 / 2  # Å³/atom
@@ -164,11 +166,11 @@ def _brute_force_nearest(atoms: Atoms, reach: int = 4) -> float:
 
 
 @settings(max_examples=25, deadline=None)
-@given(_cells(), st.sampled_from([plot.PAIRWISE_MAX_ATOMS, 0]))
-def test_smallest_distance_matches_brute_force_over_images(atoms, pairwise_max_atoms):
+@given(_cells(), st.sampled_from([distances._BRUTE_FORCE_ENTRIES, 0]))
+def test_smallest_distance_matches_brute_force_over_images(atoms, brute_force_entries):
     expected = _brute_force_nearest(atoms)
     with pytest.MonkeyPatch.context() as patch:  # 0: the neighbour-list route for every size
-        patch.setattr(plot, "PAIRWISE_MAX_ATOMS", pairwise_max_atoms)
+        patch.setattr(distances, "_BRUTE_FORCE_ENTRIES", brute_force_entries)
         ax = plot.distance_histogram([atoms], _ax(), bins=[expected - 1e-7, expected + 1e-7])
     assert _counts(ax) == [[1]]
 
@@ -179,7 +181,7 @@ def test_per_atom_distances_agree_between_pairs_and_neighbour_list():
     bins = np.linspace(2.0, 3.0, 2001)
     by_neighbour_list = _counts(plot.distance_histogram([atoms], _ax(), bins=bins, per="atom"))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(plot, "PAIRWISE_MAX_ATOMS", 1000)
+        patch.setattr(distances, "_BRUTE_FORCE_ENTRIES", 10**9)
         by_pairs = _counts(plot.distance_histogram([atoms], _ax(), bins=bins, per="atom"))
     assert by_pairs == by_neighbour_list
     assert sum(by_pairs[0]) == 108
@@ -304,7 +306,8 @@ def test_stage_counts_bars_and_stacked_drop_reasons():
     assert list(stacked) == [len(r.drops) for r in reports]
     tops = [max(b.get_y() + b.get_height() for b in stack) for stack in zip(*reasons)]
     assert tops == [2, 1, 1, 0]
-    assert reasons[0][1].get_hatch() == "//" and reasons[1][2].get_hatch() is None
+    assert reasons[0][1].get_hatch() == "//"
+    assert reasons[1][2].get_hatch() is None
     assert [t.get_text() for t in ax.get_xticklabels()] == [r.stage for r in reports]
     _has_units(ax)
 
@@ -348,7 +351,8 @@ def test_a_new_figure_when_no_axes_is_given(structures):
 
     ax = plot.volume_histogram(structures)
     try:
-        assert ax.figure is not None and len(_stairs(ax)) == 1
+        assert ax.figure is not None
+        assert len(_stairs(ax)) == 1
     finally:
         plt.close(ax.figure)
 
@@ -359,20 +363,21 @@ def _check_pngs(paths) -> None:
         "energy_volume.png", "space_groups.png", "composition.png", "lattice.png"]
     for path in paths:
         data = path.read_bytes()
-        assert data.startswith(PNG_HEADER) and len(data) > 1024, path
+        assert data.startswith(PNG_HEADER), path
+        assert len(data) > 1024, path
 
 
 def test_write_all_writes_every_picture(structures, tmp_path):
     by_stage = {"sample": structures, "training_set": structures[:2]}
-    paths = plot.write_all(by_stage, _reports(), tmp_path / "pictures")
+    paths = write_all(by_stage, _reports(), tmp_path / "pictures")
     _check_pngs(paths)
     assert all(p.parent == tmp_path / "pictures" for p in paths)
 
 
 def test_write_all_of_nothing_still_writes_annotated_files(tmp_path):
-    _check_pngs(plot.write_all({}, [], tmp_path))
+    _check_pngs(write_all({}, [], tmp_path))
 
 
 def test_write_all_rejects_an_unknown_final_set(structures, tmp_path):
     with pytest.raises(KeyError, match="final='relax'"):
-        plot.write_all({"sample": structures}, [], tmp_path, final="relax")
+        write_all({"sample": structures}, [], tmp_path, final="relax")

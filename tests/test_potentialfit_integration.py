@@ -37,7 +37,8 @@ from pyiron_assyst.export import (
     write_pacemaker,
     write_training_container,
 )
-from tests.test_export import REFERENCES, TINY, tiny_numbers, training_set
+from tests.support.datasets import REFERENCES, training_set
+from tests.support.mtp import TINY, tiny_numbers
 
 pytestmark = pytest.mark.slow
 logger = logging.getLogger(__name__)
@@ -167,15 +168,18 @@ def test_pyiron_potentialfit_reads_our_training_container(tmp_path):
     result = run_script(python, POTENTIALFIT_SCRIPT, str(h5), str(pckl),
                         str(tmp_path / "train.cfg"), cwd=tmp_path)
     assert result["pandas"].startswith("2.")
-    assert result["training_ids"] == [result["container_id"]] and result["container_id"]
+    assert result["training_ids"] == [result["container_id"]]
+    assert result["container_id"]
     assert result["written"]["columns"][:4] == ["name", "energy_corrected", "forces",
                                                 "NUMBER_OF_ATOMS"]
     for i, atoms in enumerate(structures):
         labels = labels_of(atoms)
         corrected = labels.free_energy - sum(REFERENCES[s] for s in atoms.get_chemical_symbols())
         row, raw = result["frame"][i], result["raw"][i]
-        assert row["name"] == uuid_of(atoms) and row["n"] == len(atoms)
-        assert row["energy"] == corrected and raw["energy_uncorrected"] == labels.free_energy
+        assert row["name"] == uuid_of(atoms)
+        assert row["n"] == len(atoms)
+        assert row["energy"] == corrected
+        assert raw["energy_uncorrected"] == labels.free_energy
         assert result["written"]["energy_corrected"][i] == corrected
         assert result["written"]["n"][i] == len(atoms)
         np.testing.assert_array_equal(row["forces"], labels.forces)

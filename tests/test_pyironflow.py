@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import json
+import re
 import warnings
 from collections import Counter
 
@@ -46,6 +47,8 @@ BUILDERS = {  # the typed JSON builder node of each macro input
 
 def builder_path(kind: str) -> str:
     return f"pyiron_assyst.workflow.nodes.{kind}_from_json"
+
+
 STAGE_EDGES = {  # inside the macro, after ungrouping (labels without the prefix)
     "sample_0.structures->apply_filter_0.structures",
     "apply_filter_0.structures->relax_0.structures",
@@ -143,7 +146,23 @@ def test_macro_outputs_are_typed():
 
 
 def test_workflow_object_loads_directly():
-    Gui([build_workflow(FORMULAS, **CONFIGS)]).flow.close()
+    """A Workflow object shows the same graph as its recipe: nodes, their ports and edges."""
+    workflow = build_workflow(FORMULAS, **CONFIGS)
+    direct, from_recipe = Gui([workflow]), Gui([workflow.recipe])
+    try:
+        graphs = []
+        for gui in (direct, from_recipe):
+            (label,) = gui.nodes()
+            gui.command(f"ungroup_node: {label}")
+            nodes = {key.removeprefix(label): key for key in gui.nodes()}
+            edges = {re.sub(rf"(^|->){label}", r"\1", edge) for edge in gui.edges()}
+            ports = {short: gui.ports(key) for short, key in nodes.items()}
+            graphs.append((ports, edges))
+        assert len(graphs[0][0]) > len(CONFIG_EDGES)
+        assert graphs[0] == graphs[1]
+    finally:
+        direct.flow.close()
+        from_recipe.flow.close()
 
 
 def test_macro_inputs_are_the_pipeline_declaration():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import pickle
 from dataclasses import dataclass
 from typing import ClassVar
@@ -29,14 +28,14 @@ from pyiron_assyst.numerics.cell import serial_blas
 from pyiron_assyst.stages.relax import (
     CellRelax,
     FullRelax,
-    Minimization,
     PositionRelax,
     Relaxation,
     SymmetryRelax,
     VolumeRelax,
     relax,
 )
-from tests import faulty_calculators
+from tests.support import faulty_calculators
+from tests.support.relaxers import GoldenVolumeRelax
 
 SERIAL = Executor(kind="serial")
 PROCESS = Executor(kind="process", max_workers=2)
@@ -85,45 +84,6 @@ def cu_supercell(n: int) -> Atoms:
 
 
 # ------------------------------------------------------------------------- custom engines
-# --- golden-start
-@dataclass(frozen=True)
-class GoldenVolumeRelax(Relaxation):
-    """Volume relaxation without an ASE optimizer: golden-section search of E(cell scale)."""
-
-    lower: float = 0.9
-    upper: float = 1.1
-    scale_tolerance: float = 1e-7
-
-    kind: ClassVar[str] = "golden"
-
-    def minimize(self, atoms: Atoms, calculator) -> Minimization:
-        cell = atoms.cell.array.copy()
-        atoms.calc = calculator
-
-        def energy(scale: float) -> float:
-            atoms.set_cell(cell * scale, scale_atoms=True)
-            return atoms.get_potential_energy()
-
-        ratio = (math.sqrt(5) - 1) / 2
-        a, b = self.lower, self.upper
-        c, d = b - ratio * (b - a), a + ratio * (b - a)
-        fc, fd = energy(c), energy(d)
-        steps = 0
-        while b - a > self.scale_tolerance and steps < self.max_steps:
-            if fc < fd:
-                b, d, fd = d, c, fc
-                c = b - ratio * (b - a)
-                fc = energy(c)
-            else:
-                a, c, fc = c, d, fd
-                d = a + ratio * (b - a)
-                fd = energy(d)
-            steps += 1
-        energy((a + b) / 2)  # the final structure is the last evaluated: labels come from cache
-        return Minimization(atoms, converged=b - a <= self.scale_tolerance, steps=steps)
-# --- golden-end
-
-
 @dataclass(frozen=True)
 class BrokenRelax(Relaxation):
     """A hook that breaks the contract (returns the atoms instead of a Minimization)."""
@@ -163,7 +123,7 @@ def assert_same_structures(left: list[Atoms], right: list[Atoms]) -> None:
 
 
 # ---------------------------------------------------------------- agreement with plain ASE
-@pytest.mark.parametrize("config, dof", [
+@pytest.mark.parametrize(("config", "dof"), [
     (PositionRelax(), lambda a: a),
     (VolumeRelax(), lambda a: FrechetCellFilter(fix_all(a), hydrostatic_strain=True)),
     (CellRelax(), lambda a: FrechetCellFilter(fix_all(a), constant_volume=True)),
@@ -195,8 +155,10 @@ def test_output_carries_single_point_lineage_and_info_without_constraints():
     stamp_root(start, "00000000-0000-0000-0000-000000000001")
     before = (start.positions.copy(), start.cell.array.copy(), dict(start.info))
     (out,), report = relax([start], SymmetryRelax(), EMT(), SERIAL)
-    assert (np.array_equal(start.positions, before[0]) and np.array_equal(start.cell, before[1])
-            and start.info == before[2] and start.calc is None)  # input untouched
+    assert (np.array_equal(start.positions, before[0]))
+    assert (np.array_equal(start.cell, before[1]))
+    assert (start.info == before[2])
+    assert (start.calc is None)
     assert out.constraints == []
     assert set(out.calc.results) == {"energy", "free_energy", "forces", "stress"}
     fresh = out.copy()
@@ -205,7 +167,8 @@ def test_output_carries_single_point_lineage_and_info_without_constraints():
     assert np.allclose(out.get_forces(), fresh.get_forces(), atol=1e-12)
     assert np.allclose(out.get_stress(), fresh.get_stress(), atol=1e-12)
     assert out.info["parent"] == out.info["root"] == out.info["ancestry"] == uuid_of(start)
-    assert out.info["step"] == "relax:symmetry" and out.info["uuid"] != uuid_of(start)
+    assert out.info["step"] == "relax:symmetry"
+    assert out.info["uuid"] != uuid_of(start)
     assert out.info["force_calls"] == report.force_calls == out.info["relax_steps"] + 1
 
 
@@ -215,7 +178,8 @@ def test_volume_relax_keeps_cell_shape_and_fractional_positions():
     (out,), _ = relax([start], VolumeRelax(), EMT(), SERIAL)
     nonzero = np.abs(start.cell.array) > 1e-6
     scale = out.cell.array[nonzero] / start.cell.array[nonzero]
-    assert np.allclose(scale, scale[0], rtol=0, atol=1e-8) and abs(scale[0] - 1) > 1e-2
+    assert np.allclose(scale, scale[0], rtol=0, atol=1e-8)
+    assert abs(scale[0] - 1) > 1e-2
     assert np.allclose(out.get_scaled_positions(), start.get_scaled_positions(), atol=1e-10)
     assert out.info["converged"]
 
@@ -250,7 +214,8 @@ def _symmetry_kept(before: Atoms, after: Atoms, tol: float = 1e-5) -> bool:
 def test_symmetry_relax_keeps_every_symmetry_operation():
     starts = low_symmetry_crystals()
     outs, report = relax(starts, SymmetryRelax(max_steps=40), EMT(), SERIAL)
-    assert report.n_out == len(starts) and not report.drops
+    assert report.n_out == len(starts)
+    assert not report.drops
     for start, out in zip(starts, outs):
         cell = (start.cell.array, start.get_scaled_positions(), start.numbers)
         relaxed = (out.cell.array, out.get_scaled_positions(), out.numbers)
@@ -307,7 +272,8 @@ def _tilted(atoms: Atoms) -> Atoms:
 def test_only_periodic_directions_are_strained(config):
     starts = [_layer(), _tilted(_layer()), _rod(), _tilted(_rod())]
     outs, report = relax(starts, config, EMT(), SERIAL)
-    assert report.n_out == 4 and all(o.info["converged"] for o in outs)
+    assert report.n_out == 4
+    assert all(o.info["converged"] for o in outs)
     for start, out in zip(starts, outs):
         vacuum = ~start.pbc
         assert np.allclose(out.cell.array[vacuum], start.cell.array[vacuum], atol=1e-12)
@@ -332,7 +298,8 @@ def test_only_periodic_directions_are_strained(config):
     if isinstance(config, CellRelax):  # shape changes at constant area; a rod cannot change
         assert area == pytest.approx(start_area, rel=1e-8)
         assert np.abs(layer.cell.array - start.cell.array).max() > 1e-3
-        assert abs(virial[0, 0] - virial[1, 1]) < 2e-3 and abs(virial[0, 1]) < 2e-3
+        assert abs(virial[0, 0] - virial[1, 1]) < 2e-3
+        assert abs(virial[0, 1]) < 2e-3
         assert np.allclose(outs[2].cell.array, starts[2].cell.array, atol=0)
 
 
@@ -343,15 +310,17 @@ def test_clusters_have_no_cell_degrees_of_freedom():
     (volume,), _ = relax([cluster], VolumeRelax(), EMT(), SERIAL)
     assert full.get_potential_energy() == positions.get_potential_energy()
     assert np.array_equal(full.cell.array, cluster.cell.array)
-    assert volume.info["relax_steps"] == 0 and np.array_equal(volume.positions, cluster.positions)
+    assert volume.info["relax_steps"] == 0
+    assert np.array_equal(volume.positions, cluster.positions)
     out, report = relax([cluster], SymmetryRelax(), EMT(), SERIAL)
-    assert out == [] and report.drops[0].reason == "calculator_error"
+    assert out == []
+    assert report.drops[0].reason == "calculator_error"
     assert "full-rank cell" in report.drops[0].detail
 
 
 # ------------------------------------------------------------- convergence and counting
 def test_force_calls_count_every_real_evaluation_and_nothing_else():
-    calculator = AseCalculator("tests.faulty_calculators:CountingEMT")
+    calculator = AseCalculator("tests.support.faulty_calculators:CountingEMT")
     starts = [strained_cu(), triclinic(), bulk("Cu", "fcc", a=3.61)]
     before = faulty_calculators.CountingEMT.calls
     outs, report = relax(starts, FullRelax(max_steps=30), calculator, SERIAL)
@@ -364,7 +333,7 @@ def test_force_calls_count_every_real_evaluation_and_nothing_else():
 
 def test_a_relaxation_starts_from_its_inputs_current_single_point():
     """The full relaxation after a volume one needs no first force call (issue 7)."""
-    calculator = AseCalculator("tests.faulty_calculators:CountingEMT")
+    calculator = AseCalculator("tests.support.faulty_calculators:CountingEMT")
     volume, _ = relax([strained_cu(), triclinic()], VolumeRelax(), calculator, SERIAL)
     assert all(v.info["label_calculator"] == calculator.config_hash() for v in volume)
     unlabelled = [v.copy() for v in volume]  # same geometry and info, no single point
@@ -387,14 +356,16 @@ def test_unconverged_structures_are_flagged_or_dropped(keep):
                          SERIAL)
     # perfect fcc has zero forces: converged after 0 steps
     perfect = [o for o in outs if o.info["relax_steps"] == 0]
-    assert len(perfect) == 1 and perfect[0].info["converged"]
+    assert len(perfect) == 1
+    assert perfect[0].info["converged"]
     unconverged = {uuid_of(starts[0]), uuid_of(starts[2])}
     listed = report.flagged if keep else report.drops
     assert [d.reason for d in listed] == ["not_converged"] * 2
     assert {o.info["parent"] for o in outs if not o.info["converged"]} == (
         unconverged if keep else set())
     assert all(o.info["relax_steps"] == 1 for o in outs if not o.info["converged"])
-    assert report.n_out == (3 if keep else 1) and report.n_candidates == 3
+    assert report.n_out == (3 if keep else 1)
+    assert report.n_candidates == 3
     if keep:  # the flag names the structure that was kept
         assert {d.uuid for d in listed} == {o.info["uuid"] for o in outs} - {
             perfect[0].info["uuid"]}
@@ -406,7 +377,8 @@ def test_trace_snapshots_are_labelled_children_of_the_input():
     outs, report = relax(starts, config, EMT(), SERIAL)
     finals = [o for o in outs if o.info["step"] == "relax:full"]
     snapshots = [o for o in outs if o.info["step"] == "relax:full:trace"]
-    assert len(finals) == 2 and len(snapshots) > 2
+    assert len(finals) == 2
+    assert len(snapshots) > 2
     assert report.n_candidates == 2 + len(snapshots) == report.n_out
     for start, final in zip(starts, finals):
         mine = [s for s in snapshots if s.info["parent"] == uuid_of(start)]
@@ -434,15 +406,17 @@ def test_stages_chain_and_relaxed_snapshots_lose_their_trace_index():
     volume, _ = relax([strained_cu()], VolumeRelax(trace=1, max_steps=3), EMT(), SERIAL)
     assert [o.info["step"] for o in volume] == ["relax:volume"] + ["relax:volume:trace"] * 2
     full, report = relax(volume, FullRelax(), EMT(), SERIAL)
-    assert report.n_out == 3 and all(o.info["converged"] for o in full)
+    assert report.n_out == 3
+    assert all(o.info["converged"] for o in full)
     for parent, child in zip(volume, full):
-        assert child.info["step"] == "relax:full" and "trace_index" not in child.info
+        assert child.info["step"] == "relax:full"
+        assert "trace_index" not in child.info
         assert child.info["ancestry"] == f"{parent.info['parent']};{parent.info['uuid']}"
 
 
 # ---------------------------------------------------------------------------- faults
 def test_faulty_calculators_drop_only_their_structures():
-    calculator = AseCalculator("tests.faulty_calculators:FaultyEMT",
+    calculator = AseCalculator("tests.support.faulty_calculators:FaultyEMT",
                                kwargs={"raise_natoms": 2, "nan_natoms": 3, "nan_after": 2})
     starts = [cu_supercell(1), cu_supercell(2), strained_cu(), cu_supercell(3), cu_supercell(1)]
     outs, report = relax(starts, PositionRelax(), calculator, SERIAL)
@@ -452,17 +426,20 @@ def test_faulty_calculators_drop_only_their_structures():
     assert [d.reason for d in report.drops] == ["calculator_error", "non_finite"]
     assert "FaultyEMT refuses 2 atoms" in report.drops[0].detail
     assert "non-finite forces" in report.drops[1].detail
-    assert report.failures == report.drops and report.n_candidates == 5
+    assert report.failures == report.drops
+    assert report.n_candidates == 5
     # the failing structures' evaluations count too: 1 (raised) + 3 (NaN on the third)
     assert report.force_calls == sum(o.info["force_calls"] for o in outs) + 1 + 3
 
 
 def test_single_point_evaluation_is_metered_and_guarded():
-    faulty = AseCalculator("tests.faulty_calculators:FaultyEMT",
+    faulty = AseCalculator("tests.support.faulty_calculators:FaultyEMT",
                            kwargs={"raise_natoms": 2, "nan_natoms": 3})
     start = strained_cu()
     good = evaluate(start, faulty)
-    assert good.ok and good.force_calls == 1 and start.calc is None
+    assert good.ok
+    assert good.force_calls == 1
+    assert start.calc is None
     fresh = start.copy()
     fresh.calc = AseEMT()
     assert good.value.get_potential_energy() == fresh.get_potential_energy()
@@ -474,12 +451,13 @@ def test_single_point_evaluation_is_metered_and_guarded():
 
 def test_a_broken_hook_is_reported_not_raised():
     outs, report = relax([strained_cu()], BrokenRelax(), EMT(), SERIAL)
-    assert outs == [] and report.drops[0].reason == "calculator_error"
+    assert outs == []
+    assert report.drops[0].reason == "calculator_error"
     assert "must return a Minimization" in report.drops[0].detail
 
 
 def test_free_energy_comes_from_the_calculator():
-    smeared = AseCalculator("tests.faulty_calculators:SmearedEMT", kwargs={"shift": 0.1})
+    smeared = AseCalculator("tests.support.faulty_calculators:SmearedEMT", kwargs={"shift": 0.1})
     (out,), _ = relax([strained_cu()], PositionRelax(), smeared, SERIAL)
     results = out.calc.results
     assert results["free_energy"] == pytest.approx(results["energy"] - 0.4, abs=1e-12)
@@ -493,7 +471,8 @@ def test_a_custom_minimize_plugs_into_relax():
     (golden,), report = relax(start, GoldenVolumeRelax(), EMT(), SERIAL)
     (volume,), _ = relax(start, VolumeRelax(force_tolerance=1e-6), EMT(), SERIAL)
     assert golden.info["step"] == report.stage == "relax:golden"
-    assert golden.info["converged"] and golden.get_volume() == pytest.approx(
+    assert golden.info["converged"]
+    assert golden.get_volume() == pytest.approx(
         volume.get_volume(), rel=1e-5)
     # two bracket points, one per step, one final: nothing uncounted, nothing wasted
     assert golden.info["force_calls"] == golden.info["relax_steps"] + 3
@@ -514,9 +493,11 @@ def test_serial_and_process_pool_give_bit_identical_results():
 
 def test_default_executor_and_empty_input():
     (out,), report = relax([bulk("Cu", "fcc", a=3.6)], VolumeRelax(), EMT())
-    assert out.info["converged"] and report.n_out == 1
+    assert out.info["converged"]
+    assert report.n_out == 1
     outs, report = relax([], FullRelax(), EMT(), SERIAL)
-    assert outs == [] and (report.n_in, report.n_candidates, report.n_out) == (0, 0, 0)
+    assert outs == []
+    assert (report.n_in, report.n_candidates, report.n_out) == (0, 0, 0)
 
 
 # ---------------------------------------------------------------------------- configs
@@ -530,7 +511,8 @@ CONFIGS = [
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: type(c).__name__)
 def test_configs_are_hashable_picklable_and_round_trip(config):
     again = config_from_json(config.to_json())
-    assert again == config and hash(again) == hash(config)
+    assert again == config
+    assert hash(again) == hash(config)
     assert again.config_hash() == config.config_hash()
     assert pickle.loads(pickle.dumps(config)) == config
 
@@ -551,10 +533,11 @@ def test_any_valid_config_round_trips(pressure, tolerance, steps, trace, keep, o
     config = FullRelax(pressure=pressure, force_tolerance=tolerance, max_steps=steps,
                        trace=trace, keep_unconverged=keep, optimizer=optimizer)
     again = config_from_json(config.to_json())
-    assert again == config and again.config_hash() == config.config_hash()
+    assert again == config
+    assert again.config_hash() == config.config_hash()
 
 
-@pytest.mark.parametrize("cls, kwargs", [
+@pytest.mark.parametrize(("cls", "kwargs"), [
     (FullRelax, {"force_tolerance": -1e-3}),
     (FullRelax, {"force_tolerance": 0.0}),
     (FullRelax, {"force_tolerance": float("nan")}),

@@ -25,35 +25,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from pyiron_assyst.calculators import EMT, AseCalculator
+from pyiron_assyst.calculators import EMT
 from pyiron_assyst.calculators.evaluation import Outcome
-from pyiron_assyst.core.lineage import stamp_root
 from pyiron_assyst.execution.cache import ResultCache, structure_key
 from pyiron_assyst.execution.codec import CodecError, decode, encode
 from pyiron_assyst.execution.dispatch import run_cached
-from pyiron_assyst.execution.executors import Executor, TaskError
+from pyiron_assyst.execution.executors import Executor
+from pyiron_assyst.execution.tasks import TaskError
 from pyiron_assyst.stages.relax import _TASK_REVISION, FullRelax, PositionRelax, relax
+from tests.support.resume import CONFIG, logged_emt, starts
 
 REPO = Path(__file__).resolve().parents[1]
 SERIAL = Executor(kind="serial")
-
-
-def logged_emt(**kwargs) -> AseCalculator:
-    """LoggedEMT (built in the test process, where the ``tests`` prefix is allowed)."""
-    return AseCalculator("tests.faulty_calculators:LoggedEMT", kwargs=kwargs)
-
-
-CONFIG = FullRelax(trace=5, max_steps=60)
-
-
-def starts(n: int = 8) -> list[Atoms]:
-    """``n`` strained, rattled Cu cells of 1-4 atoms, each with its own identity."""
-    out = []
-    for i in range(n):
-        atoms = bulk("Cu", "fcc", a=3.5 + 0.02 * i).repeat((1 + i % 4, 1, 1))
-        atoms.rattle(0.03, seed=i)
-        out.append(stamp_root(atoms, f"00000000-0000-4000-8000-{i:012d}"))
-    return out
 
 
 def assert_identical(left: list[Atoms], right: list[Atoms]) -> None:
@@ -101,7 +84,9 @@ def test_codec_round_trip_is_bit_exact(value):
 def assert_same_value(a, b):
     assert type(a) is type(b)
     if isinstance(a, np.ndarray):
-        assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+        assert a.dtype == b.dtype
+        assert a.shape == b.shape
+        assert a.tobytes() == b.tobytes()
     elif isinstance(a, float):
         assert np.float64(a).tobytes() == np.float64(b).tobytes() or (a != a and b != b)
     elif isinstance(a, (list, tuple)):
@@ -121,7 +106,8 @@ def test_codec_keeps_structures_outcomes_and_errors():
     relaxed.arrays["initial_magmoms"] = np.linspace(0, 1, len(relaxed))
     outcome = Outcome(relaxed, "", "", 7, 0.125)
     back = decode(json.loads(json.dumps(encode(outcome))))
-    assert isinstance(back, Outcome) and (back.force_calls, back.calculator_time) == (7, 0.125)
+    assert isinstance(back, Outcome)
+    assert (back.force_calls, back.calculator_time) == (7, 0.125)
     assert_identical([back.value], [relaxed])
     error = decode(encode(TaskError("TaskTimeout: no result", "trace", reason="timeout")))
     assert (str(error), error.traceback, error.reason) == ("TaskTimeout: no result", "trace",
@@ -207,14 +193,18 @@ def test_failures_are_cached_and_retried_only_when_asked(tmp_path, monkeypatch):
     flag.unlink()  # the calculator would work now, but a stored failure is not retried ...
     before = len(logged(log))
     outs, again = relax(structures, PositionRelax(), flaky, SERIAL, cache=cache)
-    assert len(logged(log)) == before and again.drops == report.drops and len(outs) == 3
+    assert len(logged(log)) == before
+    assert again.drops == report.drops
+    assert len(outs) == 3
     namespace = cache.namespace("relax:position")
     assert [e.reason for e in namespace.failures().values()] == ["calculator_error"]
     # ... unless asked: only the failed structure is computed
     outs, retried = relax(structures, PositionRelax(), flaky, SERIAL, cache=cache,
                           retry_failed=True)
     assert {(n, u) for _, n, u in logged(log)[before:]} == {(2, structures[1].info["uuid"])}
-    assert retried.drops == () and len(outs) == 4 and namespace.failures() == {}
+    assert retried.drops == ()
+    assert len(outs) == 4
+    assert namespace.failures() == {}
 
 
 def test_corrupt_or_foreign_entries_are_computed_again_with_a_warning(tmp_path, caplog):
@@ -231,7 +221,8 @@ def test_corrupt_or_foreign_entries_are_computed_again_with_a_warning(tmp_path, 
     with caplog.at_level(logging.WARNING, logger="pyiron_assyst.execution.cache"):
         again, _ = relax(structures, PositionRelax(), EMT(), SERIAL, cache=cache)
     assert_identical(reference, again)
-    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+    assert not (tmp_path / "pwned").exists()
+    assert not Path("pwned").exists()
     warned = " ".join(r.getMessage() for r in caplog.records)
     assert all(str(f) in warned for f in files)
     assert all(namespace.get(f.name[:-5]) is not None for f in files)  # rewritten
@@ -242,10 +233,12 @@ def test_run_cached_keeps_results_as_they_complete(tmp_path):
     keys = [f"{i:040x}" for i in range(6)]
     results, stats = run_cached(_square_or_fail, list(range(6)), keys,
                                 Executor(kind="process", max_workers=2, chunk_size=1), cache)
-    assert results[:3] == [0, 1, 4] and isinstance(results[3], TaskError)
+    assert results[:3] == [0, 1, 4]
+    assert isinstance(results[3], TaskError)
     assert (stats.hits, stats.computed) == (0, 6)
     again, stats = run_cached(_square_or_fail, list(range(6)), keys, SERIAL, cache)
-    assert again[:3] == results[:3] and str(again[3]) == str(results[3])
+    assert again[:3] == results[:3]
+    assert str(again[3]) == str(results[3])
     assert (stats.hits, stats.failed_hits, stats.computed) == (5, 1, 0)
     (manifest,) = cache.manifests()
     assert (manifest.total, manifest.done, manifest.failed) == (6, 5, 1)
@@ -266,7 +259,7 @@ from pyiron_assyst.execution.cache import ResultCache
 from pyiron_assyst.execution.codec import encode
 from pyiron_assyst.execution.executors import Executor
 from pyiron_assyst.stages.relax import relax
-from tests.test_resume import CONFIG, logged_emt, starts
+from tests.support.resume import CONFIG, logged_emt, starts
 if __name__ == "__main__":
     executor = Executor(kind=sys.argv[2], max_workers=2, chunk_size=1)
     out, report = relax(starts(), CONFIG, logged_emt(), executor, cache=ResultCache(sys.argv[1]))
@@ -350,6 +343,7 @@ def test_two_processes_filling_one_cache_agree(tmp_path):
         assert_identical(reference, decode(json.loads(out.read_text())))
     namespace = ResultCache(cache).namespace(CONFIG.step)
     done, failed = namespace.listing()
-    assert len(done) == 8 and not failed
+    assert len(done) == 8
+    assert not failed
     assert all(namespace.get(key) is not None for key in done)
     assert not list(namespace.directory.glob("??/.*"))  # no temporary files left

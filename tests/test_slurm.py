@@ -17,8 +17,9 @@ from ase import Atoms
 from ase.calculators.emt import EMT
 
 from pyiron_assyst.core.config import ConfigError, config_from_json
-from pyiron_assyst.execution.executors import Executor, TaskError, run_tasks
-from tests.slurm_fixture import REPO, slurm  # noqa: F401  (session fixture)
+from pyiron_assyst.execution.executors import Executor, run_tasks
+from pyiron_assyst.execution.tasks import TaskError
+from tests.support.slurm import REPO, slurm  # noqa: F401  (session fixture)
 
 LATTICE = [3.5 + 0.05 * i for i in range(4)]  # Å
 
@@ -55,7 +56,8 @@ def _job_scripts(cache: Path) -> list[str]:
 def test_job_script_writes_only_what_was_asked():
     script = Executor(kind="slurm_cluster").submission_template()
     assert "--partition" not in script  # the cluster's default partition, never an empty one
-    assert "--gpus" not in script and "--time" not in script
+    assert "--gpus" not in script
+    assert "--time" not in script
     assert "#SBATCH --ntasks=1\n#SBATCH --cpus-per-task=1\n" in script
     script = Executor(kind="slurm_cluster", cores=4, threads_per_core=2, gpus_per_core=1,
                       partition="gpu,debug", run_time_max=5401,
@@ -66,7 +68,7 @@ def test_job_script_writes_only_what_was_asked():
         assert f"#SBATCH {line}\n" in script
 
 
-@pytest.mark.parametrize("kwargs,field", [
+@pytest.mark.parametrize(("kwargs", "field"), [
     ({"partition": ""}, "partition"), ({"partition": "a b"}, "partition"),
     ({"scheduler_args": ("exclusive",)}, "scheduler_args"),
     ({"scheduler_args": ("--x\n#SBATCH --y",)}, "scheduler_args"),
@@ -101,7 +103,8 @@ def test_slurm_cluster_matches_serial_and_resumes_from_cache(tmp_path):
     serial = run_tasks(emt_energy, LATTICE, Executor(kind="serial"))
     assert [energy for energy, _ in results] == [energy for energy, _ in serial]  # bit-identical
     jobs = [job for _, job in results]
-    assert None not in jobs and len(set(jobs)) == len(LATTICE)  # one sbatch job per task
+    assert None not in jobs
+    assert len(set(jobs)) == len(LATTICE)
     assert all("#SBATCH --partition=debug\n" in s for s in _job_scripts(tmp_path))
     # a second driver finds every result in the cache: nothing is submitted again
     assert run_tasks(emt_energy, LATTICE, executor) == results
@@ -130,9 +133,11 @@ def test_gpu_request_and_partition_reach_the_job_script(tmp_path):
                  "--comment=assyst", "--ntasks=1"):
         assert f"#SBATCH {line}\n" in script
     if _cluster_has_gpus():  # start.sh's pretend GPUs: the job really got one
-        assert result[0] == 7 and result[2] == "0"
+        assert result[0] == 7
+        assert result[2] == "0"
     else:  # no GPUs: sbatch refuses, and says why
-        assert isinstance(result, TaskError) and "gres" in str(result).lower()
+        assert isinstance(result, TaskError)
+        assert "gres" in str(result).lower()
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from pyiron_assyst.stages.filters import DistanceFilter
 from pyiron_assyst.stages.perturbations import PerturbConfig, Rattle, Stretch
 from pyiron_assyst.stages.sample import Formulas, SampleConfig
 from pyiron_assyst.workflow.macro import assyst
-from tests.slurm_fixture import slurm  # noqa: F401
+from tests.support.slurm import slurm  # noqa: F401
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("slurm")]
 

@@ -35,7 +35,7 @@ from pyiron_assyst.calculators import CalculatorConfig
 from pyiron_assyst.core.lineage import uuid_of
 from pyiron_assyst.execution.executors import Executor
 from pyiron_assyst.stages.relax import VolumeRelax, relax
-from tests.slurm_fixture import REPO, slurm  # noqa: F401  (session fixture)
+from tests.support.slurm import REPO, slurm  # noqa: F401  (session fixture)
 
 DELAY = 4.0  # s per relaxation job, long enough to kill the driver while jobs run
 LATTICE = [3.45, 3.5, 3.55, 3.65, 3.7]  # Å, fcc Cu
@@ -171,10 +171,12 @@ def test_a_killed_driver_resumes_without_resubmitting_and_never_reads_stale_resu
     changed = h.run(shift=1e-4)  # one lattice constant 1e-4 Å longer: only it is run again
     assert h.submissions() == n + 1
     assert changed == serial_energies(shift=1e-4)
-    assert changed[0] != energies[0] and changed[1:] == energies[1:]
+    assert changed[0] != energies[0]
+    assert changed[1:] == energies[1:]
 
     other = h.run(asap_cutoff=True, count=1)  # a changed calculator config: run again
     assert h.submissions() == n + 2
     assert other == serial_energies(asap_cutoff=True, count=1)
     assert other[0] != energies[0]
-    assert len(h.computed()) == n + 1 and sum(h.computed().values()) == n + 2
+    assert len(h.computed()) == n + 1
+    assert sum(h.computed().values()) == n + 2

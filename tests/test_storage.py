@@ -149,17 +149,22 @@ def test_columns_round_trip_is_bit_identical():
     stages = _run_structures()
     structures = [s for stage in stages.values() for s in stage]
     columns = structures_to_columns(structures)
-    assert len(columns["length"]) == 20 and columns["skipped_keys"].size == 0
-    assert columns["numbers"].dtype == np.int64 and columns["positions"].shape == (140, 3)
+    assert len(columns["length"]) == 20
+    assert columns["skipped_keys"].size == 0
+    assert columns["numbers"].dtype == np.int64
+    assert columns["positions"].shape == (140, 3)
     back = columns_to_structures(columns)
     assert digest(back) == digest(structures)
     for a, b in zip(structures, back):
-        assert np.array_equal(a.positions, b.positions) and a.info == b.info
+        assert np.array_equal(a.positions, b.positions)
+        assert a.info == b.info
         assert (a.calc is None) == (b.calc is None)
     water, slab = back[2], back[3]
-    assert not water.pbc.any() and np.array_equal(slab.pbc, [True, True, False])
+    assert not water.pbc.any()
+    assert np.array_equal(slab.pbc, [True, True, False])
     unlabelled, energy_only = back[8 + 2], back[8 + 1]  # perturbed copies 2 and 1 of Cu
-    assert unlabelled.calc is None and set(energy_only.calc.results) == {"energy"}
+    assert unlabelled.calc is None
+    assert set(energy_only.calc.results) == {"energy"}
     assert np.array_equal(back[12].get_initial_magnetic_moments(),
                           structures[12].get_initial_magnetic_moments())
     assert "initial_magmoms" not in back[11].arrays
@@ -189,7 +194,8 @@ def test_reloaded_calculator_is_a_proper_single_point_calculator():
         assert vars(back.calc).keys() == vars(reference).keys()
         for key, value in vars(back.calc).items():
             assert getattr(value, "__self__", back.calc) is back.calc, key  # bound to itself
-        assert back.calc.atoms is not back and back.calc.atoms == atoms
+        assert back.calc.atoms is not back
+        assert back.calc.atoms == atoms
     assert first.calc.results["forces"] is not second.calc.results["forces"]
     assert first.calc.parameters is not second.calc.parameters
 
@@ -213,7 +219,9 @@ def test_unstorable_info_is_skipped_loudly_never_silently():
     text = str(record[0].message)
     assert {"info.vector", "info.mixed", "info.none", "info.nul", "calc.magmom",
             "constraints", "celldisp"} == set(columns["skipped_keys"])
-    assert "list" in text and "mixed types" in text and "NUL" in text
+    assert "list" in text
+    assert "mixed types" in text
+    assert "NUL" in text
     back = columns_to_structures(columns)
     assert [s.info for s in back] == [{"ok": 1}, {"ok": 2}]
     assert back[0].calc.results == {"energy": 1.0}
@@ -278,11 +286,14 @@ def test_project_round_trip_of_stages_configs_reports(saved):
     for name, structures in stages.items():
         assert digest(project.load_stage("run", name)) == digest(structures)
     configs = project.load_configs("run")
-    assert configs == CONFIGS and type(configs["executor"]) is Executor
+    assert configs == CONFIGS
+    assert type(configs["executor"]) is Executor
     assert project.load_reports("run") == _reports(stages)
     assert project.load_recipe("run") == '{"nodes": {}}'
     info = project.run_info("run")
-    assert info["versions"]["ase"] and info["versions"]["h5py"] and info["versions"]["python"]
+    assert info["versions"]["ase"]
+    assert info["versions"]["h5py"]
+    assert info["versions"]["python"]
     assert set(info["versions"]) >= {"pyiron_assyst", "numpy", "pyxtal", "spglib",
                                      "pyiron_workflow", "flowrep", "pyiron_base"}
     assert info["timings"]["user"] == {"total": 3.0}
@@ -323,14 +334,15 @@ def test_pyiron_base_reads_the_files(saved, tmp_path):
                   cwd=tmp_path)  # importing pyiron_base creates ./pyiron.log
     n, uuids, positions, config = json.loads(out)
     perturb = stages["perturb"]
-    assert n == 12 and uuids == [a.info["uuid"] for a in perturb]
+    assert n == 12
+    assert uuids == [a.info["uuid"] for a in perturb]
     assert positions == hashlib.sha256(np.concatenate([a.positions for a in perturb])
                                        .tobytes()).hexdigest()
     assert config == CONFIGS["calculator"].to_json()
 
 
 def test_loading_one_stage_reads_only_that_stage(saved, tmp_path, monkeypatch):
-    project, stages = saved
+    _project, stages = saved
     copy = Project(tmp_path / "p")
     copy.save_run("run", stages=stages)
     stage_dir = copy.path / "runs" / "run" / "stages"
@@ -350,7 +362,7 @@ def test_loading_one_stage_reads_only_that_stage(saved, tmp_path, monkeypatch):
 
 
 def test_corrupt_truncated_and_foreign_files_raise_storage_error(saved, tmp_path):
-    project, stages = saved
+    _project, stages = saved
     p = Project(tmp_path / "p")
     p.save_run("run", stages=stages, configs=CONFIGS)
     p.save_run("other", stages=stages)
@@ -366,7 +378,8 @@ def test_corrupt_truncated_and_foreign_files_raise_storage_error(saved, tmp_path
         stage = {sample: "sample", relax: "relax:volume", perturb: "perturb"}[path]
         with pytest.raises(StorageError, match=reason) as error:
             p.load_stage("run", stage)
-        assert str(path) in str(error.value) and error.value.path == path
+        assert str(path) in str(error.value)
+        assert error.value.path == path
     with h5py.File(p.path / "runs" / "other" / "stages" / "000_sample.h5", "r+") as f:
         f["structures/chunk_arrays/length"][0] += 1
     with pytest.raises(StorageError, match="inconsistent"):
@@ -391,14 +404,17 @@ def test_stage_table_without_building_atoms(saved):
     perturb = stages["perturb"]
     assert list(table["uuid"]) == [a.info["uuid"] for a in perturb]
     assert list(table["natoms"]) == [len(a) for a in perturb]
-    assert np.isnan(table["energy"][2]) and table["energy"][1] == perturb[1].calc.results["energy"]
+    assert np.isnan(table["energy"][2])
+    assert table["energy"][1] == perturb[1].calc.results["energy"]
     assert list(table["has_forces"][:3]) == [True, False, False]
     assert table["volume_per_atom"][0] == pytest.approx(perturb[0].get_volume() / len(perturb[0]))
     assert np.isnan(table["volume_per_atom"][6])  # the water molecule
     relax = project.stage_table("run", "relax:volume")
-    assert relax["converged"].dtype == bool and list(relax["relax_steps"]) == [3, 24, 9, 48]
+    assert relax["converged"].dtype == bool
+    assert list(relax["relax_steps"]) == [3, 24, 9, 48]
     sample = project.stage_table("run", "sample")
-    assert list(sample["dim"]) == [3, 3, 0, 0] and sample["note"][1] == "user note 1 ✓"
+    assert list(sample["dim"]) == [3, 3, 0, 0]
+    assert sample["note"][1] == "user note 1 ✓"
 
 
 def test_lineage_walks_back_across_stages(saved, tmp_path):
@@ -428,7 +444,8 @@ def test_invalid_inputs_fail_before_anything_is_written(tmp_path):
         p.save_run("../x")
     with pytest.raises(StorageError, match="without '/'"):
         p.save_run("r", stages={"a/b": []})
-    assert p.runs() == [] and os.listdir(p.path / "runs") == []
+    assert p.runs() == []
+    assert os.listdir(p.path / "runs") == []
 
 
 def test_overwrite_is_explicit_and_atomic(tmp_path):
@@ -444,7 +461,8 @@ def test_overwrite_is_explicit_and_atomic(tmp_path):
     os.rename(runs / "r", runs / f".trash-{'0' * 32}-r")
     assert p.runs() == []
     p.save_run("other", stages={})
-    assert p.runs() == ["other", "r"] and digest(p.load_stage("r", "s")) == digest(b)
+    assert p.runs() == ["other", "r"]
+    assert digest(p.load_stage("r", "s")) == digest(b)
 
 
 _HOLD_LOCK = """
@@ -467,7 +485,8 @@ def test_second_writer_waits_or_gets_a_clear_error(tmp_path):
             Project(path, lock_timeout=0.1).save_run("a", stages={"s": [bulk("Cu")]})
         start = time.monotonic()
         Project(path, lock_timeout=30).save_run("b", stages={"s": [bulk("Cu")]})
-        assert time.monotonic() - start > 0.3 and holder.wait(10) == 0
+        assert time.monotonic() - start > 0.3
+        assert holder.wait(10) == 0
     finally:
         holder.kill()
         holder.wait()
@@ -491,14 +510,16 @@ def test_killed_writer_leaves_a_consistent_project(tmp_path):
     runs = path / "runs"
     deadline = time.monotonic() + 30
     while not any(p.name.startswith(".tmp-") for p in runs.iterdir()):
-        assert writer.poll() is None and time.monotonic() < deadline
+        assert writer.poll() is None
+        assert time.monotonic() < deadline
         time.sleep(0.005)
     time.sleep(0.2)
     writer.send_signal(signal.SIGKILL)
     writer.wait()
     assert any(x.name.startswith(".tmp-") for x in runs.iterdir())  # killed mid-write
     p = Project(path, lock_timeout=5)
-    assert p.runs() == ["done"] and digest(p.load_stage("done", "perturb")) == digest(
+    assert p.runs() == ["done"]
+    assert digest(p.load_stage("done", "perturb")) == digest(
         stages["perturb"])
     p.save_run("next", stages={})  # the lock died with the writer; its leftovers are removed
     assert sorted(x.name for x in runs.iterdir()) == ["done", "next"]

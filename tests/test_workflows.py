@@ -9,18 +9,17 @@ import pyiron_workflow as pwf
 import pytest
 
 from pyiron_assyst.calculators import EMT, Morse
+from pyiron_assyst.calculators.evaluation import LABEL_CALCULATOR
 from pyiron_assyst.core.info_keys import INFO_KEYS
 from pyiron_assyst.execution.executors import Executor
 from pyiron_assyst.stages.curate import CurationConfig, isolated_atom
 from pyiron_assyst.stages.filters import DistanceFilter
-from pyiron_assyst.stages.label import LABEL_CALCULATOR
 from pyiron_assyst.stages.perturbations import PerturbConfig, Rattle, Stretch
 from pyiron_assyst.stages.relax import SymmetryRelax
 from pyiron_assyst.stages.sample import Formulas, SampleConfig
 from pyiron_assyst.workflow import nodes, pipeline
 from pyiron_assyst.workflow.macro import OUTPUTS, assyst, build_workflow
-
-from .test_relaxations import GoldenVolumeRelax
+from tests.support.relaxers import GoldenVolumeRelax
 
 FORMULAS = Formulas.range("Cu", 1, 3)
 SMALL = {
@@ -55,7 +54,8 @@ def test_outputs_are_the_filtered_union_of_the_stages(serial):
     dropped = {d.uuid for d in report.drops}
     kept = [s for s in union if s.info["uuid"] not in dropped]
     assert serial["filtered"] == kept  # the same objects
-    assert len(serial["perturbed"]) > 0 and len(serial["relaxed"]) > 0
+    assert len(serial["perturbed"]) > 0
+    assert len(serial["relaxed"]) > 0
 
 
 def test_the_training_set_is_the_labelled_curated_filtered_union(serial):
@@ -66,17 +66,20 @@ def test_the_training_set_is_the_labelled_curated_filtered_union(serial):
         if before.info["step"].startswith("relax"):
             assert after is before  # the relaxation's single point is the label
         else:
-            assert after.info["parent"] == before.info["uuid"] and after.info["step"] == "label"
+            assert after.info["parent"] == before.info["uuid"]
+            assert after.info["step"] == "label"
             reference = before.copy()
             reference.calc = EMT().calculator_for(reference)
             assert after.get_potential_energy() == reference.get_potential_energy()
         assert after.info[LABEL_CALCULATOR] == emt
     # no force call for a relaxed structure: one per sampled or perturbed structure
     relaxed = sum(s.info["step"].startswith("relax") for s in filtered)
-    assert relaxed > 0 and serial["label_report"].force_calls == len(filtered) - relaxed
+    assert relaxed > 0
+    assert serial["label_report"].force_calls == len(filtered) - relaxed
     curate = serial["curate_report"]
     dropped = {d.uuid for d in curate.drops}
-    assert curate.n_in == len(labelled) and curate.n_out == len(serial["training_set"])
+    assert curate.n_in == len(labelled)
+    assert curate.n_out == len(serial["training_set"])
     assert serial["training_set"] == [s for s in labelled if s.info["uuid"] not in dropped]
     assert set(curate.drop_counts()) <= {"duplicate", "energy_cap", "force_cap"}
 
@@ -86,7 +89,8 @@ def test_isolated_atom_energies_come_from_the_reference_calculator(serial):
     atom.calc = EMT().calculator_for(atom)
     assert serial["reference_energies"] == {"Cu": atom.get_potential_energy()}
     (stored,) = serial["isolated_atoms"]
-    assert stored.info["parent"] == atom.info["uuid"] and stored.info["step"] == "label"
+    assert stored.info["parent"] == atom.info["uuid"]
+    assert stored.info["step"] == "label"
     assert serial["reference_report"].stage == "isolated_atoms"
 
 

@@ -24,10 +24,11 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from pyiron_assyst.calculators import CalculatorConfig
 from pyiron_assyst.core.report import Drop
-from pyiron_assyst.execution.executors import TaskError
+from pyiron_assyst.execution.tasks import TaskError
 
 __all__ = [
     "CHECKED_PROPERTIES",
+    "LABEL_CALCULATOR",
     "Meter",
     "NonFiniteError",
     "Outcome",
@@ -36,6 +37,7 @@ __all__ = [
     "ensure_labels",
     "evaluate",
     "has_labels",
+    "label_is_current",
     "metered",
     "run_safely",
     "single_point",
@@ -49,6 +51,11 @@ CHECKED_PROPERTIES = ("energy", "free_energy", "forces", "stress")
 
 class NonFiniteError(FloatingPointError):
     """A calculator returned NaN or infinite energy, forces or stress."""
+
+
+LABEL_CALCULATOR = "label_calculator"
+"""Info key (str): ``config_hash()`` of the calculator config that computed the single point."""
+_GEOMETRY = {"positions", "numbers", "cell", "pbc"}
 
 
 def check_finite(results: dict[str, Any], where: str = "calculator") -> None:
@@ -252,3 +259,15 @@ class Tally:
         if outcome.value is None:
             self.drops.append(Drop(uuid, outcome.reason, outcome.detail))
         return outcome.value
+
+
+def label_is_current(atoms: Atoms, calculator_hash: str) -> bool:
+    """Whether ``atoms`` carries a single point for its present geometry made by the calculator
+    config with hash ``calculator_hash`` (recorded in info :data:`LABEL_CALCULATOR`)."""
+    if not has_labels(atoms) or atoms.info.get(LABEL_CALCULATOR) != calculator_hash:
+        return False
+    calc = atoms.calc
+    if getattr(calc, "atoms", None) is None:
+        return True
+    # per-atom settings (initial moments) follow from the config, whose hash is checked above
+    return not set(calc.check_state(atoms)) & _GEOMETRY

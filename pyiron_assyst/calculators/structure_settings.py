@@ -108,8 +108,8 @@ def kpoints_from_density(cell: Any, density: float, pbc: Any = (True, True, True
             mesh.append(1)
             continue
         k = 2 * math.pi * float(np.sqrt((reciprocal[direction] ** 2).sum())) * density
-        n = int(math.ceil(k))
-        mesh.append(2 * int(math.ceil(k / 2)) if even else max(1, n))
+        n = math.ceil(k)
+        mesh.append(2 * math.ceil(k / 2) if even else max(1, n))
     return mesh[0], mesh[1], mesh[2]
 
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from pyiron_assyst.cli import main
+from pyiron_assyst.cli.main import main
 
 sys.exit(main())

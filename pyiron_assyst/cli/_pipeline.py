@@ -158,7 +158,7 @@ def write_outputs(outputs: dict[str, Any], directory: Path, figures: bool = True
     """
     from ase.io import write
 
-    from pyiron_assyst.figures.plots import write_all
+    from pyiron_assyst.figures.files import write_all
     from pyiron_assyst.workflow.pipeline import STEPS, figure_stages
 
     directory.mkdir(parents=True, exist_ok=True)

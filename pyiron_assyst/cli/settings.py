@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from pyiron_assyst import calculators
-from pyiron_assyst.calculators import structure_settings
+from pyiron_assyst.calculators import cost, structure_settings
 from pyiron_assyst.core.config import Config, ConfigError
 from pyiron_assyst.execution import executors
 from pyiron_assyst.stages import curate as curation
 from pyiron_assyst.stages import filters, perturbations
 from pyiron_assyst.stages import relax as relaxations
 from pyiron_assyst.stages import sample as crystals
+from pyiron_assyst.stages import select as selection
 from pyiron_assyst.workflow.pipeline import CONFIGS
 
 __all__ = [
@@ -41,8 +42,8 @@ __all__ = [
 CONFIG_TABLES = tuple(c.table for c in CONFIGS)
 """TOML table of each config input of the pipeline, in order."""
 
-CONFIG_MODULES = (calculators, crystals, curation, executors, filters, perturbations,
-                  relaxations, structure_settings)
+CONFIG_MODULES = (calculators, cost, crystals, curation, executors, filters, perturbations,
+                  relaxations, selection, structure_settings)
 """Modules whose public config classes TOML tables (and graph nodes) can name."""
 
 

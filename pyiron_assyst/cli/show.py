@@ -42,9 +42,8 @@ def _overview(project: Project, run: str) -> list[str]:
     state = "complete" if is_complete(project, run) else "incomplete"
     versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items() if v)
     lines = [f"run {run}: {state}, created {info['created']}", f"  versions: {versions}"]
-    for stage in info["stages"]:
-        lines.append(f"  {stage['name']:<16} {stage['n_structures']:>8} structures "
-                     f"{stage['n_atoms']:>9} atoms")
+    lines.extend(f"  {stage['name']:<16} {stage['n_structures']:>8} structures "
+                 f"{stage['n_atoms']:>9} atoms" for stage in info["stages"])
     return lines
 
 

@@ -70,6 +70,10 @@ _KEYS = (
     InfoKey("perturbation_applied", str, "", "perturb",
             "the branch a RandomChoice applied (innermost choice wins; absent without one)"),
     InfoKey("attempt", int, "", "perturb", "retry index at which the perturbation passed"),
+    InfoKey("selection_score", float, "", "select",
+            "regularised leverage of the structure's descriptor in the pool it was chosen from"),
+    InfoKey("predicted_cost", float, "core-h", "select",
+            "predicted core-hours of its reference single point (CostModel)"),
     InfoKey("supercell", int, "", "perturb",
             "repetition per periodic direction applied to a one-atom cell before rattling"),
 )

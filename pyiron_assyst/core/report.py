@@ -68,6 +68,9 @@ class StageReport(Config):
         Time spent inside calculators in s (summed over workers).
     force_calls
         Number of calculator evaluations (summed over structures).
+    notes
+        Further numbers the stage reports, as ``(name, value)`` pairs, e.g. the select
+        stage's predicted core-hours saved; the name says the unit.
     """
 
     stage: str
@@ -79,8 +82,10 @@ class StageReport(Config):
     wall_time: float = 0.0
     calculator_time: float = 0.0
     force_calls: int = 0
+    notes: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "notes", tuple((str(k), float(v)) for k, v in self.notes))
         require(
             self.n_out + len(self.drops) == self.n_candidates,
             "StageReport",
@@ -112,4 +117,6 @@ class StageReport(Config):
             text += f"; dropped {len(self.drops)} ({drops})"
         if flags:
             text += f"; flagged {len(self.flagged)} ({flags})"
+        if self.notes:
+            text += "; " + ", ".join(f"{k}: {v:.6g}" for k, v in self.notes)
         return text + f"; {self.wall_time:.2f} s"

@@ -10,7 +10,7 @@ arrays as base64 of their raw bytes with dtype and shape). Supported values:
   results of their calculator (rebuilt as a
   :class:`~ase.calculators.singlepoint.SinglePointCalculator`); constraints are refused;
 - configs (:class:`~pyiron_assyst.core.config.Config`), plain dataclasses and
-  :class:`~pyiron_assyst.execution.executors.TaskError`.
+  :class:`~pyiron_assyst.execution.tasks.TaskError`.
 
 Decoding imports classes only through :func:`~pyiron_assyst.core.config.import_object`, i.e. from
 the allow-list of :mod:`pyiron_assyst.core.config`; nothing is unpickled or executed.
@@ -34,7 +34,7 @@ from pyiron_assyst.core.config import (
     import_object,
     object_path,
 )
-from pyiron_assyst.execution.executors import TaskError
+from pyiron_assyst.execution.tasks import TaskError
 
 __all__ = ["CodecError", "decode", "encode"]
 

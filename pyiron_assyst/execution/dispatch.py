@@ -18,7 +18,8 @@ from typing import Any
 
 from pyiron_assyst.execution.cache import ResultCache
 from pyiron_assyst.execution.codec import CodecError
-from pyiron_assyst.execution.executors import Executor, TaskError, iter_tasks, run_tasks
+from pyiron_assyst.execution.executors import Executor, iter_tasks, run_tasks
+from pyiron_assyst.execution.tasks import TaskError
 
 __all__ = ["CacheStats", "failure_reason", "run_cached"]
 
@@ -50,7 +51,7 @@ class CacheStats:
 def failure_reason(result: Any) -> str:
     """``""`` if ``result`` is a finished task result, else its failure reason.
 
-    A :class:`~pyiron_assyst.execution.executors.TaskError` (raised, timed out, worker died) and any
+    A :class:`~pyiron_assyst.execution.tasks.TaskError` (raised, timed out, worker died) and any
     value with ``ok == False`` and a ``reason`` (e.g.
     :class:`~pyiron_assyst.calculators.evaluation.Outcome`)
     are failures.
@@ -89,7 +90,7 @@ def run_cached(func: Callable[[Any], Any], items: Sequence[Any], keys: Sequence[
     -------
     results
         One per item, in input order: what ``func`` returned (or the
-        :class:`~pyiron_assyst.execution.executors.TaskError`), or the decoded cached value.
+        :class:`~pyiron_assyst.execution.tasks.TaskError`), or the decoded cached value.
     stats
         Hits, failed hits, computed and not stored counts.
     """

@@ -38,9 +38,6 @@ import logging
 import math
 import os
 import re
-import signal
-import threading
-import traceback
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor as _FuturesExecutor
 from concurrent.futures import Future, as_completed
@@ -52,8 +49,9 @@ from tqdm.auto import tqdm
 
 from pyiron_assyst.core.config import Config, require
 from pyiron_assyst.execution.process_pool import WorkerPool
+from pyiron_assyst.execution.tasks import TaskError, call, can_alarm, run_chunk
 
-__all__ = ["KINDS", "SCHEDULER_KINDS", "Executor", "TaskError", "TaskTimeout", "iter_tasks",
+__all__ = ["KINDS", "SCHEDULER_KINDS", "Executor", "iter_tasks",
            "run_tasks", "shutdown_pools"]
 
 logger = logging.getLogger(__name__)
@@ -202,30 +200,6 @@ class Executor(Config):
         return "\n".join(lines) + "\n\n{{command}}\n\n"  # jinja drops one final newline
 
 
-class TaskError(RuntimeError):
-    """A task failed: its function raised, it overran its time limit, its worker died or its
-    job could not run.
-
-    ``str(error)`` is ``"ExceptionType: message"``; :attr:`traceback` holds the formatted
-    traceback from the worker when there was one; :attr:`reason` is the drop reason a stage
-    records: ``"timeout"`` for an overrun, else ``"calculator_error"``.
-    """
-
-    def __init__(self, message: str, traceback: str = "", reason: str = "calculator_error"
-                 ) -> None:
-        super().__init__(message)
-        self.traceback = traceback
-        self.reason = reason
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (str(self), self.traceback, self.reason))
-
-
-class TaskTimeout(BaseException):  # noqa: N818 - like KeyboardInterrupt, not an Exception
-    """Raised inside a task by the time-limit alarm; a ``BaseException`` so that the task's
-    own ``except Exception`` (which turns calculator errors into data) does not swallow it."""
-
-
 def _slurm_time(seconds: int) -> str:
     minutes = math.ceil(seconds / 60)
     return f"{minutes // 60}:{minutes % 60:02d}:00"
@@ -289,44 +263,6 @@ def shutdown_pools() -> None:
     for pool in list(_POOLS.values()):
         pool.shutdown()
     _POOLS.clear()
-
-
-def _on_alarm(signum: int, frame: Any) -> None:
-    raise TaskTimeout
-
-
-def _can_alarm() -> bool:
-    return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
-
-
-def _call(func: Callable[[Any], Any], item: Any, timeout: float | None = None) -> Any:
-    """``func(item)``, or a :class:`TaskError` carrying the exception and its traceback.
-
-    With ``timeout`` (s) and on the main thread, a ``SIGALRM`` interrupts ``func`` when it
-    overruns; the result is then a :class:`TaskError` with reason ``"timeout"``.
-    """
-    alarm = timeout is not None and _can_alarm()
-    previous = signal.signal(signal.SIGALRM, _on_alarm) if alarm else None
-    try:
-        try:
-            if alarm:
-                signal.setitimer(signal.ITIMER_REAL, timeout)
-            return func(item)
-        finally:  # no alarm can fire after this
-            if alarm:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-    except TaskTimeout:
-        return TaskError(f"TaskTimeout: no result within {timeout:g} s", reason="timeout")
-    except Exception as error:
-        return TaskError(f"{type(error).__name__}: {error}", traceback.format_exc())
-    finally:
-        if alarm:
-            signal.signal(signal.SIGALRM, previous)
-
-
-def _run_chunk(func: Callable[[Any], Any], items: Sequence[Any],
-               timeout: float | None = None) -> list[Any]:
-    return [_call(func, item, timeout) for item in items]
 
 
 def _chunks(n: int, executor: Executor) -> list[range]:
@@ -434,12 +370,12 @@ def _iter(func: Callable[[Any], Any], items: list[Any], executor: Executor
     local = executor.kind == "serial" or (
         executor.kind == "process" and len(items) == 1 and timeout is None)
     if local:
-        if timeout is not None and not _can_alarm():
+        if timeout is not None and not can_alarm():
             logger.warning("task_timeout=%g s is not enforced: kind='serial' runs tasks on this "
                            "thread, which is not the main thread; use kind='process'", timeout)
         with _thread_limit(executor.cores * executor.threads_per_core):
             for index, item in enumerate(items):
-                yield index, _call(func, item, timeout)
+                yield index, call(func, item, timeout)
     elif executor.kind == "process":
         chunks = _chunks(len(items), executor)
         pool, owned = _process_pool(min(executor.workers, len(chunks)))
@@ -455,9 +391,9 @@ def _iter(func: Callable[[Any], Any], items: list[Any], executor: Executor
 def _submit(pool: _FuturesExecutor, func: Callable[[Any], Any], chunk: list[Any],
             executor: Executor) -> Future:
     if executor.kind == "slurm_cluster":
-        return pool.submit(_run_chunk, func, chunk, executor.task_timeout,
+        return pool.submit(run_chunk, func, chunk, executor.task_timeout,
                            resource_dict={"cache_key": _cache_key(func, chunk)})
-    return pool.submit(_run_chunk, func, chunk, executor.task_timeout)
+    return pool.submit(run_chunk, func, chunk, executor.task_timeout)
 
 
 def _iter_external(func: Callable[[Any], Any], items: list[Any], executor: Executor

@@ -6,7 +6,7 @@ as its task finishes. Unlike :class:`concurrent.futures.ProcessPoolExecutor` it 
 limit per task and survives broken workers:
 
 - a task that runs longer than ``timeout`` seconds gets a
-  :class:`~pyiron_assyst.execution.executors.TaskError` with reason ``"timeout"``; its worker is
+  :class:`~pyiron_assyst.execution.tasks.TaskError` with reason ``"timeout"``; its worker is
   killed
   with its whole process group (so that a code it started, e.g. a DFT binary, dies with it)
   and replaced, and the rest of its chunk runs on;
@@ -35,6 +35,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing import connection, get_context
 from typing import Any
+
+from pyiron_assyst.execution.tasks import TaskError, call
 
 __all__ = ["WorkerPool"]
 
@@ -70,8 +72,6 @@ def _watch_parent(parent: int) -> None:
 
 
 def _error(text: str, trace: str = "") -> Any:
-    from pyiron_assyst.execution.executors import TaskError
-
     return TaskError(text, trace)
 
 
@@ -90,8 +90,6 @@ def _worker_main(conn: connection.Connection, parent: int, threads: int) -> None
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     _limit_threads(threads)
-    from pyiron_assyst.execution.executors import _call
-
     conn.send(_READY)
     while True:
         try:
@@ -109,7 +107,7 @@ def _worker_main(conn: connection.Connection, parent: int, threads: int) -> None
                 conn.send_bytes(_payload(index, _error(text, traceback.format_exc())))
             continue
         for index, item in zip(indices, items):
-            conn.send_bytes(_payload(index, _call(func, item)))
+            conn.send_bytes(_payload(index, call(func, item)))
 
 
 # ---------------------------------------------------------------------------- driver side
@@ -236,8 +234,6 @@ class _Run:
                     worker.pending.clear()
 
     def _dispatch(self) -> Iterator[tuple[int, Any]]:
-        from pyiron_assyst.execution.executors import TaskError
-
         for worker in list(self.pool._workers):
             if not (worker.ready and not worker.busy and self.queue):
                 continue
@@ -312,8 +308,6 @@ class _Run:
                 yield index, result
 
     def _replace(self, worker: _Worker, reason: str, text: str) -> Iterator[tuple[int, Any]]:
-        from pyiron_assyst.execution.executors import TaskError
-
         worker.kill()
         if worker in self.pool._workers:  # a worker that died starting may be seen twice
             self.pool._workers.remove(worker)

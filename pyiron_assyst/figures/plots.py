@@ -7,7 +7,7 @@ annotated empty axes with its labels, never an error.
 
 Functions that histogram a per-structure quantity accept either one list of structures or a
 mapping ``{label: structures}`` (e.g. one entry per stage), drawn as one step curve per label on
-shared bins. :func:`write_all` (from :mod:`pyiron_assyst.figures.files`, importable from here too)
+shared bins. :func:`~pyiron_assyst.figures.files.write_all`
 writes every picture as a PNG file; the command line calls it.
 
 Units: energies in eV/atom, volumes in Å³/atom, distances and lattice lengths in Å, angles in °.
@@ -21,25 +21,20 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from ase import Atoms
-from ase.geometry import complete_cell, find_mic, minkowski_reduce
-from ase.neighborlist import neighbor_list
 from tqdm.auto import tqdm
 
 from pyiron_assyst.core.lineage import uuid_of
 from pyiron_assyst.core.report import FAILURE_REASONS, StageReport
+from pyiron_assyst.numerics.distances import nearest_distances
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from pyiron_assyst.figures.files import (
-        write_all,  # imported on first use, see __getattr__ at the end
-    )
 
 __all__ = [
     "DENSITY_THRESHOLD",
     "MAX_BINS",
     "OUTLIER_FENCE",
-    "PAIRWISE_MAX_ATOMS",
     "Bins",
     "StructureSets",
     "composition_bars",
@@ -51,7 +46,6 @@ __all__ = [
     "space_group_coverage",
     "stage_counts",
     "volume_histogram",
-    "write_all",
 ]
 
 StructureSets = Sequence[Atoms] | Mapping[str, Sequence[Atoms]]
@@ -69,14 +63,6 @@ MAX_BINS = 100
 OUTLIER_FENCE = 10.0
 """Automatic ranges leave out values more than this many interquartile ranges beyond the
 quartiles (exploded cells, isolated atoms), and say how many they left out."""
-
-PAIRWISE_MAX_ATOMS = 100
-"""Up to this many atoms, nearest distances come from the minimum images of all pairs (exact,
-vectorised); larger structures use :func:`ase.neighborlist.neighbor_list`."""
-
-_KEPLER = 1.13
-"""Nearest distance <= 2**(1/6) (V/N)**(1/3) ~ 1.1225 (V/N)**(1/3) in any periodic crystal
-(densest sphere packing), so this multiple of (V/N)**(1/3) is a cutoff that always finds one."""
 
 _COUNT = "Structures (count)"
 _VOLUME = "Volume per atom (Å³/atom)"
@@ -187,38 +173,6 @@ def _energy(atoms: Atoms, key: str = "energy") -> float:
     return float(results[key]) / len(atoms)
 
 
-def _nearest_pairwise(atoms: Atoms) -> np.ndarray:
-    """Each atom's nearest-neighbour distance in Å: minimum images of all pairs and the
-    shortest lattice vector (an atom's own images), exact for any cell; O(N²) memory."""
-    nearest = np.full(len(atoms), np.inf)
-    pbc = atoms.cell.any(1) & atoms.pbc
-    if pbc.any():
-        reduced, _ = minkowski_reduce(complete_cell(atoms.cell), pbc)
-        nearest[:] = np.linalg.norm(reduced[pbc], axis=1).min()
-    if len(atoms) > 1:
-        i, j = np.triu_indices(len(atoms), 1)
-        _, d = find_mic(atoms.positions[j] - atoms.positions[i], atoms.cell, pbc)
-        np.minimum.at(nearest, i, d)
-        np.minimum.at(nearest, j, d)
-    return nearest
-
-
-def _nearest_neighbor_list(atoms: Atoms, per: str, max_cutoff: float) -> np.ndarray:
-    """As :func:`_nearest_pairwise` for large cells, with a growing neighbour-list cutoff."""
-    nearest = np.full(len(atoms), np.inf)
-    volume = _volume(atoms)
-    cutoff = min(_KEPLER * volume ** (1 / 3) if np.isfinite(volume) else 3.0, max_cutoff)
-    while True:
-        i, d = neighbor_list("id", atoms, cutoff)
-        np.minimum.at(nearest, i, d)
-        found = np.isfinite(nearest)
-        if found.any() if per == "structure" else found.all():
-            return nearest
-        if cutoff >= max_cutoff:
-            return nearest
-        cutoff = min(2 * cutoff, max_cutoff)
-
-
 def _nearest(atoms: Atoms, per: Literal["structure", "atom"], max_cutoff: float) -> np.ndarray:
     """Nearest-neighbour distances in Å (minimum image, periodic images included).
 
@@ -227,10 +181,7 @@ def _nearest(atoms: Atoms, per: Literal["structure", "atom"], max_cutoff: float)
     """
     if len(atoms) == 0:
         return np.empty(0)
-    if len(atoms) <= PAIRWISE_MAX_ATOMS:
-        nearest = _nearest_pairwise(atoms)
-    else:
-        nearest = _nearest_neighbor_list(atoms, per, max_cutoff)
+    nearest = nearest_distances(atoms.positions, atoms.cell.array, atoms.pbc, max_cutoff)
     nearest[nearest > max_cutoff] = np.nan
     if per == "structure":
         return np.array([np.nanmin(nearest) if np.isfinite(nearest).any() else np.nan])
@@ -320,11 +271,11 @@ def distance_histogram(structures: StructureSets, ax: Axes | None = None, bins: 
                        max_cutoff: float = 12.0) -> Axes:
     """Histogram of nearest-neighbour distances (Å), periodic images included.
 
-    Exact minimum-image distances: up to :data:`PAIRWISE_MAX_ATOMS` atoms from all pairs
-    (:func:`ase.geometry.find_mic`) and the shortest lattice vector (an atom's own images);
-    larger structures with :func:`ase.neighborlist.neighbor_list`, starting from a cutoff that
-    always holds a periodic crystal's nearest pair (about 1.13 (V/N)^(1/3)), doubled up to
-    ``max_cutoff`` where needed. Distances beyond ``max_cutoff`` are left out and counted.
+    Exact distances over periodic images from
+    :func:`~pyiron_assyst.numerics.distances.nearest_distances` (all pairs and images for small
+    cells, a binned neighbour list for large ones), starting from a cutoff that always holds a
+    periodic crystal's nearest pair (about 1.13 (V/N)^(1/3)), doubled up to ``max_cutoff``
+    where needed. Distances beyond ``max_cutoff`` are left out and counted.
 
     Parameters
     ----------
@@ -614,12 +565,3 @@ def stage_counts(reports: Sequence[StageReport], ax: Axes | None = None) -> Axes
     ax.set_xticks(x, [r.stage for r in reports], rotation=20, ha="right")
     ax.legend(fontsize="small")
     return ax
-
-
-def __getattr__(name: str) -> object:
-    """``write_all`` lives in :mod:`pyiron_assyst.figures.files` (imported on first use)."""
-    if name == "write_all":
-        from pyiron_assyst.figures.files import write_all
-
-        return write_all
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -44,7 +44,8 @@ from pyiron_assyst.calculators.evaluation import has_labels
 from pyiron_assyst.core.config import Config, require
 from pyiron_assyst.core.lineage import uuid_of
 from pyiron_assyst.core.report import Drop
-from pyiron_assyst.execution.executors import Executor, TaskError, run_tasks
+from pyiron_assyst.execution.executors import Executor, run_tasks
+from pyiron_assyst.execution.tasks import TaskError
 
 __all__ = [
     "BACKENDS",

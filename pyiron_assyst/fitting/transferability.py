@@ -116,7 +116,7 @@ class TransferabilityConfig(Config):
         object.__setattr__(self, "volume_range", tuple(float(v) for v in self.volume_range))
         require(self.element in atomic_numbers, name, "element", "a chemical symbol",
                 self.element)
-        low, high = (self.volume_range + (0.0, 0.0))[:2]
+        low, high = ((*self.volume_range, 0.0, 0.0))[:2]
         require(len(self.volume_range) == 2 and 0 < low < 1 < high, name, "volume_range",
                 "(low, high) with 0 < low < 1 < high", self.volume_range)
         require(self.n_volumes >= 5, name, "n_volumes", ">= 5 (an EOS fit)", self.n_volumes)

@@ -1,4 +1,7 @@
-"""Whether two atoms are too close: a fast pair-distance check with periodic images (Å).
+"""Periodic pair distances (Å): the one engine behind sampling, filters, curation and figures.
+
+:func:`image_distances` gives every distance from an atom to the periodic images of every atom
+up to a cutoff, and :func:`nearest_distances` each atom's nearest neighbour.
 
 :func:`has_pair_closer` compares every pair ``i, j`` (an atom and its own periodic images
 included) with a per-pair limit (the sampler's check); :func:`has_close_pair` is the case of
@@ -14,7 +17,7 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["has_close_pair", "has_pair_closer"]
+__all__ = ["has_close_pair", "has_pair_closer", "image_distances", "nearest_distances"]
 
 _BRUTE_FORCE_ENTRIES = 500_000
 """Above this many (pair, image) entries the distance check uses ASE's binned neighbor list."""
@@ -62,6 +65,85 @@ def has_pair_closer(positions: np.ndarray, limit: np.ndarray, cell: np.ndarray,
     cutoff = float(limit.max()) if limit.size else 0.0
     if cutoff <= 0.0:
         return False
+    full, inverse, images = _lattice(cell, pbc, cutoff)
+    n = len(positions)
+    if n * n * _n_images(images) > _BRUTE_FORCE_ENTRIES:
+        if radii is not None:
+            return _has_close_pair_binned(positions, radii, full, pbc)
+        return _has_pair_closer_binned(positions, limit, cutoff, full, pbc)
+    d2 = _squared_image_distances(positions, full, inverse, pbc, images)
+    squared = np.where(limit > 0.0, limit * limit, -1.0)
+    return bool((d2 < squared[:, :, None]).any())
+
+
+def image_distances(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray,
+                    cutoff: float) -> np.ndarray:
+    """Distances from every atom to every periodic image of every atom, complete up to ``cutoff``.
+
+    Parameters
+    ----------
+    positions
+        Cartesian positions (n × 3, Å).
+    cell, pbc
+        Cell vectors (3 × 3, Å; non-periodic ones may be zero) and periodic directions.
+    cutoff
+        Every distance up to this (Å) is present; longer ones may be too.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``d[i, j, s]`` in Å: atom ``i`` to image ``s`` of atom ``j``; ``inf`` for an atom and its
+        own zero image. O(n² × images) memory: meant for the small cells of ASSYST.
+    """
+    pbc = np.asarray(pbc, dtype=bool)
+    if not pbc.any():
+        diff = positions[None, :, :] - positions[:, None, :]
+        d = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))[:, :, None]
+        d[np.arange(len(positions)), np.arange(len(positions)), 0] = np.inf
+        return d
+    full, inverse, images = _lattice(cell, pbc, cutoff)
+    return np.sqrt(_squared_image_distances(positions, full, inverse, pbc, images))
+
+
+def nearest_distances(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray,
+                      max_cutoff: float) -> np.ndarray:
+    """Each atom's nearest-neighbour distance in Å (periodic images included).
+
+    The search radius starts at a bound that holds in any periodic crystal (1.13 × the cube
+    root of the volume per atom, from the densest sphere packing) and doubles up to
+    ``max_cutoff`` (Å); an atom with no neighbour within ``max_cutoff`` gets ``inf``.
+    """
+    n = len(positions)
+    pbc = np.asarray(pbc, dtype=bool)
+    periodic = pbc & np.asarray(cell, dtype=float).any(1)
+    if n == 0:
+        return np.empty(0)
+    if periodic.all():
+        volume = abs(float(np.linalg.det(cell)))
+        cutoff = min(_KEPLER * (volume / n) ** (1 / 3), max_cutoff)
+    else:
+        cutoff = max_cutoff
+    while True:
+        full, _, images = _lattice(cell, periodic, cutoff) if periodic.any() else (cell, None,
+                                                                                   (0, 0, 0))
+        if n * n * _n_images(images) > _BRUTE_FORCE_ENTRIES:
+            nearest = _nearest_binned(positions, full, periodic, cutoff)
+        else:
+            nearest = image_distances(positions, cell, periodic, cutoff).min(axis=(1, 2))
+        nearest[nearest > cutoff] = np.inf
+        if np.isfinite(nearest).all() or cutoff >= max_cutoff:
+            return nearest
+        cutoff = min(2 * cutoff, max_cutoff)
+
+
+_KEPLER = 1.13
+"""Nearest distance <= 2**(1/6) (V/N)**(1/3) ~ 1.1225 (V/N)**(1/3) in any periodic crystal."""
+
+
+def _lattice(cell: np.ndarray, pbc: np.ndarray, cutoff: float
+             ) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    """Completed (and, when many images are needed, Minkowski-reduced) cell, its inverse and
+    the image counts needed for ``cutoff`` (Å)."""
     full = _complete_cell(cell, pbc)
     inverse = np.linalg.inv(full)
     images = _image_counts(inverse, pbc, cutoff)
@@ -71,11 +153,13 @@ def has_pair_closer(positions: np.ndarray, limit: np.ndarray, cell: np.ndarray,
         full = np.asarray(minkowski_reduce(full)[0], dtype=float)
         inverse = np.linalg.inv(full)
         images = _image_counts(inverse, pbc, cutoff)
+    return full, inverse, images
+
+
+def _squared_image_distances(positions: np.ndarray, full: np.ndarray, inverse: np.ndarray,
+                             pbc: np.ndarray, images: tuple[int, ...]) -> np.ndarray:
+    """``d2[i, j, s]`` (Å²) over wrapped differences and the given images; self image ``inf``."""
     n = len(positions)
-    if n * n * _n_images(images) > _BRUTE_FORCE_ENTRIES:
-        if radii is not None:
-            return _has_close_pair_binned(positions, radii, full, pbc)
-        return _has_pair_closer_binned(positions, limit, cutoff, full, pbc)
     diff = positions[None, :, :] - positions[:, None, :]
     wrap = np.round(diff @ inverse)
     if not pbc.all():
@@ -85,8 +169,17 @@ def has_pair_closer(positions: np.ndarray, limit: np.ndarray, cell: np.ndarray,
     d2 = np.einsum("ijsk,ijsk->ijs", d, d)
     index = np.arange(n)
     d2[index, index, zero] = np.inf  # an atom is not its own neighbour
-    squared = np.where(limit > 0.0, limit * limit, -1.0)
-    return bool((d2 < squared[:, :, None]).any())
+    return d2
+
+
+def _nearest_binned(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray,
+                    cutoff: float) -> np.ndarray:
+    from ase.neighborlist import primitive_neighbor_list
+
+    first, distance = primitive_neighbor_list("id", pbc, cell, positions, cutoff)
+    nearest = np.full(len(positions), np.inf)
+    np.minimum.at(nearest, first, distance)
+    return nearest
 
 
 def _complete_cell(cell: np.ndarray, pbc: np.ndarray) -> np.ndarray:

@@ -35,7 +35,7 @@ import spglib
 from ase import Atoms
 from ase.neighborlist import neighbor_list
 
-from pyiron_assyst.stages.filters import has_pair_closer
+from pyiron_assyst.numerics.distances import has_pair_closer
 
 __all__ = [
     "MAX_GROUP",

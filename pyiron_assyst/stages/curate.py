@@ -56,6 +56,7 @@ from pyiron_assyst.core.lineage import NAMESPACE, stamp_root, uuid_of
 from pyiron_assyst.core.report import Drop, StageReport
 from pyiron_assyst.execution.cache import ResultCache
 from pyiron_assyst.execution.executors import Executor
+from pyiron_assyst.numerics.distances import image_distances
 from pyiron_assyst.stages.filters import DistanceFilter
 
 __all__ = [
@@ -244,26 +245,7 @@ def _periodic_cell(atoms: Atoms) -> np.ndarray:
 def _distances(atoms: Atoms, radius: float) -> np.ndarray:
     """``d[i, j, s]``: distance from atom ``i`` to image ``s`` of atom ``j`` (Å), ``inf`` for
     an atom itself; complete for every distance up to ``radius``."""
-    diff = atoms.positions[None, :, :] - atoms.positions[:, None, :]
-    pbc = np.asarray(atoms.pbc, dtype=bool)
-    n = len(atoms)
-    if not pbc.any():
-        d = np.linalg.norm(diff, axis=-1)[:, :, None]
-        d[np.arange(n), np.arange(n), 0] = np.inf
-        return d
-    cell = _periodic_cell(atoms)
-    inverse = np.linalg.inv(cell)
-    frac = diff @ inverse
-    frac[..., pbc] -= np.round(frac[..., pbc])
-    # an image n of a wrapped difference is at least (|n| - 1/2) h away (h: plane spacing)
-    counts = np.floor(radius * np.linalg.norm(inverse, axis=0) + 0.5 + 1e-9).astype(int)
-    counts[~pbc] = 0
-    grid = np.meshgrid(*(np.arange(-m, m + 1) for m in counts), indexing="ij")
-    shifts = np.stack(grid, axis=-1).reshape(-1, 3).astype(float)
-    vectors = (frac @ cell)[:, :, None, :] + (shifts @ cell)[None, None, :, :]
-    d = np.linalg.norm(vectors, axis=-1)
-    d[np.arange(n), np.arange(n), len(shifts) // 2] = np.inf
-    return d
+    return image_distances(atoms.positions, atoms.cell.array, atoms.pbc, radius)
 
 
 def _lattice_part(atoms: Atoms) -> list[float]:

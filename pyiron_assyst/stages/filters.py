@@ -32,9 +32,6 @@ from pyiron_assyst.core.config import Config, ConfigError, callable_name, requir
 from pyiron_assyst.core.lineage import uuid_of
 from pyiron_assyst.core.report import Drop, StageReport
 from pyiron_assyst.numerics.distances import has_close_pair
-from pyiron_assyst.numerics.distances import (
-    has_pair_closer as has_pair_closer,  # importable from here, as before
-)
 
 __all__ = [
     "AllOf",

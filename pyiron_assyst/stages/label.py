@@ -7,7 +7,8 @@ like the relaxations, and returns labelled children in the canonical form: a
 ASE sign). Faults are data: a structure whose calculator raises or returns NaN is dropped as
 ``"calculator_error"`` / ``"non_finite"`` and the others go on.
 
-Each label records which calculator config made it (info :data:`LABEL_CALCULATOR`, the config's
+Each label records which calculator config made it (info
+:data:`~pyiron_assyst.calculators.evaluation.LABEL_CALCULATOR`, the config's
 :meth:`~pyiron_assyst.core.config.Config.config_hash`). A structure that already carries a current
 label from the same config is passed through unchanged; one labelled by another config (e.g. a
 relaxation with a cheaper setting), or with no record of its config, is labelled again, and
@@ -33,38 +34,30 @@ from dataclasses import dataclass, field
 from ase import Atoms
 
 from pyiron_assyst.calculators import CalculatorConfig
-from pyiron_assyst.calculators.evaluation import Outcome, Tally, classify, evaluate, has_labels
+from pyiron_assyst.calculators.evaluation import (
+    LABEL_CALCULATOR,
+    Outcome,
+    Tally,
+    classify,
+    evaluate,
+    label_is_current,
+)
 from pyiron_assyst.calculators.structure_settings import prepare_structure, record_info
 from pyiron_assyst.core.lineage import child_uuid, make_child, uuid_of
 from pyiron_assyst.core.report import StageReport
 from pyiron_assyst.execution.cache import ResultCache, structure_key
 from pyiron_assyst.execution.dispatch import run_cached
-from pyiron_assyst.execution.executors import Executor, TaskError
+from pyiron_assyst.execution.executors import Executor
+from pyiron_assyst.execution.tasks import TaskError
 
-__all__ = ["LABEL_CALCULATOR", "LABEL_STEP", "label", "label_is_current"]
+__all__ = ["LABEL_STEP", "label"]
 
 logger = logging.getLogger(__name__)
 
 LABEL_STEP = "label"
 """Step name of labelled structures."""
-LABEL_CALCULATOR = "label_calculator"
-"""Info key (str): ``config_hash()`` of the calculator config that computed the single point."""
-
 _TASK_REVISION = "label-task-1"
 """Part of every cache key of :func:`label`: change it when a task's result would change."""
-_GEOMETRY = {"positions", "numbers", "cell", "pbc"}
-
-
-def label_is_current(atoms: Atoms, calculator_hash: str) -> bool:
-    """Whether ``atoms`` carries a single point for its present geometry made by the calculator
-    config with hash ``calculator_hash`` (recorded in info :data:`LABEL_CALCULATOR`)."""
-    if not has_labels(atoms) or atoms.info.get(LABEL_CALCULATOR) != calculator_hash:
-        return False
-    calc = atoms.calc
-    if getattr(calc, "atoms", None) is None:
-        return True
-    # per-atom settings (initial moments) follow from the config, whose hash is checked above
-    return not set(calc.check_state(atoms)) & _GEOMETRY
 
 
 def _label_task(item: tuple[Atoms, CalculatorConfig]) -> Outcome[Atoms]:

@@ -24,7 +24,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from ase import Atoms
@@ -33,12 +33,6 @@ from ase.data import atomic_numbers
 from pyiron_assyst.core.config import Config, ConfigError, callable_name, require
 from pyiron_assyst.core.info_keys import set_info
 from pyiron_assyst.stages.filters import Filter, as_filter
-
-if TYPE_CHECKING:
-    from pyiron_assyst.stages.perturb import (  # imported on first use, see __getattr__
-        perturb,
-        perturb_with,
-    )
 
 __all__ = [
     "ElementScaledRattle",
@@ -51,8 +45,6 @@ __all__ = [
     "Series",
     "Stretch",
     "as_perturbation",
-    "perturb",
-    "perturb_with",
 ]
 
 
@@ -591,12 +583,3 @@ class PerturbConfig(Config):
                     "PerturbConfig", field, "an int", value)
             object.__setattr__(self, field, int(value))
         require(self.retries >= 1, "PerturbConfig", "retries", "an int >= 1", self.retries)
-
-
-def __getattr__(name: str) -> object:
-    """The stage functions live in :mod:`pyiron_assyst.stages.perturb` (imported on first use)."""
-    if name in ("perturb", "perturb_with"):
-        from pyiron_assyst.stages import perturb as perturb_stage
-
-        return getattr(perturb_stage, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -41,10 +41,12 @@ from ase.filters import Filter
 
 from pyiron_assyst.calculators import CalculatorConfig
 from pyiron_assyst.calculators.evaluation import (
+    LABEL_CALCULATOR,
     Outcome,
     Tally,
     classify,
     ensure_labels,
+    label_is_current,
     run_safely,
     single_point,
 )
@@ -55,10 +57,10 @@ from pyiron_assyst.core.lineage import child_uuid, make_child, uuid_of
 from pyiron_assyst.core.report import Drop, StageReport
 from pyiron_assyst.execution.cache import ResultCache, structure_key
 from pyiron_assyst.execution.dispatch import run_cached
-from pyiron_assyst.execution.executors import Executor, TaskError
+from pyiron_assyst.execution.executors import Executor
+from pyiron_assyst.execution.tasks import TaskError
 from pyiron_assyst.numerics.cell import CellMode, cell_filter, rotate, strain_frame
 from pyiron_assyst.numerics.optimizers import SafeLBFGS
-from pyiron_assyst.stages.label import LABEL_CALCULATOR, label_is_current
 
 __all__ = [
     "OPTIMIZERS",

@@ -63,7 +63,8 @@ from pyiron_assyst.core.config import Config, ConfigError, freeze, require
 from pyiron_assyst.core.info_keys import set_info
 from pyiron_assyst.core.lineage import rng_for, root_uuid, stamp_root
 from pyiron_assyst.core.report import Drop, StageReport
-from pyiron_assyst.execution.executors import Executor, TaskError, run_tasks
+from pyiron_assyst.execution.executors import Executor, run_tasks
+from pyiron_assyst.execution.tasks import TaskError
 from pyiron_assyst.stages import _pyxtal
 
 __all__ = ["Formulas", "GridPoint", "SampleConfig", "formula_string", "grid_points", "sample"]

@@ -30,33 +30,36 @@ from pyiron_assyst.fitting import transferability as _transferability
 from pyiron_assyst.stages import curate as curation
 from pyiron_assyst.stages import filters, perturbations
 from pyiron_assyst.stages import label as labels
+from pyiron_assyst.stages import perturb as perturb_stage
 from pyiron_assyst.stages import relax as relaxations
 from pyiron_assyst.stages import sample as crystals
+from pyiron_assyst.stages import select as selection
 
 __all__ = [
     "apply_filter",
     "calculator_from_json",
     "concatenate",
+    "config_from_json",
     "curate",
     "curation_config_from_json",
     "energies_of",
-    "fit",
-    "isolated_atoms",
-    "label",
-    "reference_calculator",
-    "reference_energies",
-    "split",
-    "transferability",
-    "config_from_json",
     "executor_from_json",
     "filter_from_json",
+    "fit",
     "formulas_from_json",
-    "perturb_config_from_json",
-    "relaxation_from_json",
-    "sample_config_from_json",
+    "isolated_atoms",
+    "label",
     "perturb",
+    "perturb_config_from_json",
+    "reference_calculator",
+    "reference_energies",
     "relax",
+    "relaxation_from_json",
     "sample",
+    "sample_config_from_json",
+    "select",
+    "split",
+    "transferability",
 ]
 
 
@@ -97,7 +100,7 @@ def perturb(
     config: perturbations.PerturbConfig = perturbations.PerturbConfig(),
 ) -> tuple[list[Atoms], StageReport]:
     """Perturbed copies of each structure, retried until they pass a filter."""
-    perturbed, report = perturbations.perturb_with(structures, config)
+    perturbed, report = perturb_stage.perturb_with(structures, config)
     return perturbed, report
 
 
@@ -227,8 +230,7 @@ def reference_calculator(
 ) -> calculators.CalculatorConfig:
     """The calculator config of the labels: ``reference``, or the relaxation ``calculator``
     when it is ``None`` (then the relaxed structures keep their relaxation single points)."""
-    chosen = calculator if reference is None else reference
-    return chosen
+    return calculator if reference is None else reference
 
 
 @fr.atomic("structures", "report")
@@ -251,8 +253,7 @@ def isolated_atoms(
 @fr.atomic("energies")
 def energies_of(isolated: list[Atoms]) -> dict[str, float]:
     """Isolated-atom energies in eV by element (see :func:`curation.energies_of`)."""
-    energies = curation.energies_of(isolated)
-    return energies
+    return curation.energies_of(isolated)
 
 
 @fr.atomic("energies", "report")
@@ -303,3 +304,14 @@ def transferability(
     if directory is not None:
         _transferability.write_report(result, directory)
     return result
+
+
+@fr.atomic("structures", "report")
+def select(
+    structures: list[Atoms],
+    config: selection.SelectConfig = selection.SelectConfig(),
+    calculator: calculators.CalculatorConfig | None = None,
+) -> tuple[list[Atoms], StageReport]:
+    """Keep the structures most worth labelling (see :func:`pyiron_assyst.stages.select.select`)."""
+    kept, report = selection.select(structures, config, calculator)
+    return kept, report

@@ -1,6 +1,6 @@
 """The session fixture ``slurm``: a running one-node SLURM cluster on localhost.
 
-Import it into a test module with ``from tests.slurm_fixture import slurm  # noqa: F401``.
+Import it into a test module with ``from tests.support.slurm import slurm  # noqa: F401``.
 It runs ``scripts/slurm/start.sh`` once per session and, if the cluster was started here, stops
 it with ``scripts/slurm/stop.sh`` at the end. Where SLURM cannot be installed or started (not
 root, no apt-get, no network) the tests that use it skip with the reason start.sh gives; with
@@ -21,7 +21,7 @@ import pytest
 
 __all__ = ["REPO", "SCRIPTS", "slurm"]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts" / "slurm"
 SKIP_CODES = {3: "not root", 4: "no apt-get", 5: "package installation failed"}
 

@@ -1,6 +1,6 @@
 """ASE calculators that misbehave on purpose, for the fault-handling tests.
 
-Reachable from configs as ``AseCalculator("tests.faulty_calculators:FaultyEMT", ...)`` (the
+Reachable from configs as ``AseCalculator("tests.support.faulty_calculators:FaultyEMT", ...)`` (the
 ``tests`` prefix is registered in ``conftest.py``). They are plain EMT otherwise.
 """
 
