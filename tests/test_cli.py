@@ -21,6 +21,7 @@ from ase.io import read
 
 from pyiron_assyst.calculators import EMT, Morse
 from pyiron_assyst.cli import settings
+from pyiron_assyst.cli.label import LabelSource
 from pyiron_assyst.cli.main import main
 from pyiron_assyst.execution.cache import ResultCache
 from pyiron_assyst.export import FORMATS, labels_of
@@ -277,6 +278,13 @@ def test_label_makes_a_new_run_whose_lineage_reaches_the_source_run(finished, tm
     assert steps[2].startswith("perturb")
     assert steps[3:] == ["relax:full", "relax:volume", "sample"]  # found in the source run
     assert chain[-1][1] == deepest.info["root"]
+    assert configs["source"] == LabelSource(source, "training_set")
+    assert main(["retry-failed", str(project_dir), "--run", new, "--serial",
+                 "--no-figures"]) == 0  # labels the source again (from the cache), not a run
+    assert project.stages(new) == ["isolated_atoms", "training_set"]
+    assert [a.info["uuid"] for a in project.load_stage(new, "training_set")] == [
+        a.info["uuid"] for a in after]
+    capsys.readouterr()
     assert main(["label", str(project_dir), "--run", source, "--reference", "morse"]) == 2
     assert "exists" in capsys.readouterr().err
     assert main(["label", str(project_dir), "--run", source]) == 2

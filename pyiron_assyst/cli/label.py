@@ -16,9 +16,10 @@ pipeline that ``run`` executes: single points with the project's content cache (
 new reference; curation with the source run's (or the settings') curation config.
 
 The result is a new run of the same project (default name ``<source>.label-<hash>``) with
-stages ``isolated_atoms`` and ``training_set``; each structure is a child of the structure it
-relabels, so ``show --lineage`` walks back through the source run to its sampled crystal.
-``status`` follows its progress while it runs.
+stages ``isolated_atoms`` and ``training_set`` and the config ``source`` (a
+:class:`LabelSource`: ``retry-failed`` of the new run labels that stage again); each structure
+is a child of the structure it relabels, so ``show --lineage`` walks back through the source
+run to its sampled crystal. ``status`` follows its progress while it runs.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import hashlib
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +41,32 @@ from pyiron_assyst.cli._pipeline import (
     write_outputs,
 )
 from pyiron_assyst.cli.run import add_executor_flags, apply_executor_flags, calculator_by_flag
-from pyiron_assyst.core.config import Config, ConfigError
+from pyiron_assyst.core.config import Config, ConfigError, require
 from pyiron_assyst.storage import Project, StorageError
 
-__all__ = ["LABEL_TABLES", "add_label_command", "label_command", "relabel"]
+__all__ = ["LABEL_TABLES", "LabelSource", "add_label_command", "label_command", "relabel"]
+
+
+@dataclass(frozen=True)
+class LabelSource(Config):
+    """Where a relabelled run's structures come from (stored as its config ``source``).
+
+    Parameters
+    ----------
+    run
+        The source run of the same project.
+    stage
+        Its stage that was labelled.
+    """
+
+    run: str
+    stage: str = "training_set"
+
+    def __post_init__(self) -> None:
+        for name in ("run", "stage"):
+            value = getattr(self, name)
+            require(isinstance(value, str) and bool(value), "LabelSource", name,
+                    "a non-empty string", value)
 
 LABEL_TABLES = ("reference", "curation", "executor")
 """Config inputs a settings file may give to ``label`` (tables ``label``, ``curation``,
@@ -129,7 +153,7 @@ def relabel(project: Project, source: str, stage: str, name: str, configs: dict[
     structures = project.load_stage(source, stage)
     formulas = _formulas(project.load_configs(source), structures)
     configs = _project_executor(project, configs)
-    stored = {"formulas": formulas, **configs}
+    stored = {"formulas": formulas, **configs, "source": LabelSource(source, stage)}
     recipe = label_and_curate.flowrep_recipe.model_dump_json()
     project.save_run(name, recipe_json=recipe, configs=stored, overwrite=True)
     start = time.perf_counter()
