@@ -15,8 +15,12 @@ of a run, which stages report progress in the cache), :func:`~pyiron_assyst.work
     formulas ─► isolated_atoms ─────────┘ (reference energies)
 
 The macro's body is the one place where these steps are wired as calls (pyiron_workflow reads
-the body as source); :func:`check_recipe` compares its recipe with :data:`STEPS` edge by edge,
-and the test suite runs it, so the two cannot drift apart.
+the body as source, so it cannot be generated from a table); :func:`check_recipe` compares its
+recipe with :data:`STEPS` and :data:`CONFIGS` edge by edge, and
+:mod:`~pyiron_assyst.workflow.macro` runs that check when it is imported, so the two cannot
+drift apart. The last three steps form the sub-macro
+:func:`~pyiron_assyst.workflow.macro.label_and_curate`, which ``pyiron-assyst label`` runs on
+its own.
 """
 
 from __future__ import annotations
