@@ -527,3 +527,27 @@ def test_module_entry_point_shows_help():
     for command in ("status", "retry-failed", "show"):
         assert command in subprocess.run([sys.executable, "-m", "pyiron_assyst.cli", "--help"],
                                          capture_output=True, text=True).stdout
+
+
+BLOCK_FIT_EXTRA = """
+import sys
+class _Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "mace"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+sys.meta_path.insert(0, _Blocker())
+"""
+
+
+def test_fit_without_its_extra_stops_before_any_work_with_the_install_line(tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(BLOCK_FIT_EXTRA)
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}:{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.run([sys.executable, "-m", "pyiron_assyst.cli", "fit", "-o",
+                           str(tmp_path / "out")], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert "needs torch, mace from the 'fit' extra" in proc.stderr
+    assert "pip install torch==2.13.0 && pip install 'pyiron_assyst[fit]'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()  # nothing sampled, relaxed or labelled

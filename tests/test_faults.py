@@ -10,7 +10,6 @@ import logging
 import os
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from ase import Atoms
@@ -21,6 +20,7 @@ from pyiron_assyst.core.config import ConfigError, config_from_json
 from pyiron_assyst.execution.executors import Executor, iter_tasks, run_tasks
 from pyiron_assyst.execution.tasks import TaskError
 from pyiron_assyst.stages.relax import PositionRelax, relax
+from tests.support.processes import alive
 from tests.support.timing import slack
 
 TWO = Executor(kind="process", max_workers=2, chunk_size=2, task_timeout=slack(3.0))
@@ -59,14 +59,6 @@ def blas_threads(_: object) -> tuple[str | None, list[int]]:
     from threadpoolctl import threadpool_info
 
     return os.environ.get("OMP_NUM_THREADS"), [p["num_threads"] for p in threadpool_info()]
-
-
-def alive(process_id: int) -> bool:
-    try:
-        state = Path(f"/proc/{process_id}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 @pytest.mark.slow

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import math
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +44,8 @@ from pyiron_assyst.fitting.transferability import (
     transferability,
     write_report,
 )
+from tests.support.processes import alive, descendants_running
+from tests.support.timing import slack
 
 mace = pytest.importorskip("mace")
 
@@ -347,3 +353,33 @@ def test_a_failed_vacancy_relaxation_is_nan_with_its_reason():
     _, collapsed, note = _vacancy(QUICK_REPORT, 3.5902, short.calculator_for)
     assert math.isnan(collapsed)
     assert note.startswith("relaxation collapsed: closest pair")
+
+
+_TRAINING = b"pyiron_assyst.fitting._mace_train"
+
+
+@pytest.mark.slow
+def test_sigterm_to_fit_takes_the_training_process_with_it(tmp_path):
+    command = [sys.executable, "-m", "pyiron_assyst.cli", "fit", "--max-atoms", "1",
+               "--group-step", "20", "--epochs", "500", "--channels", "4", "--threads", "1",
+               "--workers", "1", "-o", str(tmp_path / "run")]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + slack(200.0)
+        training: list[int] = []
+        while not training and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+            training = descendants_running(proc.pid, _TRAINING)
+        assert training, "the fit never started its training process"
+        time.sleep(2.0)
+        assert all(alive(pid) for pid in training), proc.stderr.read().decode()[-3000:]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=slack(30.0)) == 128 + signal.SIGTERM  # stopped, not killed
+        deadline = time.monotonic() + slack(10.0)
+        while any(alive(pid) for pid in training) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert [pid for pid in training if alive(pid)] == []
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -180,3 +180,39 @@ def test_command_rejects_bad_input(capsys):
     code, _, err = _run(["plan", "missing.toml"], capsys)
     assert code == 2
     assert "does not exist" in err
+
+
+def test_a_cost_model_prices_each_structure_by_atoms_kpoints_and_kind_of_calculation():
+    from pyiron_assyst.calculators import EMT
+    from pyiron_assyst.calculators.cost import CostModel, kpoint_count
+    from pyiron_assyst.calculators.structure_settings import StructureSettings
+    from pyiron_assyst.workflow.plan import _stand_in
+
+    model = CostModel(reference_core_hours=0.5, atom_exponent=2.0, relax_step_fraction=0.25)
+    assumptions = PlanAssumptions(volume_relax_calls=4, full_relax_calls=10)
+    flat = plan([{"Cu": 2}], sample_config=SampleConfig(spacegroups=(221, 225, 229)),
+                assumptions=assumptions, cost_model=model)
+    volume = flat.stage("relax:volume")
+    # every structure is Cu2 (4x the one-atom cost), a relaxation step a quarter of it
+    assert volume.core_hours == pytest.approx(volume.n_in * 4 * 0.25 * 0.5 * 4)
+    assert flat.stage("label").core_hours == pytest.approx(flat.stage("label").n_in * 0.5 * 4)
+    assert flat.core_hours == pytest.approx(sum(s.core_hours for s in flat.stages))
+    dft = StructureSettings(EMT(), kpoint_density=3.0)
+    meshed = plan([{"Cu": 2}], sample_config=SampleConfig(spacegroups=(221, 225, 229)),
+                  assumptions=assumptions, cost_model=model, reference=dft)
+    k = kpoint_count(_stand_in((("Cu", 2),), 3), dft)
+    assert k > 1
+    assert meshed.stage("label").core_hours == pytest.approx(k * flat.stage("label").core_hours)
+    assert meshed.stage("relax:volume").core_hours == volume.core_hours  # relaxed without mesh
+    text = meshed.summary()
+    assert "core-hours" in text
+    assert "e+" not in text
+
+
+def test_plan_numbers_are_for_people():
+    bill = plan([{"Cu": 1}, {"Cu": 2}], cost_per_calculation_core_hours=300.0,
+                cores_per_calculation=1)
+    text = bill.summary()
+    assert "on 1 core)" in text
+    assert "e+" not in text
+    assert f"{bill.core_hours:,.0f} core-hours expected" in text

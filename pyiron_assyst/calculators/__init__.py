@@ -7,6 +7,7 @@ the config is part of every cache key and stored run. Any ASE calculator is reac
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -34,12 +35,34 @@ class CalculatorConfig(Config):
         """The calculator to use for ``atoms`` (override for structure-dependent settings)."""
         return self.get_calculator()
 
+    def supported_elements(self) -> frozenset[str] | None:
+        """The elements this calculator can compute (``None``: any; override where limited)."""
+        return None
+
+    def check_elements(self, elements: Iterable[str]) -> None:
+        """Raise :class:`ConfigError` before any work if an element cannot be computed.
+
+        The cheap preflight of a run: a calculator that knows what it cannot do says so here,
+        instead of failing once per structure deep inside a stage.
+        """
+        known = self.supported_elements()
+        missing = sorted(set(elements) - known) if known is not None else []
+        if missing:
+            raise ConfigError(f"{type(self).__name__} cannot compute {', '.join(missing)}: it "
+                              f"knows {', '.join(sorted(known))}; choose other elements or "
+                              "another calculator")
+
 
 @dataclass(frozen=True)
 class EMT(CalculatorConfig):
     """ASE's effective medium theory (Al, Cu, Ag, Au, Ni, Pd, Pt; H, C, N, O for testing)."""
 
     fixed_cutoff: bool = True
+
+    def supported_elements(self) -> frozenset[str]:
+        from ase.calculators.emt import parameters
+
+        return frozenset(parameters)
 
     def get_calculator(self) -> BaseCalculator:
         from ase.calculators.emt import EMT as _EMT

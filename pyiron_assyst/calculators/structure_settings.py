@@ -277,6 +277,10 @@ class StructureSettings(CalculatorConfig):
         record_info(out, SPIN_POLARIZED, derived.spin_polarized)
         return out
 
+    def supported_elements(self) -> frozenset[str] | None:
+        """The wrapped calculator's elements."""
+        return self.base.supported_elements()
+
     def get_calculator(self) -> BaseCalculator:
         return self.base.get_calculator()
 

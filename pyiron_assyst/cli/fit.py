@@ -12,7 +12,10 @@ as ``args.handler`` (call ``args.handler(args)``, which returns the exit status)
 from __future__ import annotations
 
 import argparse
+import importlib
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -118,8 +121,40 @@ def _generate(args: argparse.Namespace, reference, executor) -> tuple[list[Atoms
     return outputs["labelled"], lines
 
 
+FIT_EXTRA = ("torch", "mace")
+"""Modules the fit needs, from the ``fit`` extra."""
+
+INSTALL_FIT = "pip install torch==2.13.0 && pip install 'pyiron_assyst[fit]'"
+
+
+def missing_fit_modules() -> list[str]:
+    """The modules of the ``fit`` extra that cannot be imported here."""
+    missing = []
+    for name in FIT_EXTRA:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    return missing
+
+
+def _stop_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds subprocess.run, which then kills the training
+
+
 def run_fit(args: argparse.Namespace) -> int:
-    """Run the whole loop with the parsed arguments; write everything into ``args.output``."""
+    """Run the whole loop with the parsed arguments; write everything into ``args.output``.
+
+    Checks the ``fit`` extra before any work (exit status 2 and the install line if it is
+    missing). SIGTERM stops the command like Ctrl-C: the training process goes with it.
+    """
+    missing = missing_fit_modules()
+    if missing:
+        print(f"pyiron-assyst fit: needs {', '.join(missing)} from the 'fit' extra; install it "
+              f"with: {INSTALL_FIT}", file=sys.stderr)
+        return 2
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop_on_sigterm)
     from ase.io import write
 
     from pyiron_assyst.core.config import require

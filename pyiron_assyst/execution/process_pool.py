@@ -22,11 +22,13 @@ variables), so that ``size`` workers do not oversubscribe the cores.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import multiprocessing.util  # noqa: F401 - its atexit join runs after our shutdown
 import os
 import pickle
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -34,6 +36,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing import connection, get_context
+from pathlib import Path
 from typing import Any
 
 from pyiron_assyst.execution.tasks import TaskError, call
@@ -46,6 +49,55 @@ _PARENT_POLL = 0.5
 """Seconds between a worker's checks that its driver is still alive."""
 _READY = "ready"
 _MAX_FAILED_STARTS = 3
+
+
+# ------------------------------------------------------------------- scripts without a guard
+
+
+def _unguarded_main_line() -> int | None:
+    """The line of the running main *script* that started this work, if it is not under
+    ``if __name__ == "__main__":`` (``None`` when guarded, or not run from a script file)."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or not path or getattr(main, "__spec__", None) is not None:
+        return None
+    frame = sys._getframe(1)
+    while frame is not None and not (frame.f_globals is main.__dict__
+                                     and frame.f_code.co_name == "<module>"):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    try:
+        tree = ast.parse(Path(path).read_text())
+    except (OSError, SyntaxError, ValueError):
+        return None
+    line = frame.f_lineno
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.If) and "__main__" in ast.unparse(node.test)
+                and "__name__" in ast.unparse(node.test)
+                and node.lineno <= line <= (node.end_lineno or node.lineno)):
+            return None
+    return line
+
+
+@contextlib.contextmanager
+def _main_script_hidden_if_unguarded() -> Iterator[None]:
+    """Start workers without re-running an unguarded main script in them.
+
+    A spawned worker imports the main script again; without the ``__main__`` guard that import
+    would run the user's pipeline a second time and fail. For such a script the workers start
+    without it: the pipeline runs as written (objects defined in the script itself then cannot
+    be sent to workers -- define them in a module, or guard the script).
+    """
+    main = sys.modules.get("__main__")
+    if main is None or _unguarded_main_line() is None:
+        yield
+        return
+    path = main.__dict__.pop("__file__")
+    try:
+        yield
+    finally:
+        main.__file__ = path
 
 
 # ---------------------------------------------------------------------------- worker side
@@ -168,7 +220,8 @@ class WorkerPool:
         driver, worker = self._context.Pipe()
         process = self._context.Process(target=_worker_main, name="assyst-worker",
                                         args=(worker, os.getpid(), self.blas_threads))
-        process.start()
+        with _main_script_hidden_if_unguarded():
+            process.start()
         worker.close()
         return _Worker(process, driver)
 

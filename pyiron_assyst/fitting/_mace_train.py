@@ -11,11 +11,28 @@ All other arguments are passed to MACE unchanged.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to send SIGTERM to this process when its parent dies, so that a killed fit
+    leaves no training running (no-op elsewhere)."""
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Parse ``--threads N`` off ``argv`` and run MACE's training with the rest."""
+    _die_with_parent()
     args = list(sys.argv[1:] if argv is None else argv)
     threads = 1
     if "--threads" in args:

@@ -1,0 +1,40 @@
+"""Looking at processes from the outside, as a user's `ps` would."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["alive", "descendants_running"]
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def descendants_running(ancestor: int, marker: bytes) -> list[int]:
+    """Pids of live processes whose command line contains ``marker`` and that descend from
+    ``ancestor``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if marker not in (proc / "cmdline").read_bytes() or not alive(int(proc.name)):
+                continue
+            pid = int(proc.name)
+            while pid > 1 and pid != ancestor:
+                pid = _parent(pid)
+        except (OSError, ValueError, IndexError):
+            continue
+        if pid == ancestor:
+            found.append(int(proc.name))
+    return found
