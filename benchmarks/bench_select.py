@@ -63,7 +63,7 @@ def held_out_errors(model: object, held_out: list[Atoms]) -> dict[str, float]:
 
     predicted, _ = label([a.copy() for a in held_out], model, Executor(kind="serial"),
                          relabel=True)
-    by_uuid = {a.info["uuid"]: a for a in predicted}
+    by_uuid = {a.info["parent"]: a for a in predicted}  # a label is a child of its input
     de, df = [], []
     for ref in held_out:
         got = by_uuid[ref.info["uuid"]]

@@ -5,8 +5,7 @@
 
 1. ``"unlabelled"`` — no single point with energy and forces; ``"non_finite"`` — NaN/inf labels;
 2. ``"min_distance"`` — two atoms closer than a
-:class:`~pyiron_assyst.stages.filters.DistanceFilter`
-   allows;
+   :class:`~pyiron_assyst.stages.filters.DistanceFilter` allows;
 3. ``"force_cap"`` — largest atomic force ``max_i |F_i|`` above ``force_cap`` (eV/Å);
 4. ``"energy_cap"`` — energy per atom above the cap (eV/atom). **Relative** (the default):
    above the lowest energy per atom of the same composition (reduced formula) among the
