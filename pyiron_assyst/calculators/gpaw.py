@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,8 @@ from pyiron_assyst.calculators.structure_settings import (
 )
 from pyiron_assyst.core.config import config_from_json, require
 
-__all__ = ["OCCUPATIONS", "Gpaw", "GpawProcess", "GpawProcessError"]
+__all__ = ["OCCUPATIONS", "Gpaw", "GpawCalculator", "GpawConvergenceError", "GpawProcess",
+           "GpawProcessError", "evaluate_gpaw", "worker_main"]
 
 OCCUPATIONS = ("fermi-dirac", "marzari-vanderbilt", "methfessel-paxton")
 """Smearing methods GPAW accepts by name."""
@@ -153,9 +154,13 @@ class Gpaw(CalculatorConfig):
                            moment_pairs(name, "isolated_magmoms", self.isolated_magmoms))
         for key in ("ecut", "smearing", "kpoint_density", "isolated_distance"):
             object.__setattr__(self, key, float(getattr(self, key)))
-        if self.repair is not None:
+        if self.repair is not None:  # a rule the config cannot apply fails here, not in a run
+            names = {f.name for f in fields(self)} - {"repair", "launch"}
             for rule in self.repair.rules:
-                self.with_parameters(dict(rule.changes))  # unknown names fail here, not later
+                unknown = sorted({key for key, _ in rule.changes} - names)
+                require(not unknown, name, "repair", f"rules that change settings of Gpaw "
+                        f"({sorted(names)}); rule {rule.name!r} changes {unknown}", rule)
+                replace(self, repair=None, **dict(rule.changes))  # values are checked too
 
     # ------------------------------------------------------------------ per structure
 
@@ -193,18 +198,11 @@ class Gpaw(CalculatorConfig):
         """
         if self.launch:
             return GpawProcess(self)
-        from gpaw import GPAW
-
-        return GPAW(**self.gpaw_parameters(atoms))
+        return GpawCalculator(self.gpaw_parameters(atoms))
 
     def get_calculator(self) -> BaseCalculator:
         """GPAW with the settings of a bulk cell (use :meth:`calculator_for` for k-points)."""
-        if self.launch:
-            return GpawProcess(self)
-        from gpaw import GPAW
-
-        params = self.gpaw_parameters(Atoms("H", cell=np.eye(3) * 3.0, pbc=True))
-        return GPAW(**params)
+        return self.calculator_for(Atoms("H", cell=np.eye(3) * 3.0, pbc=True))
 
     def repair_policy(self) -> RepairPolicy | None:
         return self.repair
@@ -212,6 +210,47 @@ class Gpaw(CalculatorConfig):
     def with_parameters(self, changes: Mapping[str, Any]) -> Gpaw:
         """A copy with fields changed (e.g. ``{"maxiter": 500, "mixer_beta": 0.02}``)."""
         return super().with_parameters(changes)  # type: ignore[return-value]
+
+
+class GpawCalculator(Calculator):
+    """GPAW in this process behind ASE's ``Calculator`` protocol.
+
+    GPAW's own ASE interface (``gpaw.new.ase_interface.ASECalculator``) is not an ASE
+    ``Calculator``: it has no ``calculate`` to meter or check for NaN. This wrapper computes
+    energy, free energy (eV), forces (eV/Å) and, for 3-D periodic cells, stress (eV/Å³) in one
+    ``calculate`` and keeps the live GPAW object between evaluations of the same structure
+    (a relaxation reuses its wave functions); a new structure (other atoms, pbc or moments)
+    starts a new one.
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+    def __init__(self, gpaw_parameters: Mapping[str, Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gpaw_parameters = dict(gpaw_parameters)
+        self.gpaw: Any = None
+
+    def calculate(self, atoms: Atoms | None = None, properties: Any = ("energy",),
+                  system_changes: Any = tuple(all_changes)) -> None:
+        super().calculate(atoms, properties, system_changes)
+        assert self.atoms is not None
+        if self.gpaw is None or {"numbers", "pbc", "initial_magmoms"} & set(system_changes):
+            from gpaw import GPAW
+
+            self.gpaw = GPAW(**self.gpaw_parameters)
+        self.results = evaluate_gpaw(self.gpaw, self.atoms.copy())
+
+
+def evaluate_gpaw(gpaw: Any, atoms: Atoms) -> dict[str, Any]:
+    """Energy and free energy (eV), forces (eV/Å) and, for 3-D periodic cells, stress (eV/Å³)
+    of ``atoms`` from the live GPAW calculator ``gpaw`` (collective: call on every MPI rank)."""
+    atoms.calc = gpaw
+    results: dict[str, Any] = {"energy": float(atoms.get_potential_energy()),
+                               "forces": np.array(atoms.get_forces())}
+    results["free_energy"] = float(gpaw.get_property("free_energy", atoms))
+    if atoms.pbc.all():
+        results["stress"] = np.array(atoms.get_stress())
+    return results
 
 
 class GpawProcessError(CalculationFailed):
@@ -284,13 +323,12 @@ def worker_main(directory: str) -> int:
     config = config_from_json(data["config"])
     atoms = decode(data["atoms"])
     try:
-        atoms.calc = config.calculator_for(atoms)
-        results: dict[str, Any] = {"energy": atoms.get_potential_energy(),
-                                   "forces": atoms.get_forces().tolist()}
-        results["free_energy"] = float(atoms.calc.get_property("free_energy", atoms))
-        if atoms.pbc.all():
-            results["stress"] = atoms.get_stress().tolist()
-        out: dict[str, Any] = {"results": results, "ranks": world.size}
+        from gpaw import GPAW
+
+        results = evaluate_gpaw(GPAW(**config.gpaw_parameters(atoms)), atoms)
+        out: dict[str, Any] = {"ranks": world.size, "results": {
+            key: value.tolist() if isinstance(value, np.ndarray) else value
+            for key, value in results.items()}}
         code = 0
     except Exception as error:  # reported to the calling task, which classifies it
         out = {"error": type(error).__name__, "message": str(error)}
