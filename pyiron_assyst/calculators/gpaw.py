@@ -14,8 +14,9 @@ right choice for one core per calculation. With a launcher prefix (from
 :func:`~pyiron_assyst.execution.launch.launcher`, e.g. ``"mpiexec -n 2"``) every evaluation runs
 as its own MPI program, ``<launch> python -m pyiron_assyst.calculators.gpaw_worker <dir>``, on
 the cores the executor reserved for the task, with ``GPAW_MPI_BACKEND=cgpaw`` set; the
-program rebuilds this config (with ``launch=""``) and evaluates it exactly as the serial path
-does. GPAW needs an MPI-enabled build for that (``gpaw info`` says ``MPI enabled yes``).
+program gets the same GPAW keywords the serial path would use and evaluates them the same way
+(:func:`evaluate_gpaw`). GPAW needs an MPI-enabled build for that (``gpaw info`` says
+``MPI enabled yes``).
 
 Install with ``pip install "pyiron_assyst[dft]"`` (GPAW builds from source: it needs a C++
 compiler, ``CC=g++``, and libxc, BLAS, LAPACK and optionally Open MPI; see the installation
@@ -54,7 +55,7 @@ from pyiron_assyst.calculators.structure_settings import (
     moment_pairs,
     record_settings,
 )
-from pyiron_assyst.core.config import config_from_json, require
+from pyiron_assyst.core.config import require
 
 __all__ = ["OCCUPATIONS", "Gpaw", "GpawCalculator", "GpawConvergenceError", "GpawProcess",
            "GpawProcessError", "evaluate_gpaw", "worker_main"]
@@ -197,7 +198,7 @@ class Gpaw(CalculatorConfig):
         ``atoms`` should carry the initial moments :meth:`prepare` sets (the stages do that).
         """
         if self.launch:
-            return GpawProcess(self)
+            return GpawProcess(self.gpaw_parameters(atoms), self.launch)
         return GpawCalculator(self.gpaw_parameters(atoms))
 
     def get_calculator(self) -> BaseCalculator:
@@ -262,26 +263,29 @@ class GpawConvergenceError(SCFError):
 
 
 class GpawProcess(Calculator):
-    """One MPI run of ``pyiron_assyst.calculators.gpaw_worker`` per evaluation of a :class:`Gpaw`.
+    """One MPI run of ``pyiron_assyst.calculators.gpaw_worker`` per evaluation.
 
-    Every evaluation writes ``input.json`` (the config, with ``launch=""``, and the structure)
-    into a fresh temporary directory, runs ``<launch> <python> -m ...gpaw_worker <dir>`` there
-    and reads ``output.json`` (energy and free energy in eV, forces in eV/Å, stress in eV/Å³).
+    The GPAW keywords are fixed when the calculator is built for a structure (as for
+    :class:`GpawCalculator`: a relaxation keeps the k-point mesh of its start). Every evaluation
+    writes ``input.json`` (the keywords and the structure) into a fresh temporary directory,
+    runs ``<launch> <python> -m ...gpaw_worker <dir>`` there and reads ``output.json`` (energy
+    and free energy in eV, forces in eV/Å, stress in eV/Å³).
     A convergence failure in the program is raised as an ASE ``SCFError``
     (:class:`GpawConvergenceError`), any other as ``CalculationFailed``.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
 
-    def __init__(self, config: Gpaw, **kwargs: Any) -> None:
+    def __init__(self, gpaw_parameters: Mapping[str, Any], launch: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.config = config
+        self.gpaw_parameters = dict(gpaw_parameters)
+        self.launch = launch
         self.ranks = 0
         """MPI ranks of the last evaluation (as the program's ``world.size`` reported)."""
 
     def command(self, directory: Path) -> str:
         """The shell command of one evaluation in ``directory``."""
-        parts = [self.config.launch, shlex.quote(sys.executable), "-m", WORKER_MODULE,
+        parts = [self.launch, shlex.quote(sys.executable), "-m", WORKER_MODULE,
                  shlex.quote(str(directory))]
         return " ".join(part for part in parts if part)
 
@@ -289,13 +293,12 @@ class GpawProcess(Calculator):
                   system_changes: Any = tuple(all_changes)) -> None:
         super().calculate(atoms, properties, system_changes)
         assert self.atoms is not None
-        serial = replace(self.config, launch="")
         with tempfile.TemporaryDirectory(prefix="gpaw-") as tmp:
             directory = Path(tmp)
             from ase.io.jsonio import encode
 
             (directory / "input.json").write_text(json.dumps(
-                {"config": serial.to_json(), "atoms": encode(self.atoms)}))
+                {"parameters": self.gpaw_parameters, "atoms": encode(self.atoms)}))
             env = {**os.environ, "GPAW_MPI_BACKEND": "cgpaw"}
             proc = subprocess.run(self.command(directory), shell=True, cwd=directory, env=env,
                                   capture_output=True, text=True)
@@ -305,7 +308,7 @@ class GpawProcess(Calculator):
             kind = data["error"] if data else ""
             message = data["message"] if data else (proc.stderr or proc.stdout)[-2000:]
             error = GpawConvergenceError if kind.endswith("ConvergenceError") else GpawProcessError
-            raise error(f"GPAW under {self.config.launch!r} (exit {proc.returncode}): "
+            raise error(f"GPAW under {self.launch!r} (exit {proc.returncode}): "
                         f"{kind}: {message}".strip())
         self.ranks = int(data["ranks"])
         self.results = {key: np.array(value) if isinstance(value, list) else float(value)
@@ -320,12 +323,11 @@ def worker_main(directory: str) -> int:
 
     path = Path(directory)
     data = json.loads((path / "input.json").read_text())
-    config = config_from_json(data["config"])
     atoms = decode(data["atoms"])
     try:
         from gpaw import GPAW
 
-        results = evaluate_gpaw(GPAW(**config.gpaw_parameters(atoms)), atoms)
+        results = evaluate_gpaw(GPAW(**data["parameters"]), atoms)
         out: dict[str, Any] = {"ranks": world.size, "results": {
             key: value.tolist() if isinstance(value, np.ndarray) else value
             for key, value in results.items()}}
