@@ -9,7 +9,6 @@ two real calculations. Without GPAW (the ``[dft]`` extra) the GPAW tests skip, e
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -342,13 +341,12 @@ def test_gpaw_under_slurm_with_two_ranks_equals_the_serial_result(gpaw, tmp_path
     on_slurm, serial = result["relaxed"]
     assert result["report"].n_out == 2 and not result["report"].drops
     # relaxation: each MPI evaluation starts its SCF afresh, the serial one reuses wave
-    # functions, so the two agree to GPAW's SCF tolerance, not bit for bit
+    # functions, so the two agree to GPAW's SCF tolerance, not bit for bit (measured: 1.3e-6 eV)
     for a, b in zip(on_slurm, serial):
-        assert a.get_potential_energy() == pytest.approx(b.get_potential_energy(), abs=2e-3)
-        np.testing.assert_allclose(a.cell.array, b.cell.array, atol=5e-3)
+        assert a.get_potential_energy() == pytest.approx(b.get_potential_energy(), abs=1e-4)
+        np.testing.assert_allclose(a.cell.array, b.cell.array, atol=1e-3)
         assert a.info["kpoint_mesh"] == b.info["kpoint_mesh"]
     # single points from the same start: the same numbers to 1e-6 eV
     for a, b in zip(*result["labels"]):
         assert a.get_potential_energy() == pytest.approx(b.get_potential_energy(), abs=1e-6)
         np.testing.assert_allclose(a.get_forces(), b.get_forces(), atol=1e-5)
-    print(json.dumps({"slurm_energies": [a.get_potential_energy() for a in on_slurm]}))

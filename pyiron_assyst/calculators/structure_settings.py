@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -322,14 +322,18 @@ class StructureSettings(CalculatorConfig):
         """The base calculator for ``atoms`` with the derived keywords applied.
 
         An :class:`~pyiron_assyst.calculators.AseCalculator` base is built with its own keywords
-        plus the derived ones; any other base is built by its own ``calculator_for`` and the
-        derived keywords are applied with ``calc.set(...)``.
+        plus the derived ones; a base config whose fields include the derived keywords (e.g.
+        ``kpts``, ``nspin``) gets them with :meth:`~CalculatorConfig.with_parameters`; any other
+        base is built by its own ``calculator_for`` and the keywords are applied with
+        ``calc.set(...)``.
         """
         params = self.parameters_for(atoms)
         if isinstance(self.base, AseCalculator) and not self.base.reuse:
             cls = import_object(self.base.import_path, check_allowed=False)
             kwargs = {k: _thaw(v) for k, v in self.base.kwargs}
             return cls(**{**kwargs, **params})
+        if params and set(params) <= {f.name for f in fields(self.base)}:  # type: ignore[arg-type]
+            return self.base.with_parameters(params).calculator_for(atoms)
         calc = self.base.calculator_for(atoms)
         if params:
             if not callable(getattr(calc, "set", None)):
