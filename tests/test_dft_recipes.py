@@ -84,7 +84,8 @@ def test_vasp_recipe_writes_per_structure_input_and_repairs_zbrent(fake, monkeyp
     incar = first["0"]["INCAR"]
     for line in ("ENCUT = 520", "ISMEAR = 1", "ISPIN = 2", "MAGMOM = 1*2.5000"):
         assert line in incar
-    assert "IBRION" not in incar and "IBRION = 1" in second["0"]["INCAR"]
+    assert "IBRION" not in incar
+    assert "IBRION = 1" in second["0"]["INCAR"]
     mesh = kpoints_from_density(iron().cell.array, 5.0)
     assert first["0"]["KPOINTS"].splitlines()[3].split() == [str(k) for k in mesh]
     assert mesh == (16, 16, 16)
@@ -106,13 +107,16 @@ def test_quantum_espresso_recipe_writes_per_structure_input_and_repairs_scf(fake
     assert json.loads(first["1"]["argv.json"]) == [str(FAKE), "-in", "espresso.pwi"]
     pwi = first["0"]["espresso.pwi"]
     # ASE writes the moment in μB, unscaled (QE >= 7.3; older ones: rescale_magmom_fac)
-    assert "nspin            = 2" in pwi and "starting_magnetization(1) = 2.5" in pwi
-    assert "ecutwfc          = 60.0" in pwi and "mixing_beta      = 0.7" in pwi
+    assert "nspin            = 2" in pwi
+    assert "starting_magnetization(1) = 2.5" in pwi
+    assert "ecutwfc          = 60.0" in pwi
+    assert "mixing_beta      = 0.7" in pwi
     mesh = kpoints_from_density(iron().cell.array, 5.0)
     k_points = pwi.split("K_POINTS automatic\n")[1].splitlines()[0].split()
     assert k_points[:3] == [str(k) for k in mesh]
     again = second["0"]["espresso.pwi"]
-    assert "mixing_beta      = 0.3" in again and "electron_maxstep = 300" in again
+    assert "mixing_beta      = 0.3" in again
+    assert "electron_maxstep = 300" in again
     np.testing.assert_equal(mesh, (16, 16, 16))
 
 
@@ -143,5 +147,6 @@ def test_a_user_config_kind_loads_in_a_fresh_process_through_its_entry_point(tmp
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     module, ecut, allowed = json.loads(proc.stdout)
-    assert module == "mylab_qe" and ecut == 45.0
+    assert module == "mylab_qe"
+    assert ecut == 45.0
     assert not any(p.startswith(("mylab", "tests")) for p in allowed)  # nothing registered

@@ -87,8 +87,10 @@ def test_gpaw_config_is_validated_frozen_and_round_trips():
     config = Gpaw(ecut=300, magmoms={"Fe": 2.5}, mixer_beta=0.05, repair=policy)
     assert config_from_json(config.to_json()) == config
     assert hash(config) == hash(config_from_json(config.to_json()))
-    assert config.magmoms == (("Fe", 2.5),) and config.ecut == 300.0
-    assert '"@config": "Gpaw"' in config.to_json() and '"RepairPolicy"' in config.to_json()
+    assert config.magmoms == (("Fe", 2.5),)
+    assert config.ecut == 300.0
+    assert '"@config": "Gpaw"' in config.to_json()
+    assert '"RepairPolicy"' in config.to_json()
     for field, value, allowed in [("ecut", -1, "cutoff > 0 eV"), ("smearing", 0, "width > 0"),
                                   ("occupations", "gauss", "one of"), ("maxiter", 0, ">= 1"),
                                   ("mixer_beta", 1.5, "(0, 1]"), ("magmoms", {"Xx": 1}, "symbols")]:
@@ -130,18 +132,24 @@ def test_gpaw_records_its_settings_and_treats_isolated_atoms_spin_polarised():
     mesh = kpoints_from_density(cell.cell.array, 1.2, cell.pbc)
     # by hand: c: 2π·1.2/4.7 = 1.60 -> 2; a: 2π·1.2·2/(√3·2.9) = 3.0007 -> 4
     assert prepared.info["kpoint_mesh"] == " ".join(map(str, mesh)) == "4 4 2"
-    assert prepared.info["kpoint_density"] == 1.2 and prepared.info["spin_polarized"] is False
+    assert prepared.info["kpoint_density"] == 1.2
+    assert prepared.info["spin_polarized"] is False
     params = FAST.gpaw_parameters(prepared)
-    assert params["kpts"] == [4, 4, 2] and params["mode"] == {"name": "pw", "ecut": 200.0}
+    assert params["kpts"] == [4, 4, 2]
+    assert params["mode"] == {"name": "pw", "ecut": 200.0}
     assert params["occupations"] == {"name": "fermi-dirac", "width": 0.2}
-    assert params["spinpol"] is False and "symmetry" not in params and "mixer" not in params
+    assert params["spinpol"] is False
+    assert "symmetry" not in params
+    assert "mixer" not in params
     atom = Atoms("Al", cell=np.eye(3) * 8.5, pbc=True)
     prepared = FAST.prepare(atom)
-    assert prepared.info["kpoint_mesh"] == "1 1 1" and prepared.info["spin_polarized"] is True
+    assert prepared.info["kpoint_mesh"] == "1 1 1"
+    assert prepared.info["spin_polarized"] is True
     assert prepared.get_initial_magnetic_moments().tolist() == [1.0]  # ASE's free-atom moment
     assert FAST.gpaw_parameters(prepared)["spinpol"] is True
     changed = Gpaw(symmetry=False, mixer_beta=0.05).gpaw_parameters(cell)
-    assert changed["symmetry"] == "off" and changed["mixer"]["beta"] == 0.05
+    assert changed["symmetry"] == "off"
+    assert changed["mixer"]["beta"] == 0.05
 
 
 def test_with_parameters_changes_the_right_settings():
@@ -153,7 +161,8 @@ def test_with_parameters_changes_the_right_settings():
     wrapped = Repairing(vasp, RepairPolicy((Repair("a", {"asap_cutoff": True}),)))
     changed = wrapped.with_parameters({"asap_cutoff": True})
     assert changed.base.base.kwargs == (("asap_cutoff", True),)
-    assert changed.policy == wrapped.policy and changed.repair_policy() is wrapped.policy
+    assert changed.policy == wrapped.policy
+    assert changed.repair_policy() is wrapped.policy
 
 
 # ------------------------------------------------------------------ real GPAW
@@ -163,10 +172,13 @@ def test_with_parameters_changes_the_right_settings():
 def test_relax_and_label_sampled_cells_serially(gpaw):
     crystals = sampled()
     relaxed, report = relax(crystals, RELAX, FAST, SERIAL)
-    assert report.n_out == 3 and not report.drops and not report.flagged
+    assert report.n_out == 3
+    assert not report.drops
+    assert not report.flagged
     assert report.force_calls == sum(a.info["force_calls"] for a in relaxed) >= 9
     for start, final in zip(crystals, relaxed):
-        assert final.info["converged"] and final.info["label_calculator"] == FAST.config_hash()
+        assert final.info["converged"]
+        assert final.info["label_calculator"] == FAST.config_hash()
         # the volume relaxation reached its tolerance on the cell force |p| V (eV)
         pressure = -final.get_stress()[:3].mean()
         assert abs(pressure) * final.get_volume() < 0.05 * 3
@@ -177,7 +189,8 @@ def test_relax_and_label_sampled_cells_serially(gpaw):
         assert final.info["kpoint_mesh"] == " ".join(
             map(str, kpoints_from_density(start.cell.array, 1.2, start.pbc)))
     labelled, label_report = label(crystals, FAST, SERIAL)
-    assert label_report.n_out == 3 and label_report.force_calls == 3
+    assert label_report.n_out == 3
+    assert label_report.force_calls == 3
     for start, result in zip(crystals, labelled):
         reference = direct(FAST, start)
         results = result.calc.results
@@ -189,7 +202,8 @@ def test_relax_and_label_sampled_cells_serially(gpaw):
         assert abs(results["free_energy"] - results["energy"]) > 1e-4
     # the relaxed cells keep their relaxation's single point: labelling them costs nothing
     again, again_report = label(relaxed, FAST, SERIAL)
-    assert again_report.force_calls == 0 and all(a is b for a, b in zip(again, relaxed))
+    assert again_report.force_calls == 0
+    assert all(a is b for a, b in zip(again, relaxed))
 
 
 @pytest.mark.slow
@@ -200,8 +214,10 @@ def test_isolated_atom_reference_energies(gpaw):
     (flat,), _ = label([atom], Gpaw(ecut=200.0, kpoint_density=1.2, smearing=0.2,
                                     isolated_spin_polarized=False), SERIAL)
     (solid,), _ = label([bulk_al()], FAST, SERIAL)
-    assert not report.drops and spin.info["kpoint_mesh"] == "1 1 1"
-    assert spin.info["spin_polarized"] is True and flat.info["spin_polarized"] is False
+    assert not report.drops
+    assert spin.info["kpoint_mesh"] == "1 1 1"
+    assert spin.info["spin_polarized"] is True
+    assert flat.info["spin_polarized"] is False
     # Hund's rule: the spin-polarised free atom is lower than the unpolarised one
     assert spin.get_potential_energy() < flat.get_potential_energy() - 0.05
     # cohesive energy of fcc Al (PBE, converged: 3.4 eV) within the fast settings' error
@@ -232,7 +248,8 @@ def test_scf_failures_are_repaired_in_order_and_recorded(gpaw, tmp_path):
     tight = Gpaw(ecut=200.0, kpoint_density=1.2, smearing=0.2, maxiter=3)
     cache = ResultCache(tmp_path / "cache")
     failed, report = label(crystals, tight, SERIAL, cache=cache)
-    assert not failed and report.drops[0].reason == "scf_not_converged"
+    assert not failed
+    assert report.drops[0].reason == "scf_not_converged"
     assert "KohnShamConvergenceError" in report.drops[0].detail
     # two rules, in order; their changes accumulate; the first alone is not enough
     five = Repair("five_iterations", {"maxiter": 5}, kind="scf_not_converged")
@@ -242,7 +259,8 @@ def test_scf_failures_are_repaired_in_order_and_recorded(gpaw, tmp_path):
     # a policy is part of the cache key: the stored failure does not answer the new config
     (repaired,), report = label(crystals, repaired_config, SERIAL, cache=cache)
     history = "scf_not_converged -> five_iterations; scf_not_converged -> more_scf_iterations"
-    assert repaired.info["repairs"] == history and repaired.info["calculation_attempts"] == 3
+    assert repaired.info["repairs"] == history
+    assert repaired.info["calculation_attempts"] == 3
     assert [(f.reason, f.detail) for f in report.flagged] == [("repaired", history)]
     reference = direct(Gpaw(ecut=200.0, kpoint_density=1.2, smearing=0.2, maxiter=100),
                        crystals[0])
@@ -251,7 +269,8 @@ def test_scf_failures_are_repaired_in_order_and_recorded(gpaw, tmp_path):
     short = Gpaw(ecut=200.0, kpoint_density=1.2, smearing=0.2, maxiter=3,
                  repair=RepairPolicy((five, MORE_SCF), max_attempts=2))
     out, report = label(crystals, short, SERIAL)
-    assert not out and report.drops[0].reason == "scf_not_converged"
+    assert not out
+    assert report.drops[0].reason == "scf_not_converged"
     assert report.drops[0].detail.endswith(
         "[attempts: scf_not_converged -> five_iterations; scf_not_converged]")
 
@@ -261,10 +280,12 @@ def test_a_failure_the_policy_does_not_know_is_recorded_not_retried(gpaw):
     policy = RepairPolicy((MORE_SCF,), max_attempts=3)
     broken = Gpaw(ecut=200.0, kpoint_density=1.2, xc="NO_SUCH_FUNCTIONAL", repair=policy)
     out, report = label([bulk_al()], broken, SERIAL)
-    assert not out and report.force_calls == 1
+    assert not out
+    assert report.force_calls == 1
     (drop,) = report.drops
     assert drop.reason == "calculator_error"
-    assert "NO_SUCH_FUNCTIONAL" in drop.detail and drop.detail.endswith(
+    assert "NO_SUCH_FUNCTIONAL" in drop.detail
+    assert drop.detail.endswith(
         "[attempts: calculator_error]")
 
 
@@ -307,7 +328,8 @@ def test_a_killed_gpaw_run_resumes_with_zero_recomputation(gpaw, tmp_path, monke
 
     monkeypatch.setattr(GpawCalculator, "calculate", counting)
     resumed, report = label(sampled(), FAST, SERIAL, cache=cache)
-    assert len(calls) == 3 - done and report.n_out == 3  # only what had not finished
+    assert len(calls) == 3 - done
+    assert report.n_out == 3
     calls.clear()
     again, _ = label(sampled(), FAST, SERIAL, cache=cache)
     assert calls == []  # a finished run: nothing at all is computed again
@@ -339,7 +361,8 @@ def slurm_vs_serial(tmp_path: Path) -> dict:
 def test_gpaw_under_slurm_with_two_ranks_equals_the_serial_result(gpaw, tmp_path):
     result = slurm_vs_serial(tmp_path)
     on_slurm, serial = result["relaxed"]
-    assert result["report"].n_out == 2 and not result["report"].drops
+    assert result["report"].n_out == 2
+    assert not result["report"].drops
     # relaxation: each MPI evaluation starts its SCF afresh, the serial one reuses wave
     # functions, so the two agree to GPAW's SCF tolerance, not bit for bit (measured: 1.3e-6 eV)
     for a, b in zip(on_slurm, serial):

@@ -252,7 +252,7 @@ def run_safely(atoms: Atoms, calculator: CalculatorConfig,
             history.append(reason if rule is None else f"{reason} -> {rule.name}")
             if rule is not None:
                 try:
-                    current, used = current.with_parameters(dict(rule.changes)), used + (rule.name,)
+                    current, used = current.with_parameters(dict(rule.changes)), (*used, rule.name)
                     continue
                 except Exception as bad:  # a rule the config cannot apply ends the repair
                     history[-1] = f"{reason} -> {rule.name} (not applicable: {bad})"

@@ -35,7 +35,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from ase import Atoms
@@ -224,7 +224,7 @@ class GpawCalculator(Calculator):
     starts a new one.
     """
 
-    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+    implemented_properties: ClassVar[list[str]] = ["energy", "free_energy", "forces", "stress"]
 
     def __init__(self, gpaw_parameters: Mapping[str, Any], **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -274,7 +274,7 @@ class GpawProcess(Calculator):
     (:class:`GpawConvergenceError`), any other as ``CalculationFailed``.
     """
 
-    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+    implemented_properties: ClassVar[list[str]] = ["energy", "free_energy", "forces", "stress"]
 
     def __init__(self, gpaw_parameters: Mapping[str, Any], launch: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -49,11 +49,11 @@ __all__ = [
     "SPIN_POLARIZED",
     "Derived",
     "StructureSettings",
+    "derive_settings",
     "is_isolated_atom",
     "kpoints_from_density",
-    "prepare_structure",
-    "derive_settings",
     "moment_pairs",
+    "prepare_structure",
     "record_info",
     "record_settings",
 ]
