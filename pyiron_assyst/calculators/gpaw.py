@@ -12,7 +12,7 @@ RepairPolicy` for failed calculations. What it derived for a structure is record
 **Where it runs.** With ``launch=""`` (default) GPAW runs inside the task's own process: the
 right choice for one core per calculation. With a launcher prefix (from
 :func:`~pyiron_assyst.execution.launch.launcher`, e.g. ``"mpiexec -n 2"``) every evaluation runs
-as its own MPI program, ``<launch> python -m pyiron_assyst.calculators.gpaw_worker <dir>``, on
+as its own MPI program, ``<launch> python -m pyiron_assyst.calculators._gpaw_worker <dir>``, on
 the cores the executor reserved for the task, with ``GPAW_MPI_BACKEND=cgpaw`` set; the
 program gets the same GPAW keywords the serial path would use and evaluates them the same way
 (:func:`evaluate_gpaw`). GPAW needs an MPI-enabled build for that (``gpaw info`` says
@@ -63,7 +63,7 @@ __all__ = ["OCCUPATIONS", "Gpaw", "GpawCalculator", "GpawConvergenceError", "Gpa
 OCCUPATIONS = ("fermi-dirac", "marzari-vanderbilt", "methfessel-paxton")
 """Smearing methods GPAW accepts by name."""
 
-WORKER_MODULE = "pyiron_assyst.calculators.gpaw_worker"
+WORKER_MODULE = "pyiron_assyst.calculators._gpaw_worker"
 """Module run as ``python -m`` under the launcher for one evaluation."""
 
 
@@ -263,12 +263,12 @@ class GpawConvergenceError(SCFError):
 
 
 class GpawProcess(Calculator):
-    """One MPI run of ``pyiron_assyst.calculators.gpaw_worker`` per evaluation.
+    """One MPI run of ``pyiron_assyst.calculators._gpaw_worker`` per evaluation.
 
     The GPAW keywords are fixed when the calculator is built for a structure (as for
     :class:`GpawCalculator`: a relaxation keeps the k-point mesh of its start). Every evaluation
     writes ``input.json`` (the keywords and the structure) into a fresh temporary directory,
-    runs ``<launch> <python> -m ...gpaw_worker <dir>`` there and reads ``output.json`` (energy
+    runs ``<launch> <python> -m ..._gpaw_worker <dir>`` there and reads ``output.json`` (energy
     and free energy in eV, forces in eV/Å, stress in eV/Å³).
     A convergence failure in the program is raised as an ASE ``SCFError``
     (:class:`GpawConvergenceError`), any other as ``CalculationFailed``.

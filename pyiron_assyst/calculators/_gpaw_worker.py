@@ -1,4 +1,4 @@
-"""``python -m pyiron_assyst.calculators.gpaw_worker <dir>``: one GPAW evaluation, on all MPI ranks.
+"""``python -m pyiron_assyst.calculators._gpaw_worker <dir>``: one GPAW evaluation, all ranks.
 
 Started by :class:`~pyiron_assyst.calculators.gpaw.GpawProcess` under its launcher; see
 :func:`~pyiron_assyst.calculators.gpaw.worker_main`.
