@@ -7,6 +7,7 @@ the config is part of every cache key and stored run. Any ASE calculator is reac
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from functools import lru_cache
@@ -202,8 +203,21 @@ class AseCalculator(CalculatorConfig):
         return self._build()
 
     def with_parameters(self, changes: Mapping[str, Any]) -> AseCalculator:
-        """A copy whose calculator gets the keyword arguments ``changes`` (added or replaced)."""
-        return replace(self, kwargs={**dict(self.kwargs), **dict(changes)})
+        """A copy whose calculator gets the keyword arguments ``changes`` (added or replaced).
+
+        The import path is not checked against the allow-list again: it was checked when this
+        config was built, and a worker process (where repairs run) does not know prefixes
+        registered at run time.
+        """
+        kwargs = freeze({**dict(self.kwargs), **dict(changes)})
+        try:
+            hash(kwargs)
+        except TypeError:
+            raise ConfigError(
+                f"AseCalculator.kwargs must hold hashable values; got {kwargs!r}") from None
+        new = copy.copy(self)
+        object.__setattr__(new, "kwargs", kwargs)
+        return new
 
     def _build(self) -> BaseCalculator:
         # checked against the allow-list at construction; a spawned worker does not know
