@@ -226,7 +226,8 @@ def test_isolated_atom_reference_energies(gpaw):
 
 
 @pytest.mark.slow
-def test_gpaw_runs_on_two_mpi_ranks_with_the_serial_numbers(gpaw):
+def test_gpaw_runs_on_two_mpi_ranks_with_the_serial_numbers(gpaw, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # each evaluation's files go below the working directory
     cell = sampled()[1]
     mpi = Gpaw(ecut=200.0, kpoint_density=1.2, smearing=0.2,
                launch=launcher(Executor(kind="process", cores=2), starter="mpiexec"))
@@ -236,6 +237,7 @@ def test_gpaw_runs_on_two_mpi_ranks_with_the_serial_numbers(gpaw):
     assert isinstance(calc, GpawProcess)
     calc.calculate(prepared, ["energy"])
     assert calc.ranks == 2
+    assert list(tmp_path.iterdir()) == []  # its temporary directory is gone
     reference = direct(FAST, cell)
     assert calc.results["energy"] == pytest.approx(reference["energy"], abs=1e-6)
     np.testing.assert_allclose(calc.results["forces"], reference["forces"], atol=1e-5)

@@ -267,7 +267,9 @@ class GpawProcess(Calculator):
 
     The GPAW keywords are fixed when the calculator is built for a structure (as for
     :class:`GpawCalculator`: a relaxation keeps the k-point mesh of its start). Every evaluation
-    writes ``input.json`` (the keywords and the structure) into a fresh temporary directory,
+    writes ``input.json`` (the keywords and the structure) into a fresh temporary directory
+    below the working directory (on a cluster, the job's directory on the shared file system,
+    which the ranks on other nodes read too),
     runs ``<launch> <python> -m ..._gpaw_worker <dir>`` there and reads ``output.json`` (energy
     and free energy in eV, forces in eV/Å, stress in eV/Å³).
     A convergence failure in the program is raised as an ASE ``SCFError``
@@ -293,7 +295,7 @@ class GpawProcess(Calculator):
                   system_changes: Any = tuple(all_changes)) -> None:
         super().calculate(atoms, properties, system_changes)
         assert self.atoms is not None
-        with tempfile.TemporaryDirectory(prefix="gpaw-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="gpaw-", dir=os.getcwd()) as tmp:
             directory = Path(tmp)
             from ase.io.jsonio import encode
 
