@@ -4,8 +4,10 @@
 like the relaxations, and returns labelled children in the canonical form: a
 :class:`~ase.calculators.singlepoint.SinglePointCalculator` with ``energy`` and ``free_energy``
 (eV), ``forces`` (eV/Å) and, for 3-D periodic cells, ``stress`` (eV/Å³, Voigt xx yy zz yz xz xy,
-ASE sign). Faults are data: a structure whose calculator raises or returns NaN is dropped as
-``"calculator_error"`` / ``"non_finite"`` and the others go on.
+ASE sign). Faults are data: a structure whose calculator raises or returns NaN is dropped with
+the kind of its failure (``"scf_not_converged"``, ``"crashed"``, ``"non_finite"``,
+``"calculator_error"``, ...) and the others go on; a calculator config with a repair policy
+(:mod:`pyiron_assyst.calculators.repair`) first retries it with changed settings.
 
 Each label records which calculator config made it (info
 :data:`~pyiron_assyst.calculators.evaluation.LABEL_CALCULATOR`, the config's
