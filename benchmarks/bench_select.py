@@ -159,8 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--work", default=os.environ.get("TMPDIR", "/tmp") + "/bench_select")
     parser.add_argument("--markdown", help="also write the tables to this file")
+    parser.add_argument("--cases", nargs="*", default=["unary", "binary"],
+                        help="which cases to run (default both)")
     args = parser.parse_args(argv)
     cases = [("unary Cu 1-3", ["Cu"], 3), ("binary Cu-Ag 1-2", ["Cu", "Ag"], 2)]
+    cases = [c for c in cases if c[0].split()[0] in args.cases]
     if args.quick:
         args.seeds, args.epochs, args.sweep, args.group_step = 1, 5, [], 12
         cases = cases[:1]

@@ -7,8 +7,9 @@ the config is part of every cache key and stored run. Any ASE calculator is reac
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+import copy
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from typing import Any
 
@@ -51,6 +52,29 @@ class CalculatorConfig(Config):
             raise ConfigError(f"{type(self).__name__} cannot compute {', '.join(missing)}: it "
                               f"knows {', '.join(sorted(known))}; choose other elements or "
                               "another calculator")
+
+    def repair_policy(self) -> Any:
+        """The :class:`~pyiron_assyst.calculators.repair.RepairPolicy` of failed calculations,
+        or ``None`` (no repair; the default)."""
+        return None
+
+    def with_parameters(self, changes: Mapping[str, Any]) -> CalculatorConfig:
+        """A copy with the settings ``changes`` applied (how a repair rule changes a config).
+
+        By default ``changes`` names fields of the config; :class:`AseCalculator` takes keyword
+        arguments of its calculator instead.
+
+        Raises
+        ------
+        ConfigError
+            If a name is not a field of this config (or the new value is not allowed).
+        """
+        names = {f.name for f in fields(self)}  # type: ignore[arg-type]
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            raise ConfigError(f"{type(self).__name__} has no settings {unknown}; "
+                              f"allowed: {sorted(names)}")
+        return replace(self, **dict(changes))  # type: ignore[type-var]
 
 
 @dataclass(frozen=True)
@@ -177,6 +201,23 @@ class AseCalculator(CalculatorConfig):
         if self.reuse:
             return _cached_calculator(self)
         return self._build()
+
+    def with_parameters(self, changes: Mapping[str, Any]) -> AseCalculator:
+        """A copy whose calculator gets the keyword arguments ``changes`` (added or replaced).
+
+        The import path is not checked against the allow-list again: it was checked when this
+        config was built, and a worker process (where repairs run) does not know prefixes
+        registered at run time.
+        """
+        kwargs = freeze({**dict(self.kwargs), **dict(changes)})
+        try:
+            hash(kwargs)
+        except TypeError:
+            raise ConfigError(
+                f"AseCalculator.kwargs must hold hashable values; got {kwargs!r}") from None
+        new = copy.copy(self)
+        object.__setattr__(new, "kwargs", kwargs)
+        return new
 
     def _build(self) -> BaseCalculator:
         # checked against the allow-list at construction; a spawned worker does not know

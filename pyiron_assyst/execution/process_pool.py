@@ -11,7 +11,7 @@ limit per task and survives broken workers:
   with its whole process group (so that a code it started, e.g. a DFT binary, dies with it)
   and replaced, and the rest of its chunk runs on;
 - a worker that dies (segfault, ``os._exit``, out of memory) fails only the task it was running,
-  with reason ``"calculator_error"``; the tasks queued behind it run elsewhere.
+  with reason ``"crashed"`` (its failure kind); the tasks queued behind it run elsewhere.
 
 Workers leave their process group at start (a Ctrl-C in the terminal reaches the driver only)
 and watch their parent: if the driver dies, even by SIGKILL, they kill their group and exit, so
@@ -347,7 +347,7 @@ class _Run:
                 code = worker.process.exitcode
                 if not worker.ready:
                     self.pool.note_failed_start(code)
-                yield from self._replace(worker, "calculator_error",
+                yield from self._replace(worker, "crashed",
                                          f"WorkerDied: worker process died (exit code {code})")
                 return
             if message == _READY:
