@@ -551,3 +551,14 @@ def test_fit_without_its_extra_stops_before_any_work_with_the_install_line(tmp_p
     assert "pip install torch==2.13.0 && pip install 'pyiron_assyst[fit]'" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()  # nothing sampled, relaxed or labelled
+
+
+def test_run_refuses_elements_its_calculator_cannot_compute_before_any_work(tmp_path, capsys):
+    out = tmp_path / "fe"
+    assert main(["run", "--elements", "Fe", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "[calculator] EMT cannot compute Fe: it knows Ag, Al, Au, C, Cu" in err
+    assert not out.exists()  # nothing sampled, nothing stored
+    assert main(["run", "--elements", "Fe", "--calculator", "morse", "--reference", "emt",
+                 "-o", str(out)]) == 2
+    assert "[label] EMT cannot compute Fe" in capsys.readouterr().err

@@ -109,8 +109,26 @@ def _resolve(args: argparse.Namespace) -> tuple[Any, dict[str, Any], Path]:
         configs["perturb_config"] = dataclasses.replace(perturb, seed=args.seed)
     configs = macro_configs(configs)
     configs["executor"] = apply_executor_flags(configs["executor"], args)
+    preflight(formulas, configs)
     directory = Path(args.output or output.get("directory", "assyst-output"))
     return formulas, configs, directory
+
+
+def preflight(formulas: Any, configs: dict[str, Any]) -> None:
+    """Refuse, before any work, a calculator that cannot compute the formulas' elements.
+
+    Raises
+    ------
+    ConfigError
+        Naming the calculator, the elements it lacks and those it knows.
+    """
+    from pyiron_assyst.core.config import ConfigError
+
+    for role in ("calculator", "reference"):
+        try:
+            configs[role].check_elements(formulas.elements)
+        except ConfigError as error:
+            raise ConfigError(f"[{role if role == 'calculator' else 'label'}] {error}") from None
 
 
 def run_command(args: argparse.Namespace) -> int:
