@@ -224,7 +224,8 @@ def targets(rows: list[dict[str, Any]], pipeline: dict[str, Any]) -> list[str]:
     macro = pipeline["macro"]
     overhead = 100 * (macro["wall"] / macro["direct_wall"] - 1)
     add("pyiron_workflow macro over direct calls (%)", overhead, "≤ 10", overhead <= 10,
-        f"{macro['wall']:.2f} s vs {macro['direct_wall']:.2f} s (sample to filter)")
+        f"{macro['wall']:.2f} s vs {macro['direct_wall']:.2f} s "
+        + ("(sample to curate)" if "curated" in macro else "(sample to filter)"))
     for stage in ("volume relax", "full relax", "label"):
         for impl, cores in ((OURS, 1), (OURS, 2), (REF, 1)):
             r = _get(rows, stage, impl, cores)
@@ -248,8 +249,11 @@ def pipeline_table(pipeline: dict[str, Any]) -> list[str]:
                      str(chain["force_calls"]), _f(chain["calc_time"]), _f(chain["peak_mb"], 0)])
     macro = pipeline["macro"]
     rows.append([f"{OURS} macro (pyiron_workflow)", "1", _f(macro["wall"]), "–",
-                 *(["(one node)"] + ["–"] * 4 + ["not in macro"]),
-                 f"final {macro['training_set']}", "–", "–", "–"])
+                 *(["(one node)"] + ["–"] * 4 + ["in macro" if "curated" in macro
+                                                  else "not in macro"]),
+                 f"labelled {macro['training_set']}, curated {macro['curated']}"
+                 if "curated" in macro else f"final {macro['training_set']}",
+                 "–", "–", "–"])
     header = ["code", "cores", "wall s", "CPU s", *(f"{s} s" for s in STAGES),
               "sampled / vol. relaxed / relaxed / perturbed / final / labelled", "force calls",
               "in calculator s", "peak MB"]

@@ -2,7 +2,9 @@
 # The test suite: installs the package with its test extra (including the reference
 # implementation assyst 1.0.0) into the active venv (or ./.venv), then runs pytest.
 # As root with apt (CI), Debian's graphviz is installed so notebooks render the graph; the
-# SLURM tests install and start their own one-node cluster (scripts/slurm/start.sh).
+# SLURM tests install and start their own one-node cluster (scripts/slurm/start.sh). The DFT
+# tests need GPAW (the [dft] extra), which builds from source with a C++ compiler against
+# libxc, OpenBLAS, LAPACK and Open MPI (Debian packages, installed here as root with apt).
 # Extra arguments go to pytest, e.g. `scripts/run-tests.sh -m "not slow"`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,8 +15,18 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v dot >/dev
          && apt-get install -y -qq --no-install-recommends graphviz >/dev/null 2>&1; }; } \
     || echo "run-tests: graphviz not installed; graph drawings are skipped" >&2
 fi
+DFT_APT="libxc-dev libopenblas-dev liblapack-dev libopenmpi-dev openmpi-bin g++"
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v mpicc >/dev/null; then
+  { apt-get install -y -qq --no-install-recommends $DFT_APT >/dev/null 2>&1 \
+    || { apt-get update -qq >/dev/null 2>&1 \
+         && apt-get install -y -qq --no-install-recommends $DFT_APT >/dev/null 2>&1; }; } \
+    || echo "run-tests: GPAW's build dependencies not installed; the DFT tests will fail" >&2
+fi
 # torch first, pinned: the CPU wheel of 2.13.0 lies on this machine's disk; an unpinned torch
 # (asked for by mace-torch) would fetch a CUDA build of several GB.
 python -m pip install --quiet "torch==2.13.0"
 python -m pip install --quiet ".[test,fit,uip]"
+# GPAW (the [dft] extra) compiles as C++: with CC=gcc it fails on `#include <algorithm>`;
+# about 4 minutes the first time, nothing when it is installed
+CC=g++ OMPI_CC=g++ python -m pip install --quiet ".[dft]"
 python -m pytest "$@"

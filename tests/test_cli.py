@@ -19,12 +19,17 @@ import numpy as np
 import pytest
 from ase.io import read
 
+from pyiron_assyst.calculators import EMT, Morse
 from pyiron_assyst.cli import settings
+from pyiron_assyst.cli.label import LabelSource
 from pyiron_assyst.cli.main import main
 from pyiron_assyst.execution.cache import ResultCache
+from pyiron_assyst.export import FORMATS, labels_of
 from pyiron_assyst.stages.relax import VolumeRelax
 from pyiron_assyst.storage import Project
 from pyiron_assyst.workflow import macro as workflows
+from pyiron_assyst.workflow import pipeline
+from tests.support.mtp import parse_cfg
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -121,6 +126,9 @@ def test_example_file_spells_out_the_macro_defaults():
     assert configs["perturb_config"] == workflows.DEFAULT_PERTURB
     assert configs["final_filter"] == workflows.DEFAULT_FINAL_FILTER
     assert configs["sample_filter"] == workflows.DEFAULT_SAMPLE_FILTER
+    assert configs["curation"] == workflows.DEFAULT_CURATION
+    assert configs["reference"] == configs["calculator"]
+    assert set(configs) == {c.name for c in pipeline.CONFIGS}  # every table spelled out
     assert [sum(f.values()) for f in formulas] == [1, 2, 3]
     assert output == {"directory": "assyst-output"}
 
@@ -151,13 +159,28 @@ def test_run_writes_a_project_training_set_and_summary(finished):
     assert stored["volume_relax"] == VolumeRelax()
     assert stored["executor"] == configs["executor"]
     assert project.stages(run) == ["sampled", "volume_relaxed", "relaxed", "perturbed",
-                                   "training_set"]
+                                   "isolated_atoms", "training_set"]
+    assert project.stages(run) == list(pipeline.stored_stages())
+    assert all(s.calc is not None and s.get_forces().shape == (len(s), 3) for s in structures)
+    assert stored["reference"] == stored["calculator"] == EMT()
+    assert stored["curation"] == workflows.DEFAULT_CURATION
+    curate = summary["stages"][-1]
+    assert curate["stage"] == "curate"
+    assert curate["out"] == summary["training_set"]
+    assert summary["reference_energies"] == {"Cu": 3.51}  # EMT's isolated Cu atom
     training = project.load_stage(run, "training_set")
     assert [s.info["uuid"] for s in training] == [s.info["uuid"] for s in structures]
     assert all(np.allclose(a.positions, b.positions, atol=1e-7)  # extxyz: 8 decimals
                for a, b in zip(training, structures))
     assert project.load_reports(run)["relax_report"].stage == "relax:full"
-    assert '"assyst"' in project.load_recipe(run)
+    # the stored recipe is the graph that ran: configs as builder nodes, the cache directory
+    recipe = json.loads(project.load_recipe(run))
+    assert recipe["nodes"]["assyst"]["reference"]["info"]["qualname"] == "assyst"
+    builders = {"cfg_formulas", *(f"cfg_{c.name}" for c in pipeline.CONFIGS)}
+    assert set(recipe["nodes"]) == {"assyst", *builders, *(
+        f"{b}_text_constant_0" for b in builders), "assyst_cache_directory_constant_0",
+        "assyst_retry_failed_constant_0"}  # each builder's JSON text, the macro's constants
+    assert str(out / "cache") in project.load_recipe(run)
 
 
 def test_status_of_a_finished_run(finished, capsys):
@@ -166,7 +189,106 @@ def test_status_of_a_finished_run(finished, capsys):
     assert "complete" in out
     assert "relax:volume:" in out
     assert "final_filter:" in out
+    assert "label:" in out
+    assert "isolated_atoms:" in out
+    assert "curate:" in out
     assert "failed structures" not in out
+
+
+def test_the_label_table_is_the_reference_calculator(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('[label]\ntype = "Morse"\nepsilon = 0.3\n[curation]\n'
+                    'type = "CurationConfig"\nforce_cap = 20.0\n')
+    _, configs, _ = settings.load_settings(path)
+    assert configs == {"reference": Morse(epsilon=0.3), "curation": workflows.CurationConfig(
+        force_cap=20.0)}
+
+
+def test_export_right_after_run_works_for_every_format(finished, tmp_path, capsys,
+                                                       monkeypatch):
+    project = Project(finished, create=False)
+    (run,) = project.runs()
+    training = project.load_stage(run, "training_set")
+    (atom,) = project.load_stage(run, "isolated_atoms")
+    reference = labels_of(atom).free_energy
+    files = {fmt: tmp_path / f"{fmt}{suffix}" for fmt, (_, suffix) in FORMATS.items()}
+    for fmt, path in files.items():
+        assert main(["export", str(finished), "-f", fmt, "-o", str(path)]) == 0, fmt
+        assert f"wrote {len(training)} structures of {run}/training_set" in (
+            capsys.readouterr().out)
+    energies = [labels_of(a).free_energy for a in training]
+    corrected = [e - len(a) * reference for e, a in zip(energies, training)]
+    frames = read(files["extxyz"], ":")
+    assert [f.get_potential_energy(force_consistent=True) for f in frames] == energies
+    mace = read(files["ref-extxyz"], ":")
+    assert mace[0].info["config_type"] == "IsolatedAtom"
+    assert mace[0].info["REF_energy"] == (
+        reference)
+    assert [f.info["REF_energy"] for f in mace[1:]] == energies
+    import pandas as pd
+
+    frame = pd.read_pickle(files["pacemaker"], compression="gzip")
+    assert frame["energy_corrected"].tolist() == corrected
+    assert [b["energy"] for b in parse_cfg(files["mtp"].read_text())] == energies
+    monkeypatch.setenv("PYIRONDISABLE", "True")
+    from pyiron_base import FileHDFio, FlattenedStorage
+
+    storage = FlattenedStorage()
+    storage.from_hdf(FileHDFio(str(files["potentialfit"])), "structures")
+    assert [storage.get_array("energy", i) for i in range(len(storage))] == corrected
+
+
+def test_label_makes_a_new_run_whose_lineage_reaches_the_source_run(finished, tmp_path,
+                                                                     capsys):
+    project_dir = tmp_path / "project"
+    shutil.copytree(finished, project_dir)
+    project = Project(project_dir, create=False)
+    (source,) = project.runs()
+    assert main(["label", str(project_dir), "--reference", "morse", "--serial",
+                 "--no-figures"]) == 0
+    out = capsys.readouterr().out
+    (new,) = set(project.runs()) - {source}
+    assert new.startswith(f"{source}.label-")
+    assert f"saved as run {new!r}" in out
+    assert project.stages(new) == ["isolated_atoms", "training_set"]
+    before = project.load_stage(source, "training_set")
+    after = project.load_stage(new, "training_set")
+    reports = project.load_reports(new)
+    assert reports["label_report"].force_calls == len(before)  # every structure again
+    assert len(after) + len(reports["curate_report"].drops) == len(before)
+    by_uuid = {b.info["uuid"]: b for b in before}
+    for atoms in after:  # each a child of the structure it relabels, with Morse's labels
+        old = by_uuid[atoms.info["parent"]]
+        expected = old.copy()
+        expected.calc = Morse().calculator_for(expected)
+        assert labels_of(atoms).energy == expected.get_potential_energy()
+        assert atoms.info["root"] == old.info["root"]
+        assert atoms.info["step"] == "label"
+    configs = project.load_configs(new)
+    assert configs["reference"] == Morse()
+    assert configs["formulas"] == project.load_configs(
+        source)["formulas"]
+    deepest = max(after, key=lambda a: a.info["ancestry"].count(";"))
+    assert main(["show", str(project_dir), "--run", new, "--lineage",
+                 deepest.info["uuid"]]) == 0
+    chain = [line.split(maxsplit=2) for line in
+             capsys.readouterr().out.split("lineage of")[1].splitlines()[1:] if line.strip()]
+    steps = [step for _, _, step in chain]
+    assert steps[:2] == ["label", "label"]
+    assert steps[2].startswith("perturb")
+    assert steps[3:] == ["relax:full", "relax:volume", "sample"]  # found in the source run
+    assert chain[-1][1] == deepest.info["root"]
+    assert configs["source"] == LabelSource(source, "training_set")
+    assert main(["retry-failed", str(project_dir), "--run", new, "--serial",
+                 "--no-figures"]) == 0  # labels the source again (from the cache), not a run
+    assert project.stages(new) == ["isolated_atoms", "training_set"]
+    assert [a.info["uuid"] for a in project.load_stage(new, "training_set")] == [
+        a.info["uuid"] for a in after]
+    capsys.readouterr()
+    assert main(["label", str(project_dir), "--run", source, "--reference", "morse"]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert main(["label", str(project_dir), "--run", source]) == 2
+    assert "--reference" in capsys.readouterr().err
 
 
 def test_show_counts_configs_lineage_and_a_stage(finished, capsys):
@@ -198,8 +320,11 @@ def test_retry_failed_recomputes_only_the_failed_structures(tmp_path, capsys):
     assert main(["run", str(path), "-o", str(project_dir), "--name", "flaky",
                  "--no-figures"]) == 0
     project = Project(project_dir, create=False)
-    failed = project.load_reports("flaky")["volume_report"].failures
-    assert failed
+    reports = project.load_reports("flaky")
+    failed = [d for r in reports.values() for d in r.failures]
+    # the 2-atom cells fail in the volume relaxation, and in the labels of the sampled set
+    assert reports["volume_report"].failures
+    assert reports["label_report"].failures
     assert {d.reason for d in failed} == {"calculator_error"}
     capsys.readouterr()
     assert main(["status", str(project_dir)]) == 0
@@ -221,6 +346,7 @@ def test_retry_failed_recomputes_only_the_failed_structures(tmp_path, capsys):
     reports = project.load_reports("flaky")
     assert reports["volume_report"].failures == ()  # ... which now made it
     assert reports["volume_report"].n_out == reports["volume_report"].n_in
+    assert reports["label_report"].n_out == reports["label_report"].n_in
 
 
 @pytest.mark.slow
@@ -272,6 +398,7 @@ def test_a_killed_run_shows_its_progress_and_resumes(tmp_path, capsys):
     assert main(["status", str(project_dir)]) == 0
     status = capsys.readouterr().out
     assert "incomplete (running or killed)" in status
+    assert re.search(r"^\s+label: not started$", status, re.MULTILINE)  # listed, to come
     line = next(line for line in status.splitlines() if "relax:volume:" in line)
     finished, total = (int(w) for w in line.rsplit(":", 1)[1].split()[:3:2])
     assert 2 <= finished < total
@@ -291,6 +418,59 @@ def test_a_killed_run_shows_its_progress_and_resumes(tmp_path, capsys):
             assert (a.calc is None) == (b.calc is None)
             if a.calc is not None:
                 assert a.get_potential_energy() == b.get_potential_energy()
+
+
+LABEL_SETTINGS = """
+[label]
+type = "AseCalculator"
+import_path = "tests.support.faulty_calculators:LoggedEMT"
+kwargs = {{ log = "{log}" }}
+
+[executor]
+type = "Executor"
+kind = "serial"
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_label_run_shows_its_progress_and_resumes_without_recomputing(
+        finished, tmp_path, capsys):
+    project_dir = tmp_path / "project"
+    shutil.copytree(finished, project_dir)
+    log = tmp_path / "labels.log"
+    path = tmp_path / "label.toml"
+    path.write_text(LABEL_SETTINGS.format(log=log))
+    env = {**os.environ, "ASSYST_TEST_DELAY": "0.05", "PYTHONPATH": str(REPO)}
+    child = subprocess.Popen([sys.executable, "-c", KILLABLE, "label", str(project_dir),
+                              "--settings", str(path), "--no-figures"], env=env, cwd=REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    labels = ResultCache(project_dir / "cache").namespace("label")
+    known = len(labels.listing()[0])  # the EMT labels of the source run
+    deadline = time.monotonic() + 300
+    try:
+        while len(labels.listing()[0]) < known + 4 and child.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert child.returncode == -signal.SIGKILL, child.stderr.read().decode()
+    done = len(labels.listing()[0]) - known
+    assert main(["status", str(project_dir)]) == 0
+    status = capsys.readouterr().out
+    progress = status.split("incomplete (running or killed)")[1]
+    line = next(line for line in progress.splitlines() if line.strip().startswith("label:"))
+    finished_labels, total = (int(w) for w in line.rsplit(":", 1)[1].split()[:3:2])
+    assert 3 <= finished_labels < total
+    assert "relax:volume" not in progress
+    before = len(evaluations(log))
+    assert main(["label", str(project_dir), "--settings", str(path), "--no-figures"]) == 0
+    project = Project(project_dir, create=False)
+    new = next(r for r in project.runs() if ".label-" in r)
+    reports = project.load_reports(new)
+    needed = reports["label_report"].n_in + reports["reference_report"].n_in
+    resumed = evaluations(log)[before:]
+    assert len(resumed) == needed - done  # nothing that had finished is computed again
 
 
 def test_bad_projects_exit_2_with_one_line_naming_the_file(finished, tmp_path, capsys):
@@ -375,3 +555,14 @@ def test_fit_without_its_extra_stops_before_any_work_with_the_install_line(tmp_p
     assert "pip install torch==2.13.0 && pip install 'pyiron_assyst[fit]'" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()  # nothing sampled, relaxed or labelled
+
+
+def test_run_refuses_elements_its_calculator_cannot_compute_before_any_work(tmp_path, capsys):
+    out = tmp_path / "fe"
+    assert main(["run", "--elements", "Fe", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "[calculator] EMT cannot compute Fe: it knows Ag, Al, Au, C, Cu" in err
+    assert not out.exists()  # nothing sampled, nothing stored
+    assert main(["run", "--elements", "Fe", "--calculator", "morse", "--reference", "emt",
+                 "-o", str(out)]) == 2
+    assert "[label] EMT cannot compute Fe" in capsys.readouterr().err

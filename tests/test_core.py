@@ -128,3 +128,16 @@ def test_generic_calculator_freezes_kwargs():
                                        {"sigma": 2.0, "epsilon": 0.1})
     assert config.kwargs == (("epsilon", 0.1), ("sigma", 2.0))
     assert config.get_calculator().parameters["sigma"] == 2.0
+
+
+def test_a_calculator_says_which_elements_it_cannot_compute():
+    from pyiron_assyst.calculators import EMT, Morse
+    from pyiron_assyst.calculators.structure_settings import StructureSettings
+
+    with pytest.raises(ConfigError, match=r"EMT cannot compute Fe, Si: it knows Ag, Al, Au, C, "
+                                          r"Cu, H, N, Ni, O, Pd, Pt"):
+        EMT().check_elements(["Cu", "Fe", "Si"])
+    EMT().check_elements(["Cu", "Ag"])
+    Morse().check_elements(["Fe"])  # a pair potential computes anything
+    with pytest.raises(ConfigError, match="cannot compute Fe"):
+        StructureSettings(EMT(), kpoint_density=3.0).check_elements(["Fe"])

@@ -21,6 +21,7 @@ import pyiron_assyst
 from pyiron_assyst.calculators import EMT
 from pyiron_assyst.core.info_keys import info_table
 from pyiron_assyst.execution.executors import Executor
+from pyiron_assyst.stages.curate import CurationConfig
 from pyiron_assyst.stages.filters import AspectFilter, DistanceFilter, VolumeFilter
 from pyiron_assyst.stages.perturbations import PerturbConfig, RandomChoice, Rattle, Stretch
 from pyiron_assyst.stages.relax import FullRelax, VolumeRelax
@@ -179,7 +180,14 @@ def test_defaults_page_states_the_macro_defaults():
     assert defaults["final_filter"] == DistanceFilter(1.0) & VolumeFilter(maximum=300.0)
     assert defaults["calculator"] == EMT()
     assert defaults["executor"] == Executor(kind="process", max_workers=0)
+    assert defaults["reference"] is None  # the relaxation calculator
+    assert defaults["curation"] == CurationConfig(energy_cap=10.0, energy_mode="relative",
+                                                  force_cap=50.0, distance=None,
+                                                  deduplicate=True, duplicate_tolerance=0.01)
     text = (DOCS / "defaults.md").read_text(encoding="utf-8")
+    for stated in ("10 eV/atom above the lowest", "50 eV/Å", "0.01 Å", "`None`: the "
+                   "`calculator`"):
+        assert stated in text, stated
     for stated in ("AspectFilter(6)", "force_tolerance=1e-3", "max_steps=100", "Rattle(0.25)",
                    "Stretch(hydro=0.05, shear=0.005)", "chance=0.3", "DistanceFilter(1.0)",
                    "VolumeFilter(maximum=300.0)", "retries=10", "| 10 |"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import re
 import warnings
 
 import h5py
@@ -23,6 +24,7 @@ from pyiron_assyst.export import (
     ExportError,
     export,
     labels_of,
+    virial,
     write_extxyz,
     write_mtp,
     write_pacemaker,
@@ -33,6 +35,7 @@ from pyiron_assyst.export.pacemaker import COLUMNS
 from pyiron_assyst.export.potentialfit import STORAGE_TYPE
 from pyiron_assyst.storage import Project
 from tests.support.datasets import REFERENCES, training_set
+from tests.support.mtp import TINY, parse_cfg, tiny_numbers
 
 SERIAL = Executor(kind="serial")
 @pytest.fixture(scope="module")
@@ -151,42 +154,6 @@ def test_pacemaker_without_references_warns_and_fits_total_energies(structures, 
 # ----------------------------------------------------------------------------- mtp
 
 
-def parse_cfg(text: str) -> list[dict]:
-    """A reader written from MLIP's documented .cfg format (independent of the writer)."""
-    blocks, lines = [], iter(text.splitlines())
-    for line in lines:
-        if line.strip() != "BEGIN_CFG":
-            continue
-        block: dict = {"features": {}}
-        for entry in lines:
-            key = entry.strip()
-            if key == "END_CFG":
-                break
-            if key == "Size":
-                block["size"] = int(next(lines))
-            elif key == "Supercell":
-                block["cell"] = np.array([[float(x) for x in next(lines).split()]
-                                          for _ in range(3)])
-            elif key.startswith("AtomData:"):
-                assert key.split()[1:] == ["id", "type", "cartes_x", "cartes_y", "cartes_z",
-                                           "fx", "fy", "fz"]
-                rows = [next(lines).split() for _ in range(block["size"])]
-                block["ids"] = [int(r[0]) for r in rows]
-                block["types"] = [int(r[1]) for r in rows]
-                block["positions"] = np.array([[float(x) for x in r[2:5]] for r in rows])
-                block["forces"] = np.array([[float(x) for x in r[5:8]] for r in rows])
-            elif key == "Energy":
-                block["energy"] = float(next(lines))
-            elif key.startswith("PlusStress:"):
-                assert key.split()[1:] == ["xx", "yy", "zz", "yz", "xz", "xy"]
-                block["virial"] = np.array([float(x) for x in next(lines).split()])
-            elif key.startswith("Feature"):
-                _, name, value = key.split(maxsplit=2)
-                block["features"][name] = value
-        blocks.append(block)
-    return blocks
-
-
 def test_mtp_cfg_reads_back_exactly(structures, tmp_path):
     order = write_mtp(structures, tmp_path / "train.cfg")
     assert order == ["Cu", "Ag"]  # by atomic number
@@ -208,6 +175,27 @@ def test_mtp_cfg_reads_back_exactly(structures, tmp_path):
     np.testing.assert_array_equal(blocks[2]["cell"], structures[2].cell.array)  # slab
     assert "virial" not in blocks[2]
     assert "cell" not in blocks[3]
+
+
+def test_mtp_fields_stay_apart_with_three_digit_exponents(tmp_path):
+    atoms = tiny_numbers()
+    write_mtp([atoms], tmp_path / "tiny.cfg")
+    text = (tmp_path / "tiny.cfg").read_text()
+    assert f"{TINY:.16e}" in text
+    assert len(f"{TINY:.16e}") == 24
+    rows = text.splitlines()
+    atom_rows = rows[rows.index(" AtomData:  id type       cartes_x      cartes_y      cartes_z"
+                                "           fx          fy          fz") + 1:][:2]
+    assert [len(r.split()) for r in atom_rows] == [8, 8]
+    for row in rows:  # no number runs into the next one: every '-' of a mantissa follows a
+        assert not re.search(r"[0-9]-[0-9]\.", row), row  # space
+    (block,) = parse_cfg(text)
+    labels = labels_of(atoms)
+    np.testing.assert_array_equal(block["cell"], atoms.cell.array)
+    np.testing.assert_array_equal(block["positions"], atoms.positions)
+    np.testing.assert_array_equal(block["forces"], labels.forces)
+    assert block["energy"] == TINY
+    np.testing.assert_array_equal(block["virial"], virial(atoms, labels.stress))
 
 
 def test_mtp_element_order_and_partly_periodic_cells(structures, tmp_path):
@@ -349,7 +337,7 @@ def test_cli_reports_bad_input_with_status_2(structures, tmp_path, capsys):
     assert "is not a number" in capsys.readouterr().err
     assert run_cli(["export", str(project.path), "--run", "a", "-f", "mtp",
                     "--reference-energies", "compute"]) == 2
-    assert "no 'calculator' config" in capsys.readouterr().err
+    assert "no 'reference' or 'calculator' config" in capsys.readouterr().err
     assert parse_reference_energies(["Cu=1", "Ag=-2.5"]) == {"Cu": 1.0, "Ag": -2.5}
     with warnings.catch_warnings():
         warnings.simplefilter("error")

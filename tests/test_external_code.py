@@ -24,8 +24,9 @@ from ase.calculators.lj import LennardJones as AseLJ
 
 from pyiron_assyst.calculators import AseCalculator
 from pyiron_assyst.execution.executors import Executor
+from pyiron_assyst.execution.launch import launcher
 from pyiron_assyst.stages.relax import VolumeRelax, relax
-from tests.external.toycode import ToyCode, launcher, toy_command
+from tests.external.toycode import ToyCode, toy_command
 from tests.support.slurm import slurm  # noqa: F401  (session fixture)
 
 RELAX = VolumeRelax(max_steps=8, force_tolerance=1e-3)
@@ -82,6 +83,10 @@ def test_launcher_follows_the_reserved_cores():
     assert launcher(Executor(kind="slurm_job", cores=2)).startswith("srun --overlap ")
     assert launcher(Executor(kind="process", cores=8)) == "mpirun -np 8"
     assert launcher(Executor(kind="serial")) == ""
+    assert launcher(Executor(kind="slurm_cluster", cores=2), starter="mpiexec") == "mpiexec -n 2"
+    assert launcher(Executor(kind="process", cores=1), starter="mpiexec") == ""
+    with pytest.raises(ValueError, match="starter"):
+        launcher(Executor(kind="process", cores=2), starter="aprun")  # type: ignore[arg-type]
     assert toy_command("srun -n 2").startswith("srun -n 2 ")
 
 

@@ -125,7 +125,9 @@ def test_command_prints_the_plan_of_the_flags(capsys):
                          "--cost-per-calculation", "3", "--cores", "8"], capsys)
     assert code == 0
     data = json.loads(out)
+    # the reference calculator is the relaxation calculator: relaxed structures keep labels
     expected = plan(Formulas.range("Cu", 1, 3), SampleConfig(max_atoms=2),
+                    assumptions=PlanAssumptions(relabel_relaxed=False),
                     cost_per_calculation_core_hours=3.0, cores_per_calculation=8)
     assert data["core_hours"] == expected.core_hours == 3 * data["calculations"]
     assert [s["n_out"] for s in data["stages"]] == [s.n_out for s in expected.stages]
@@ -133,6 +135,19 @@ def test_command_prints_the_plan_of_the_flags(capsys):
     assert code == 0
     assert "core-hours" in out
     assert "exact" in out
+
+
+def test_command_relabels_relaxed_structures_only_for_another_reference(tmp_path, capsys):
+    settings = tmp_path / "run.toml"
+    settings.write_text('[label]\ntype = "Morse"\n')
+    calls = {}
+    for name, argv in (("same", []), ("other", [str(settings)])):
+        code, out, _ = _run(["plan", *argv, "--max-atoms", "2", "--json"], capsys)
+        assert code == 0
+        stages = {s["stage"]: s for s in json.loads(out)["stages"]}
+        calls[name] = stages["label"]["calculations"]
+        relaxed = stages["relax:volume"]["n_out"] + stages["relax:full"]["n_out"]
+    assert calls["other"] - calls["same"] == relaxed > 0
 
 
 def test_command_reads_settings(tmp_path, capsys):
@@ -165,3 +180,39 @@ def test_command_rejects_bad_input(capsys):
     code, _, err = _run(["plan", "missing.toml"], capsys)
     assert code == 2
     assert "does not exist" in err
+
+
+def test_a_cost_model_prices_each_structure_by_atoms_kpoints_and_kind_of_calculation():
+    from pyiron_assyst.calculators import EMT
+    from pyiron_assyst.calculators.cost import CostModel, kpoint_count
+    from pyiron_assyst.calculators.structure_settings import StructureSettings
+    from pyiron_assyst.workflow.plan import _stand_in
+
+    model = CostModel(reference_core_hours=0.5, atom_exponent=2.0, relax_step_fraction=0.25)
+    assumptions = PlanAssumptions(volume_relax_calls=4, full_relax_calls=10)
+    flat = plan([{"Cu": 2}], sample_config=SampleConfig(spacegroups=(221, 225, 229)),
+                assumptions=assumptions, cost_model=model)
+    volume = flat.stage("relax:volume")
+    # every structure is Cu2 (4x the one-atom cost), a relaxation step a quarter of it
+    assert volume.core_hours == pytest.approx(volume.n_in * 4 * 0.25 * 0.5 * 4)
+    assert flat.stage("label").core_hours == pytest.approx(flat.stage("label").n_in * 0.5 * 4)
+    assert flat.core_hours == pytest.approx(sum(s.core_hours for s in flat.stages))
+    dft = StructureSettings(EMT(), kpoint_density=3.0)
+    meshed = plan([{"Cu": 2}], sample_config=SampleConfig(spacegroups=(221, 225, 229)),
+                  assumptions=assumptions, cost_model=model, reference=dft)
+    k = kpoint_count(_stand_in((("Cu", 2),), 3), dft)
+    assert k > 1
+    assert meshed.stage("label").core_hours == pytest.approx(k * flat.stage("label").core_hours)
+    assert meshed.stage("relax:volume").core_hours == volume.core_hours  # relaxed without mesh
+    text = meshed.summary()
+    assert "core-hours" in text
+    assert "e+" not in text
+
+
+def test_plan_numbers_are_for_people():
+    bill = plan([{"Cu": 1}, {"Cu": 2}], cost_per_calculation_core_hours=300.0,
+                cores_per_calculation=1)
+    text = bill.summary()
+    assert "on 1 core)" in text
+    assert "e+" not in text
+    assert f"{bill.core_hours:,.0f} core-hours expected" in text

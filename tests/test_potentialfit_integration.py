@@ -38,6 +38,7 @@ from pyiron_assyst.export import (
     write_training_container,
 )
 from tests.support.datasets import REFERENCES, training_set
+from tests.support.mtp import TINY, tiny_numbers
 
 pytestmark = pytest.mark.slow
 logger = logging.getLogger(__name__)
@@ -205,6 +206,33 @@ def test_pyiron_potentialfit_reads_our_training_container(tmp_path):
         if labels.stress is not None:
             np.testing.assert_array_equal(cfg["stress"], -labels.stress * atoms.get_volume())
             np.testing.assert_array_equal(cfg["lat"], atoms.cell.array)
+
+
+MLIP_SCRIPT = r'''
+import json, sys
+from pyiron_potentialfit.mlip.cfgs import loadcfgs  # MLIP's own reader (mlippy)
+
+cfgs = loadcfgs(sys.argv[1])
+with open("result.json", "w") as f:
+    json.dump([{"energy": c.energy, "lat": c.lat.tolist(), "pos": c.pos.tolist(),
+                "forces": c.forces.tolist(), "stress": c.stresses.tolist()} for c in cfgs], f)
+'''
+
+
+def test_mlip_reader_reads_fields_with_three_digit_exponents(tmp_path):
+    """``-2.2368152024805090e-101`` fills the 24 characters of a field; MLIP's reader splits
+    on white space and rejected such a file before the fields were separated."""
+    python = consumer_python("potentialfit-venv", POTENTIALFIT)
+    atoms = tiny_numbers()
+    write_mtp([atoms, *training_set()[:2]], tmp_path / "tiny.cfg")
+    result = run_script(python, MLIP_SCRIPT, str(tmp_path / "tiny.cfg"), cwd=tmp_path)
+    assert len(result) == 3
+    tiny, labels = result[0], labels_of(atoms)
+    assert tiny["energy"] == labels.free_energy == TINY
+    np.testing.assert_array_equal(tiny["lat"], atoms.cell.array)
+    np.testing.assert_array_equal(tiny["pos"], atoms.positions)
+    np.testing.assert_array_equal(tiny["forces"], labels.forces)
+    np.testing.assert_array_equal(tiny["stress"], -labels.stress * atoms.get_volume())
 
 
 PYACE_SCRIPT = r'''

@@ -24,6 +24,7 @@ from pyiron_assyst.execution.executors import KINDS, Executor
 from pyiron_assyst.stages.relax import FullRelax
 from pyiron_assyst.stages.sample import Formulas, SampleConfig
 from pyiron_assyst.workflow.macro import OUTPUTS, assyst, build_workflow
+from pyiron_assyst.workflow.pipeline import CONFIGS as PIPELINE_CONFIGS
 
 pyironflow = pytest.importorskip("pyironflow")
 port_cache_key = pytest.importorskip("pyironflow.wf_extensions").port_cache_key
@@ -32,13 +33,16 @@ FORMULAS = Formulas.range("Cu", 1, 3)
 CONFIGS = {"sample_config": SampleConfig(spacegroups=(221, 229), seed=1),
            "executor": Executor(kind="serial")}
 MACRO_INPUTS = ["formulas", "sample_config", "sample_filter", "volume_relax", "full_relax",
-                "perturb_config", "final_filter", "calculator", "executor"]
+                "perturb_config", "final_filter", "calculator", "reference", "curation",
+                "executor"]
 MACRO_TYPES = ["Formulas", "SampleConfig", "Filter", "Relaxation", "Relaxation",
-               "PerturbConfig", "Filter", "CalculatorConfig", "Executor"]
+               "PerturbConfig", "Filter", "CalculatorConfig", ["CalculatorConfig", "NoneType"],
+               "CurationConfig", "Executor"]
 BUILDERS = {  # the typed JSON builder node of each macro input
     "formulas": "formulas", "sample_config": "sample_config", "sample_filter": "filter",
     "volume_relax": "relaxation", "full_relax": "relaxation", "perturb_config": "perturb_config",
-    "final_filter": "filter", "calculator": "calculator", "executor": "executor"}
+    "final_filter": "filter", "calculator": "calculator", "reference": "calculator",
+    "curation": "curation_config", "executor": "executor"}
 
 
 def builder_path(kind: str) -> str:
@@ -55,14 +59,20 @@ STAGE_EDGES = {  # inside the macro, after ungrouping (labels without the prefix
     "relax_1.structures->concatenate_0.relaxed",
     "perturb_0.structures->concatenate_0.perturbed",
     "concatenate_0.structures->apply_filter_1.structures",
+    "apply_filter_1.structures->label_and_curate_0.structures",
+    "reference_calculator_0.calculator->label_and_curate_0.reference",
 }
 CONFIG_EDGES = {  # config node -> stage port, after ungrouping the macro
-    "formulas": ["sample_0.formulas"],
+    "formulas": ["sample_0.formulas", "label_and_curate_0.formulas"],
     "sample_config": ["sample_0.config"],
-    "executor": ["sample_0.executor", "relax_0.executor", "relax_1.executor"],
+    "executor": ["sample_0.executor", "relax_0.executor", "relax_1.executor",
+                 "label_and_curate_0.executor"],
     "sample_filter": ["apply_filter_0.filter"],
     "volume_relax": ["relax_0.config"],
-    "calculator": ["relax_0.calculator", "relax_1.calculator"],
+    "calculator": ["relax_0.calculator", "relax_1.calculator",
+                   "reference_calculator_0.calculator"],
+    "reference": ["reference_calculator_0.reference"],
+    "curation": ["label_and_curate_0.curation"],
     "full_relax": ["relax_1.config"],
     "perturb_config": ["perturb_0.config"],
     "final_filter": ["apply_filter_1.filter"],
@@ -132,7 +142,7 @@ def test_macro_outputs_are_typed():
     gui = Gui([pwf.node(assyst)])
     types = [p["types_raw"] for p in gui.ports("assyst", "source").values()]
     gui.flow.close()
-    assert types == ["list"] * 5 + ["StageReport"] * 6
+    assert types == ["list"] * 8 + ["StageReport"] * 9 + ["dict"]
 
 
 def test_workflow_object_loads_directly():
@@ -155,6 +165,12 @@ def test_workflow_object_loads_directly():
         from_recipe.flow.close()
 
 
+def test_macro_inputs_are_the_pipeline_declaration():
+    assert ["formulas", *(c.name for c in PIPELINE_CONFIGS)] == MACRO_INPUTS
+    assert {"formulas": "formulas", **{
+        c.name: c.builder.removesuffix("_from_json") for c in PIPELINE_CONFIGS}} == BUILDERS
+
+
 def test_config_nodes_hold_each_config_as_editable_json(recipe_gui):
     gui = recipe_gui
     nodes = gui.nodes()
@@ -165,6 +181,7 @@ def test_config_nodes_hold_each_config_as_editable_json(recipe_gui):
         assert builders[f"workflow_cfg_{name}"]["import_path"] == builder_path(BUILDERS[name])
     expected = {"formulas": FORMULAS, **{k: p.default for k, p in _macro_defaults().items()},
                 **CONFIGS}
+    expected["reference"] = expected["calculator"]  # the recipe names the label calculator
     for name in MACRO_INPUTS:
         label = f"workflow_cfg_{name}"
         assert gui.ports(label) == {"text": {"types": "text", "types_raw": "str",
@@ -182,9 +199,11 @@ def test_ungrouped_macro_shows_stage_nodes_typed_ports_and_edges(recipe_gui):
     nodes = gui.nodes()
     paths = Counter(data["import_path"] for data in nodes.values())
     builders = Counter(builder_path(kind) for kind in BUILDERS.values())
-    stage_nodes = {"sample": 1, "relax": 2, "apply_filter": 2, "perturb": 1, "concatenate": 1}
+    stage_nodes = {"sample": 1, "relax": 2, "apply_filter": 2, "perturb": 1, "concatenate": 1,
+                   "reference_calculator": 1}
     assert paths == {**builders,
-                     **{f"pyiron_assyst.workflow.nodes.{k}": n for k, n in stage_nodes.items()}}
+                     **{f"pyiron_assyst.workflow.nodes.{k}": n for k, n in stage_nodes.items()},
+                     "pyiron_assyst.workflow.macro.label_and_curate": 1}
     relax = {k: p["types_raw"] for k, p in gui.ports("workflow_assyst_relax_0").items()}
     assert relax.items() >= {
         "structures": "list", "config": "Relaxation", "calculator": "CalculatorConfig",
@@ -213,7 +232,7 @@ def test_runs_from_the_widget_with_an_edited_config(recipe_gui):
     outputs = gui.widget.last_run.outputs
     sample_report = outputs["workflow_assyst_sample_0__report"]
     assert (sample_report.n_in, sample_report.n_candidates) == (2, 2)  # two formulas, one group
-    trained = outputs["workflow_assyst_apply_filter_1__structures"]
+    trained = outputs["workflow_assyst_label_and_curate_0__training_set"]
 
     direct = pwf.node(assyst).run(formulas=FORMULAS, **{**CONFIGS, "sample_config": edited})
     assert direct.exception is None

@@ -42,3 +42,34 @@ def test_slurm_cluster_run_equals_serial_run(tmp_path):
         assert fingerprint(cluster[name]) == fingerprint(serial[name]), name
     jobs = list((tmp_path / "jobs").rglob("*_o.h5"))
     assert len(jobs) >= len(serial["relaxed"])  # the relaxations really ran as SLURM jobs
+
+
+def test_label_command_on_slurm_equals_a_serial_label(tmp_path):
+    """``pyiron-assyst label`` with a SLURM executor: every new single point is a SLURM job,
+    and the relabelled run equals one labelled in this process."""
+    import shutil
+
+    from pyiron_assyst.calculators import Morse
+    from pyiron_assyst.cli.main import main
+    from pyiron_assyst.storage import Project
+
+    source = tmp_path / "source.toml"
+    source.write_text('[formulas]\nelements = ["Cu"]\nmax_atoms = 1\n'
+                      '[sample_config]\ntype = "SampleConfig"\nspacegroups = [221, 225, 229]\n'
+                      '[executor]\ntype = "Executor"\nkind = "serial"\n')
+    assert main(["run", str(source), "-o", str(tmp_path / "a"), "--no-figures"]) == 0
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    cluster = tmp_path / "label.toml"
+    cluster.write_text('[label]\ntype = "Morse"\n[executor]\ntype = "Executor"\n'
+                       f'kind = "slurm_cluster"\ncache_directory = "{tmp_path / "jobs"}"\n')
+    assert main(["label", str(tmp_path / "a"), "--settings", str(cluster), "--name", "dft",
+                 "--no-figures"]) == 0
+    assert main(["label", str(tmp_path / "b"), "--reference", "morse", "--serial", "--name",
+                 "dft", "--no-figures"]) == 0
+    on_slurm = Project(tmp_path / "a").load_stage("dft", "training_set")
+    here = Project(tmp_path / "b").load_stage("dft", "training_set")
+    assert fingerprint(on_slurm) == fingerprint(here)
+    assert Project(tmp_path / "a").load_configs("dft")["reference"] == Morse()
+    report = Project(tmp_path / "a").load_reports("dft")["label_report"]
+    jobs = list((tmp_path / "jobs").rglob("*_o.h5"))
+    assert len(jobs) >= report.n_in > 0  # the single points really ran as SLURM jobs

@@ -1,4 +1,7 @@
-"""The canonical macro end to end: union, reports, lineage, reproducibility, recipe JSON."""
+"""The canonical macro end to end: union, labels, curation, reports, lineage, reproducibility,
+recipe JSON, and the macro checked against the pipeline's declaration."""
+
+import json
 
 import flowrep as fr
 import numpy as np
@@ -6,13 +9,15 @@ import pyiron_workflow as pwf
 import pytest
 
 from pyiron_assyst.calculators import EMT, Morse
+from pyiron_assyst.calculators.evaluation import LABEL_CALCULATOR
 from pyiron_assyst.core.info_keys import INFO_KEYS
 from pyiron_assyst.execution.executors import Executor
+from pyiron_assyst.stages.curate import CurationConfig, isolated_atom
 from pyiron_assyst.stages.filters import DistanceFilter
 from pyiron_assyst.stages.perturbations import PerturbConfig, Rattle, Stretch
 from pyiron_assyst.stages.relax import SymmetryRelax
 from pyiron_assyst.stages.sample import Formulas, SampleConfig
-from pyiron_assyst.workflow import nodes
+from pyiron_assyst.workflow import nodes, pipeline
 from pyiron_assyst.workflow.macro import OUTPUTS, assyst, build_workflow
 from tests.support.relaxers import GoldenVolumeRelax
 
@@ -47,10 +52,75 @@ def test_outputs_are_the_filtered_union_of_the_stages(serial):
     report = serial["filter_report"]
     assert report.n_candidates == len(union)
     dropped = {d.uuid for d in report.drops}
-    assert [s.info["uuid"] for s in serial["training_set"]] == [
-        s.info["uuid"] for s in union if s.info["uuid"] not in dropped]
+    kept = [s for s in union if s.info["uuid"] not in dropped]
+    assert serial["filtered"] == kept  # the same objects
     assert len(serial["perturbed"]) > 0
     assert len(serial["relaxed"]) > 0
+
+
+def test_the_training_set_is_the_labelled_curated_filtered_union(serial):
+    filtered, labelled = serial["filtered"], serial["labelled"]
+    emt = EMT().config_hash()
+    assert len(labelled) == len(filtered) == serial["label_report"].n_out
+    for before, after in zip(filtered, labelled, strict=True):
+        if before.info["step"].startswith("relax"):
+            assert after is before  # the relaxation's single point is the label
+        else:
+            assert after.info["parent"] == before.info["uuid"]
+            assert after.info["step"] == "label"
+            reference = before.copy()
+            reference.calc = EMT().calculator_for(reference)
+            assert after.get_potential_energy() == reference.get_potential_energy()
+        assert after.info[LABEL_CALCULATOR] == emt
+    # no force call for a relaxed structure: one per sampled or perturbed structure
+    relaxed = sum(s.info["step"].startswith("relax") for s in filtered)
+    assert relaxed > 0
+    assert serial["label_report"].force_calls == len(filtered) - relaxed
+    curate = serial["curate_report"]
+    dropped = {d.uuid for d in curate.drops}
+    assert curate.n_in == len(labelled)
+    assert curate.n_out == len(serial["training_set"])
+    assert serial["training_set"] == [s for s in labelled if s.info["uuid"] not in dropped]
+    assert set(curate.drop_counts()) <= {"duplicate", "energy_cap", "force_cap"}
+
+
+def test_isolated_atom_energies_come_from_the_reference_calculator(serial):
+    atom = isolated_atom("Cu")
+    atom.calc = EMT().calculator_for(atom)
+    assert serial["reference_energies"] == {"Cu": atom.get_potential_energy()}
+    (stored,) = serial["isolated_atoms"]
+    assert stored.info["parent"] == atom.info["uuid"]
+    assert stored.info["step"] == "label"
+    assert serial["reference_report"].stage == "isolated_atoms"
+
+
+def test_another_reference_labels_every_structure_again(serial):
+    morse = Morse()
+    out = run_macro(executor=Executor(kind="serial"), reference=morse,
+                    curation=CurationConfig())
+    assert [s.info["uuid"] for s in out["filtered"]] == [
+        s.info["uuid"] for s in serial["filtered"]]  # the reference changes no relaxation
+    assert out["label_report"].force_calls == len(out["filtered"])
+    assert all(s.info[LABEL_CALCULATOR] == morse.config_hash() for s in out["labelled"])
+    atom = isolated_atom("Cu")
+    atom.calc = morse.calculator_for(atom)
+    assert out["reference_energies"] == {"Cu": atom.get_potential_energy()}
+    assert out["curate_report"].drop_counts().keys() <= {"duplicate"}  # no caps
+
+
+def test_the_macro_is_checked_against_the_pipeline_declaration():
+    recipe = json.loads(assyst.flowrep_recipe.model_dump_json())
+    assert pipeline.check_recipe(recipe) == []
+    swapped = json.loads(json.dumps(recipe))  # label with the relaxation calculator directly
+    inner = swapped["nodes"]["label_and_curate_0"]
+    inner["input_edges"]["label_0.calculator"] = "executor"
+    assert any("label: configs" in p for p in pipeline.check_recipe(swapped))
+    rewired = json.loads(json.dumps(recipe))  # perturb the volume-relaxed structures
+    rewired["edges"]["perturb_0.structures"] = "relax_0.structures"
+    assert pipeline.check_recipe(rewired) == [
+        "perturb: reads ['volume_relaxed'] != ['relaxed']"]
+    assert pipeline.stored_stages()[-1] == "training_set"
+    assert "isolated_atoms" not in pipeline.figure_stages()
 
 
 def test_reports_chain_from_stage_to_stage(serial):
@@ -111,6 +181,7 @@ def test_a_custom_relaxer_runs_through_the_macro():
 
 def test_recipe_json_round_trip_keeps_the_configs():
     configs = {**SMALL, "calculator": Morse(epsilon=0.3, r0=2.8, rho0=4.0),
+               "reference": EMT(), "curation": CurationConfig(force_cap=40.0),
                "executor": Executor(kind="serial")}
     wf = build_workflow(FORMULAS, **configs)
     text = wf.recipe.model_dump_json()
@@ -119,6 +190,7 @@ def test_recipe_json_round_trip_keeps_the_configs():
     assert run.exception is None, run.exception
     direct = run_macro(**configs)
     assert fingerprint(run.outputs["training_set"]) == fingerprint(direct["training_set"])
+    assert run.outputs["reference_energies"] == direct["reference_energies"]
 
 
 def test_config_classes_are_nodes_with_editable_constants():

@@ -7,9 +7,10 @@ the config is part of every cache key and stored run. Any ASE calculator is reac
 
 from __future__ import annotations
 
+import copy
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from typing import Any
 
@@ -43,12 +44,57 @@ class CalculatorConfig(Config):
         """The calculator to use for ``atoms`` (override for structure-dependent settings)."""
         return self.get_calculator()
 
+    def supported_elements(self) -> frozenset[str] | None:
+        """The elements this calculator can compute (``None``: any; override where limited)."""
+        return None
+
+    def check_elements(self, elements: Iterable[str]) -> None:
+        """Raise :class:`ConfigError` before any work if an element cannot be computed.
+
+        The cheap preflight of a run: a calculator that knows what it cannot do says so here,
+        instead of failing once per structure deep inside a stage.
+        """
+        known = self.supported_elements()
+        missing = sorted(set(elements) - known) if known is not None else []
+        if missing:
+            raise ConfigError(f"{type(self).__name__} cannot compute {', '.join(missing)}: it "
+                              f"knows {', '.join(sorted(known))}; choose other elements or "
+                              "another calculator")
+
+    def repair_policy(self) -> Any:
+        """The :class:`~pyiron_assyst.calculators.repair.RepairPolicy` of failed calculations,
+        or ``None`` (no repair; the default)."""
+        return None
+
+    def with_parameters(self, changes: Mapping[str, Any]) -> CalculatorConfig:
+        """A copy with the settings ``changes`` applied (how a repair rule changes a config).
+
+        By default ``changes`` names fields of the config; :class:`AseCalculator` takes keyword
+        arguments of its calculator instead.
+
+        Raises
+        ------
+        ConfigError
+            If a name is not a field of this config (or the new value is not allowed).
+        """
+        names = {f.name for f in fields(self)}  # type: ignore[arg-type]
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            raise ConfigError(f"{type(self).__name__} has no settings {unknown}; "
+                              f"allowed: {sorted(names)}")
+        return replace(self, **dict(changes))  # type: ignore[type-var]
+
 
 @dataclass(frozen=True)
 class EMT(CalculatorConfig):
     """ASE's effective medium theory (Al, Cu, Ag, Au, Ni, Pd, Pt; H, C, N, O for testing)."""
 
     fixed_cutoff: bool = True
+
+    def supported_elements(self) -> frozenset[str]:
+        from ase.calculators.emt import parameters
+
+        return frozenset(parameters)
 
     def get_calculator(self) -> BaseCalculator:
         from ase.calculators.emt import EMT as _EMT
@@ -173,6 +219,23 @@ class AseCalculator(CalculatorConfig):
         if self.reuse:
             return _cached_calculator(self)
         return self._build()
+
+    def with_parameters(self, changes: Mapping[str, Any]) -> AseCalculator:
+        """A copy whose calculator gets the keyword arguments ``changes`` (added or replaced).
+
+        The import path is not checked against the allow-list again: it was checked when this
+        config was built, and a worker process (where repairs run) does not know prefixes
+        registered at run time.
+        """
+        kwargs = freeze({**dict(self.kwargs), **dict(changes)})
+        try:
+            hash(kwargs)
+        except TypeError:
+            raise ConfigError(
+                f"AseCalculator.kwargs must hold hashable values; got {kwargs!r}") from None
+        new = copy.copy(self)
+        object.__setattr__(new, "kwargs", kwargs)
+        return new
 
     def _build(self) -> BaseCalculator:
         # checked against the allow-list at construction; a spawned worker does not know

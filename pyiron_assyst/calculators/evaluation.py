@@ -23,6 +23,8 @@ from ase.calculators.calculator import BaseCalculator, PropertyNotImplementedErr
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from pyiron_assyst.calculators import CalculatorConfig
+from pyiron_assyst.calculators.repair import error_text, failure_kind
+from pyiron_assyst.core.info_keys import set_info
 from pyiron_assyst.core.report import Drop
 from pyiron_assyst.execution.tasks import TaskError
 
@@ -41,6 +43,7 @@ __all__ = [
     "metered",
     "run_safely",
     "single_point",
+    "stamp_repairs",
 ]
 
 T = TypeVar("T")
@@ -177,9 +180,10 @@ def ensure_labels(atoms: Atoms, calc: BaseCalculator) -> Atoms:
 
 
 def classify(error: BaseException) -> tuple[str, str]:
-    """Drop ``(reason, detail)`` of a failed evaluation: ``non_finite`` or ``calculator_error``."""
-    reason = "non_finite" if isinstance(error, NonFiniteError) else "calculator_error"
-    return reason, f"{type(error).__name__}: {error}"
+    """Drop ``(reason, detail)`` of a failed evaluation; the reason is its
+    :func:`~pyiron_assyst.calculators.repair.failure_kind` (``"scf_not_converged"``,
+    ``"crashed"``, ``"timeout"``, ``"non_finite"`` or ``"calculator_error"``)."""
+    return failure_kind(error), f"{type(error).__name__}: {error}"
 
 
 @dataclass
@@ -195,9 +199,13 @@ class Outcome(Generic[T]):
     detail
         Error text on failure.
     force_calls
-        Real calculator evaluations, also those made before a failure.
+        Real calculator evaluations, also those made before a failure (all attempts).
     calculator_time
-        Time spent inside the calculator in s.
+        Time spent inside the calculator in s (all attempts).
+    repairs
+        One entry per failed attempt under a repair policy: ``"<kind> -> <rule>"`` when a rule
+        changed the settings for the next attempt, ``"<kind>"`` when none did (the last one of
+        a structure that stayed failed). Empty when the first attempt finished.
     """
 
     value: T | None
@@ -205,6 +213,7 @@ class Outcome(Generic[T]):
     detail: str = ""
     force_calls: int = 0
     calculator_time: float = 0.0
+    repairs: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -217,17 +226,53 @@ def run_safely(atoms: Atoms, calculator: CalculatorConfig,
     """Build the calculator for ``atoms`` and run ``work(copy_of_atoms, calc)``, metered.
 
     Any exception (from building the calculator, the calculator, or ``work``) is returned as a
-    failed :class:`Outcome`; ``atoms`` itself is never modified.
+    failed :class:`Outcome` whose reason is the failure's kind; ``atoms`` itself is never
+    modified. With a repair policy (``calculator.repair_policy()``), a failure that a rule
+    matches is retried from the start with the rule's settings applied, up to the policy's
+    ``max_attempts``; every attempt is recorded in :attr:`Outcome.repairs`.
     """
-    meter = Meter()
-    try:
-        calc = calculator.calculator_for(atoms)
-        with metered(calc) as meter:
-            value = work(atoms.copy(), calc)
-    except Exception as error:  # one structure's failure is data, never fatal
-        reason, detail = classify(error)
-        return Outcome(None, reason, detail, meter.calls, meter.seconds)
-    return Outcome(value, "", "", meter.calls, meter.seconds)
+    policy = calculator.repair_policy()
+    max_attempts = policy.max_attempts if policy is not None else 1
+    history: list[str] = []
+    used: tuple[str, ...] = ()
+    calls, seconds = 0, 0.0
+    current = calculator
+    while True:
+        meter, calc = Meter(), None
+        try:
+            calc = current.calculator_for(atoms)
+            with metered(calc) as meter:
+                value = work(atoms.copy(), calc)
+        except Exception as error:  # one structure's failure is data, never fatal
+            calls, seconds = calls + meter.calls, seconds + meter.seconds
+            reason, detail = classify(error)
+            rule = None
+            if policy is not None and len(history) + 1 < max_attempts:
+                rule = policy.next_rule(reason, error_text(error, calc, policy.log_files), used)
+            history.append(reason if rule is None else f"{reason} -> {rule.name}")
+            if rule is not None:
+                try:
+                    current, used = current.with_parameters(dict(rule.changes)), (*used, rule.name)
+                    continue
+                except Exception as bad:  # a rule the config cannot apply ends the repair
+                    history[-1] = f"{reason} -> {rule.name} (not applicable: {bad})"
+            if policy is not None:
+                detail += f" [attempts: {'; '.join(history)}]"
+            return Outcome(None, reason, detail, calls, seconds,
+                           tuple(history) if policy is not None else ())
+        calls, seconds = calls + meter.calls, seconds + meter.seconds
+        return Outcome(value, "", "", calls, seconds, tuple(history))
+
+
+def stamp_repairs(atoms: Atoms, outcome: Outcome[Any]) -> None:
+    """Record a repaired calculation on its structure: info ``repairs`` (the history joined by
+    ``"; "``) and ``calculation_attempts``; nothing when the first attempt finished."""
+    if outcome.repairs:
+        set_info(atoms, "repairs", "; ".join(outcome.repairs))
+        set_info(atoms, "calculation_attempts", len(outcome.repairs) + 1)
+    else:
+        atoms.info.pop("repairs", None)
+        atoms.info.pop("calculation_attempts", None)
 
 
 def evaluate(atoms: Atoms, calculator: CalculatorConfig) -> Outcome[Atoms]:
@@ -247,10 +292,13 @@ class Tally:
     drops: list[Drop] = field(default_factory=list)
     force_calls: int = 0
     calculator_time: float = 0.0
+    repaired: list[Drop] = field(default_factory=list)
 
     def finished(self, outcome: Outcome[T] | TaskError, uuid: str) -> T | None:
         """The value of ``outcome`` with its evaluations counted, or ``None`` after recording
-        its failure (a failed task or a failed calculation) as a drop of ``uuid``."""
+        its failure (a failed task or a failed calculation) as a drop of ``uuid``. A value
+        that needed repairs is recorded in :attr:`repaired` (reason ``"repaired"``, the
+        history as detail)."""
         if isinstance(outcome, TaskError):
             self.drops.append(Drop(uuid, outcome.reason, str(outcome)))
             return None
@@ -258,6 +306,8 @@ class Tally:
         self.calculator_time += outcome.calculator_time
         if outcome.value is None:
             self.drops.append(Drop(uuid, outcome.reason, outcome.detail))
+        elif outcome.repairs:
+            self.repaired.append(Drop(uuid, "repaired", "; ".join(outcome.repairs)))
         return outcome.value
 
 

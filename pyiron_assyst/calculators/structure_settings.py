@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields, replace
+from typing import Any, Protocol
 
 import numpy as np
 from ase import Atoms
@@ -49,10 +49,13 @@ __all__ = [
     "SPIN_POLARIZED",
     "Derived",
     "StructureSettings",
+    "derive_settings",
     "is_isolated_atom",
     "kpoints_from_density",
+    "moment_pairs",
     "prepare_structure",
     "record_info",
+    "record_settings",
 ]
 
 KPOINT_MESH = "kpoint_mesh"
@@ -152,7 +155,60 @@ class Derived:
     isolated: bool
 
 
-def _moment_pairs(owner: str, field: str, value: Any) -> tuple[tuple[str, float], ...]:
+class SettingsFields(Protocol):
+    """The fields :func:`derive_settings` reads (of :class:`StructureSettings` or a DFT config)."""
+
+    kpoint_density: float | None
+    even_kpoints: bool
+    magmoms: tuple[tuple[str, float], ...]
+    isolated_spin_polarized: bool
+    isolated_magmoms: tuple[tuple[str, float], ...]
+    isolated_distance: float
+
+
+def derive_settings(settings: SettingsFields, atoms: Atoms) -> Derived:
+    """Mesh, initial moments (μB), spin and isolation of ``atoms`` under ``settings``.
+
+    See :class:`StructureSettings` for the rules; any config with the fields of
+    :class:`SettingsFields` (such as :class:`~pyiron_assyst.calculators.gpaw.Gpaw`) uses them.
+    """
+    isolated = is_isolated_atom(atoms, settings.isolated_distance)
+    kpts = None
+    if settings.kpoint_density is not None:
+        kpts = (1, 1, 1) if isolated else kpoints_from_density(
+            atoms.cell.array, settings.kpoint_density, atoms.pbc, settings.even_kpoints)
+    if isolated and settings.isolated_spin_polarized:
+        table = dict(settings.isolated_magmoms)
+        number = int(atoms.numbers[0])
+        symbol = atoms.get_chemical_symbols()[0]
+        moment = table.get(symbol, float(ground_state_magnetic_moments[number]))
+        return Derived(kpts, (moment,), True, True)
+    if not settings.magmoms:
+        return Derived(kpts, None, False, isolated)
+    table = dict(settings.magmoms)
+    moments = tuple(table.get(s, 0.0) for s in atoms.get_chemical_symbols())
+    return Derived(kpts, moments, any(m != 0.0 for m in moments), isolated)
+
+
+def record_settings(atoms: Atoms, derived: Derived, density: float | None) -> Atoms:
+    """A copy of ``atoms`` with ``derived`` recorded: ``initial_magmoms`` (μB) and the info
+    keys :data:`KPOINT_MESH`, :data:`KPOINT_DENSITY` (``density``, Å) and :data:`SPIN_POLARIZED`.
+    """
+    out = atoms.copy()
+    if derived.magmoms is not None:
+        out.set_initial_magnetic_moments(list(derived.magmoms))
+    if derived.kpts is not None:
+        record_info(out, KPOINT_MESH, " ".join(str(k) for k in derived.kpts))
+        record_info(out, KPOINT_DENSITY, float(density or 0.0))
+    else:
+        out.info.pop(KPOINT_MESH, None)
+        out.info.pop(KPOINT_DENSITY, None)
+    record_info(out, SPIN_POLARIZED, derived.spin_polarized)
+    return out
+
+
+def moment_pairs(owner: str, field: str, value: Any) -> tuple[tuple[str, float], ...]:
+    """``value`` (a dict or pairs of element and moment in μB) as sorted, checked pairs."""
     pairs = freeze(dict(value) if isinstance(value, Mapping) else dict(value or ()))
     for symbol, moment in pairs:
         require(symbol in atomic_numbers and symbol != "X", owner, field,
@@ -217,9 +273,9 @@ class StructureSettings(CalculatorConfig):
                 name, "kpoints_parameter", "a keyword name such as 'kpts'", self.kpoints_parameter)
         require(isinstance(self.isolated_distance, (int, float)) and self.isolated_distance > 0,
                 name, "isolated_distance", "a number > 0 Å", self.isolated_distance)
-        object.__setattr__(self, "magmoms", _moment_pairs(name, "magmoms", self.magmoms))
+        object.__setattr__(self, "magmoms", moment_pairs(name, "magmoms", self.magmoms))
         object.__setattr__(self, "isolated_magmoms",
-                           _moment_pairs(name, "isolated_magmoms", self.isolated_magmoms))
+                           moment_pairs(name, "isolated_magmoms", self.isolated_magmoms))
         spin = self.spin_parameters
         object.__setattr__(self, "spin_parameters",
                            freeze(dict(spin) if isinstance(spin, Mapping) else dict(spin or ())))
@@ -230,22 +286,7 @@ class StructureSettings(CalculatorConfig):
 
     def derive(self, atoms: Atoms) -> Derived:
         """The settings for ``atoms``: mesh, initial moments (μB), spin, isolated or not."""
-        isolated = is_isolated_atom(atoms, self.isolated_distance)
-        kpts = None
-        if self.kpoint_density is not None:
-            kpts = (1, 1, 1) if isolated else kpoints_from_density(
-                atoms.cell.array, self.kpoint_density, atoms.pbc, self.even_kpoints)
-        if isolated and self.isolated_spin_polarized:
-            table = dict(self.isolated_magmoms)
-            number = int(atoms.numbers[0])
-            symbol = atoms.get_chemical_symbols()[0]
-            moment = table.get(symbol, float(ground_state_magnetic_moments[number]))
-            return Derived(kpts, (moment,), True, True)
-        if not self.magmoms:
-            return Derived(kpts, None, False, isolated)
-        table = dict(self.magmoms)
-        moments = tuple(table.get(s, 0.0) for s in atoms.get_chemical_symbols())
-        return Derived(kpts, moments, any(m != 0.0 for m in moments), isolated)
+        return derive_settings(self, atoms)
 
     def parameters_for(self, atoms: Atoms) -> dict[str, Any]:
         """Calculator keywords derived for ``atoms`` (mesh and, if spin-polarised, spin)."""
@@ -264,34 +305,35 @@ class StructureSettings(CalculatorConfig):
         keys :data:`KPOINT_MESH` (e.g. ``"6 6 4"``), :data:`KPOINT_DENSITY` (Å) and
         :data:`SPIN_POLARIZED`.
         """
-        derived = self.derive(atoms)
-        out = atoms.copy()
-        if derived.magmoms is not None:
-            out.set_initial_magnetic_moments(list(derived.magmoms))
-        if derived.kpts is not None:
-            record_info(out, KPOINT_MESH, " ".join(str(k) for k in derived.kpts))
-            record_info(out, KPOINT_DENSITY, float(self.kpoint_density or 0.0))
-        else:
-            out.info.pop(KPOINT_MESH, None)
-            out.info.pop(KPOINT_DENSITY, None)
-        record_info(out, SPIN_POLARIZED, derived.spin_polarized)
-        return out
+        return record_settings(atoms, self.derive(atoms), self.kpoint_density)
+
+    def supported_elements(self) -> frozenset[str] | None:
+        """The wrapped calculator's elements."""
+        return self.base.supported_elements()
 
     def get_calculator(self) -> BaseCalculator:
         return self.base.get_calculator()
+
+    def with_parameters(self, changes: Mapping[str, Any]) -> StructureSettings:
+        """A copy whose base calculator config has ``changes`` applied."""
+        return replace(self, base=self.base.with_parameters(changes))
 
     def calculator_for(self, atoms: Atoms) -> BaseCalculator:
         """The base calculator for ``atoms`` with the derived keywords applied.
 
         An :class:`~pyiron_assyst.calculators.AseCalculator` base is built with its own keywords
-        plus the derived ones; any other base is built by its own ``calculator_for`` and the
-        derived keywords are applied with ``calc.set(...)``.
+        plus the derived ones; a base config whose fields include the derived keywords (e.g.
+        ``kpts``, ``nspin``) gets them with :meth:`~CalculatorConfig.with_parameters`; any other
+        base is built by its own ``calculator_for`` and the keywords are applied with
+        ``calc.set(...)``.
         """
         params = self.parameters_for(atoms)
         if isinstance(self.base, AseCalculator) and not self.base.reuse:
             cls = import_object(self.base.import_path, check_allowed=False)
             kwargs = {k: _thaw(v) for k, v in self.base.kwargs}
             return cls(**{**kwargs, **params})
+        if params and set(params) <= {f.name for f in fields(self.base)}:  # type: ignore[arg-type]
+            return self.base.with_parameters(params).calculator_for(atoms)
         calc = self.base.calculator_for(atoms)
         if params:
             if not callable(getattr(calc, "set", None)):

@@ -1,20 +1,23 @@
-"""Running the canonical macro into a project: shared by ``run`` and ``retry-failed``.
+"""Running the canonical pipeline into a project: shared by ``run``, ``retry-failed`` and
+``label``.
 
-A run is saved twice under the project's write lock: when it starts (recipe and configs, no
-stages: the run is *incomplete*, and ``status`` follows its progress in the cache) and when it
-ends (every stage's structures, the reports and the timings), after its outputs were written
-(each atomically), so a run counts as complete only when its outputs are. Running again into a
-finished run keeps that run (and its stages readable) until the new one is complete: the start
-record is not written over a complete run. The relaxations are cached by
-content in ``<project>/cache``, so a run that was killed and started again, a retry of its
-failures, or an extended run (more formulas, more perturbations) computes only what is new.
+The workflow that runs is :func:`~pyiron_assyst.workflow.macro.build_workflow`'s, and its
+recipe is the one stored with the run. Which outputs become stages, in which order, comes from
+:mod:`pyiron_assyst.workflow.pipeline`. A run is saved twice under the project's write lock:
+when it starts (recipe and configs, no stages: the run is *incomplete*, and ``status`` follows
+its progress in the cache) and when it ends (every stage's structures, the reports and the
+timings), after its outputs were written (each atomically), so a run counts as complete
+only when its outputs are. Running again into a finished run keeps that run (and its stages
+readable) until the new one is complete: the start record is not written over a complete
+run. The relaxations and single points are cached by content in ``<project>/cache``, so a
+run that was killed and started again, a retry of its failures, or an extended run (more
+formulas, more perturbations) computes only what is new.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import inspect
 import json
 import time
 from pathlib import Path
@@ -24,14 +27,12 @@ from pyiron_assyst.core.config import Config
 from pyiron_assyst.storage import Project, StorageError
 from pyiron_assyst.storage.files import atomic_path, write_text_atomic
 
-__all__ = ["CACHE_DIRECTORY", "STAGES", "content_name", "execute", "is_complete", "latest_run",
-           "macro_configs", "write_outputs"]
+__all__ = ["CACHE_DIRECTORY", "content_name", "execute", "is_complete", "latest_run",
+           "macro_configs", "save_outputs", "write_outputs"]
 
 CACHE_DIRECTORY = "cache"
 """Sub-directory of a project holding the result cache."""
-STAGES = ("sampled", "volume_relaxed", "relaxed", "perturbed", "training_set")
-"""Macro outputs stored as stages of a run, in order."""
-_RUN_INPUTS = ("formulas", "cache_directory", "retry_failed")
+_NO_INPUTS = "has no input ports"
 
 
 def formulas_from_flags(args: Any, formulas: Config | None,
@@ -66,16 +67,16 @@ def formulas_from_flags(args: Any, formulas: Config | None,
 
 
 def macro_configs(configs: dict[str, Config]) -> dict[str, Config]:
-    """Every config input of the macro: those given, the macro's defaults for the rest."""
-    from pyiron_assyst.workflow.macro import assyst
+    """Every config input of the pipeline: those given, the defaults for the rest; a
+    ``reference`` of ``None`` is the ``calculator`` (so the stored configs name it)."""
+    from pyiron_assyst.workflow.pipeline import CONFIGS
 
-    out = {}
-    for name, parameter in inspect.signature(assyst).parameters.items():
-        if name not in _RUN_INPUTS:
-            out[name] = configs.get(name, parameter.default)
-    unknown = set(configs) - set(out)
+    unknown = set(configs) - {c.name for c in CONFIGS}
     if unknown:
         raise TypeError(f"unknown macro inputs {sorted(unknown)}")
+    out = {c.name: configs.get(c.name, c.default) for c in CONFIGS}
+    if out["reference"] is None:
+        out["reference"] = out["calculator"]
     return out
 
 
@@ -114,56 +115,77 @@ def _project_executor(project: Project, configs: dict[str, Config]) -> dict[str,
 
 def execute(project: Project, name: str, formulas: Config, configs: dict[str, Config],
             retry_failed: bool = False, figures: bool = True) -> tuple[dict[str, Any], str]:
-    """Run the macro with the project's cache, save the run, write the outputs (``figures``:
-    with the figures).
+    """Run the pipeline's workflow with the project's cache, save the run with the workflow's
+    recipe, write the outputs (``figures``: with the figures).
 
     Returns the macro outputs and the summary text. Raises the macro's exception, if any,
     after the incomplete run was saved.
     """
-    import pyiron_workflow as pwf
+    import warnings
 
-    from pyiron_assyst.workflow.macro import assyst, build_workflow
+    from pyiron_assyst.workflow.macro import build_workflow
 
     configs = _project_executor(project, macro_configs(configs))
-    recipe = build_workflow(formulas, **configs).recipe.model_dump_json()
+    workflow = build_workflow(formulas, cache_directory=str(project.path / CACHE_DIRECTORY),
+                              retry_failed=retry_failed, **configs)
+    recipe = workflow.recipe.model_dump_json()
     stored = {"formulas": formulas, **configs}
     if not (name in project.runs() and is_complete(project, name)):  # keep a finished run
         project.save_run(name, recipe_json=recipe, configs=stored, overwrite=True)
     start = time.perf_counter()
-    result = pwf.node(assyst).run(formulas=formulas, **configs, retry_failed=retry_failed,
-                                  cache_directory=str(project.path / CACHE_DIRECTORY))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=f".*{_NO_INPUTS}")  # its inputs are nodes
+        result = workflow.run()
     if result.exception is not None:
         raise result.exception
     outputs = dict(result.outputs)
-    seconds = time.perf_counter() - start
-    reports = {port: outputs[port] for port in outputs if port.endswith("_report")}
     text = write_outputs(outputs, project.path, figures)  # the run is complete after them
-    project.save_run(name, recipe_json=recipe, configs=stored, overwrite=True,
-                     stages={stage: outputs[stage] for stage in STAGES}, reports=reports,
-                     timings={"pipeline": seconds})
+    save_outputs(project, name, outputs, recipe, stored, time.perf_counter() - start)
     return outputs, text
+
+
+def save_outputs(project: Project, name: str, outputs: dict[str, Any], recipe: str | None,
+                 configs: dict[str, Config], seconds: float) -> None:
+    """Save a finished run: the stored stages of :mod:`~pyiron_assyst.workflow.pipeline` that
+    ``outputs`` holds, in pipeline order, and every report."""
+    from pyiron_assyst.workflow.pipeline import stored_stages
+
+    reports = {port: outputs[port] for port in outputs if port.endswith("_report")}
+    project.save_run(name, recipe_json=recipe, configs=configs, overwrite=True,
+                     stages={s: outputs[s] for s in stored_stages() if s in outputs},
+                     reports=reports, timings={"pipeline": seconds})
 
 
 def write_outputs(outputs: dict[str, Any], directory: Path, figures: bool = True) -> str:
     """Write ``training_set.extxyz``, ``summary.txt`` / ``.json`` and ``figures/`` of a run,
-    each file atomically (a reader sees the old file or the new one, never a partial one)."""
+    each file atomically (a reader sees the old file or the new one, never a partial one).
+
+    Reports (and the summary's lines, and the bars of the stage-count figure) follow the
+    pipeline's step order; every removal is counted by reason.
+    """
     from ase.io import write
 
     from pyiron_assyst.figures.files import write_all
-    from pyiron_assyst.workflow.macro import OUTPUTS
+    from pyiron_assyst.workflow.pipeline import STEPS, figure_stages
 
     directory.mkdir(parents=True, exist_ok=True)
     with atomic_path(directory / "training_set.extxyz") as tmp:
         write(tmp, outputs["training_set"], format="extxyz")
-    reports = [outputs[name] for name in OUTPUTS if name.endswith("_report")]
+    reports = [outputs[s.report] for s in STEPS if s.report in outputs]
     lines = [r.summary() for r in reports]
     lines.append(f"training set: {len(outputs['training_set'])} structures")
+    energies = outputs.get("reference_energies")
+    if energies:
+        lines.append("isolated-atom reference energies (eV): " + " ".join(
+            f"{s}={e!r}" for s, e in energies.items()))
     text = "\n".join(lines) + "\n"
     write_text_atomic(directory / "summary.txt", text)
     if figures:
-        write_all({name: outputs[name] for name in STAGES}, reports, directory / "figures")
+        sets = {s: outputs[s] for s in figure_stages() if s in outputs}
+        write_all(sets, reports, directory / "figures")
     write_text_atomic(directory / "summary.json", json.dumps({
         "training_set": len(outputs["training_set"]),
+        "reference_energies": energies or {},
         "stages": [{"stage": r.stage, "in": r.n_in, "candidates": r.n_candidates,
                     "out": r.n_out, "dropped": r.drop_counts(), "flagged": r.flag_counts(),
                     "failed": len(r.failures), "wall_time_s": r.wall_time} for r in reports],

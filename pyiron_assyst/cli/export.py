@@ -8,11 +8,15 @@
     pyiron-assyst export PROJECT --format ref-extxyz --reference-energies compute
 
 The run defaults to the only run of the project (else ``--run`` is required), the stage to the
-run's last stage. ``--reference-energies compute`` computes isolated-atom energies with the
-run's stored ``calculator`` config (one that could start a program, e.g. an ``AseCalculator``,
-only with ``--trust-project``). The output defaults to ``<run>_<stage>`` with the format's
-usual suffix (run and stage names reduced to letters, digits and ``_ . -``, so a name stored
-in a project never leads out of the working directory).
+run's last stage (the curated, labelled ``training_set`` of a ``run``). The formats that take
+reference energies (``ref-extxyz``, ``pacemaker``, ``potentialfit``) use the isolated-atom
+energies the run stored (stage ``isolated_atoms``, computed with the run's reference
+calculator) unless ``--reference-energies`` gives others: ``EL=EV`` pairs, ``compute`` (with
+the run's stored ``reference``, else ``calculator``, config) or ``none`` (total energies). The
+output defaults to ``<run>_<stage>`` with the format's usual suffix (run and stage names
+reduced to letters, digits and ``_ . -``, so a name stored in a project never leads out of
+the working directory). A stored calculator that could start a program (e.g. an
+``AseCalculator``) computes reference energies only with ``--trust-project``.
 """
 
 from __future__ import annotations
@@ -46,8 +50,9 @@ def add_export_command(subparsers: Any) -> argparse.ArgumentParser:
                         help="output format")
     parser.add_argument("-o", "--output", help="output file (default: <run>_<stage><suffix>)")
     parser.add_argument("--reference-energies", nargs="+", metavar="EL=EV",
-                        help="isolated-atom energies in eV, e.g. Cu=-0.005 Ag=0.002, or "
-                             "'compute' (with the run's calculator config)")
+                        help="isolated-atom energies in eV, e.g. Cu=-0.005 Ag=0.002, "
+                             "'compute' (with the run's reference calculator config) or "
+                             "'none' (default: those the run stored, if any)")
     parser.add_argument("--elements", nargs="+", help="type order of the mtp format")
     add_trust_flag(parser)
     parser.set_defaults(handler=run_export)
@@ -93,9 +98,21 @@ def _select(project: Any, run: str | None, stage: str | None) -> tuple[str, str]
     return run, stage
 
 
+def _stored_references(project: Any, run: str) -> dict[str, float] | None:
+    """The isolated-atom energies a run stored (stage ``isolated_atoms``), else ``None``."""
+    from pyiron_assyst.stages.curate import energies_of
+
+    if "isolated_atoms" not in project.stages(run):
+        return None
+    return energies_of(project.load_stage(run, "isolated_atoms")) or None
+
+
 def _references(project: Any, run: str, values: Sequence[str] | None,
-                structures: Sequence[Any], trusted: bool) -> dict[str, float] | None:
+                structures: Sequence[Any], takes_references: bool, trusted: bool = False,
+                ) -> dict[str, float] | None:
     if not values:
+        return _stored_references(project, run) if takes_references else None
+    if list(values) == ["none"]:
         return None
     if list(values) != ["compute"]:
         return parse_reference_energies(values)
@@ -104,11 +121,12 @@ def _references(project: Any, run: str, values: Sequence[str] | None,
     from pyiron_assyst.execution.executors import Executor
     from pyiron_assyst.stages.curate import reference_energies
 
-    calculator = project.load_configs(run).get("calculator")
+    configs = project.load_configs(run)
+    calculator = configs.get("reference", configs.get("calculator"))
     if calculator is None:
-        raise ConfigError(f"run {run!r} stores no 'calculator' config; give the reference "
-                          "energies as EL=EV")
-    require_trust({"calculator": calculator}, trusted,
+        raise ConfigError(f"run {run!r} stores no 'reference' or 'calculator' config; give "
+                          "the reference energies as EL=EV")
+    require_trust({"reference": calculator}, trusted,
                   f"export --reference-energies compute of run {run!r}")
     elements = sorted({s for a in structures for s in a.get_chemical_symbols()})
     energies, report = reference_energies(elements, calculator, Executor(kind="serial"))
@@ -120,7 +138,7 @@ def _references(project: Any, run: str, values: Sequence[str] | None,
 def run_export(args: argparse.Namespace) -> int:
     """Handler of ``pyiron-assyst export``; returns the exit status (2 for bad input)."""
     from pyiron_assyst.core.config import ConfigError
-    from pyiron_assyst.export import FORMATS, ExportError, export
+    from pyiron_assyst.export import FORMATS, TAKES_REFERENCES, ExportError, export
     from pyiron_assyst.storage import Project, StorageError, slug
 
     try:
@@ -128,7 +146,7 @@ def run_export(args: argparse.Namespace) -> int:
         run, stage = _select(project, args.run, args.stage)
         structures = project.load_stage(run, stage)
         references = _references(project, run, args.reference_energies, structures,
-                                 args.trust_project)
+                                 args.format in TAKES_REFERENCES, args.trust_project)
         output = Path(args.output or f"{slug(run)}_{slug(stage)}{FORMATS[args.format][1]}")
         result = export(structures, output, args.format, reference_energies=references,
                         elements=args.elements)

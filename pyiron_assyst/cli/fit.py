@@ -115,8 +115,10 @@ def _generate(args: argparse.Namespace, reference, executor) -> tuple[list[Atoms
     if result.exception is not None:
         raise result.exception
     outputs = dict(result.outputs)
-    lines = [outputs[name].summary() for name in OUTPUTS if name.endswith("_report")]
-    return outputs["training_set"], lines
+    lines = [outputs[name].summary() for name in OUTPUTS if name.endswith("_report")
+             and name != "curate_report"]
+    # the labelled set before curation: the set the fit's documented numbers were measured on
+    return outputs["labelled"], lines
 
 
 FIT_EXTRA = ("torch", "mace")

@@ -1,10 +1,13 @@
 """The ``pyiron-assyst`` command line.
 
-Sub-commands (each in its own module of :mod:`pyiron_assyst.commands`):
+Sub-commands (each in its own module of :mod:`pyiron_assyst.cli`):
 
 - ``run``: the canonical pipeline from a TOML settings file (:mod:`pyiron_assyst.cli.settings`)
   and/or flags, saved as a run of a project directory (``-o``), which also receives
-  ``training_set.extxyz``, ``summary.txt`` / ``summary.json`` and ``figures/*.png``;
+  ``training_set.extxyz`` (labelled and curated), ``summary.txt`` / ``summary.json`` and
+  ``figures/*.png``;
+- ``label``: label a stored run's training set with another reference calculator into a new
+  run of the same project;
 - ``status``: each run's progress and failures (also of a run in progress or killed);
 - ``retry-failed``: compute the failed structures of a run again;
 - ``show``: counts, configs, the lineage of one structure, the table of a stage;
@@ -30,6 +33,7 @@ from typing import Any
 
 from pyiron_assyst.cli.export import add_export_command
 from pyiron_assyst.cli.fit import add_fit_command
+from pyiron_assyst.cli.label import add_label_command
 from pyiron_assyst.cli.plan import add_plan_command
 from pyiron_assyst.cli.retry import add_retry_failed_command
 from pyiron_assyst.cli.run import add_run_command
@@ -40,8 +44,8 @@ from pyiron_assyst.storage import StorageError
 
 __all__ = ["COMMANDS", "Terminated", "build_parser", "main"]
 
-COMMANDS = (add_plan_command, add_run_command, add_status_command, add_retry_failed_command,
-            add_show_command, add_export_command, add_fit_command)
+COMMANDS = (add_plan_command, add_run_command, add_label_command, add_status_command,
+            add_retry_failed_command, add_show_command, add_export_command, add_fit_command)
 """``add_<name>_command(subparsers)`` of every sub-command, in help order."""
 
 

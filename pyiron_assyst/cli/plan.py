@@ -57,7 +57,8 @@ def add_plan_command(subparsers: Any) -> argparse.ArgumentParser:
     for name, (flag, kind, text) in _ASSUMPTION_FLAGS.items():
         parser.add_argument(flag, type=kind, dest=name, help=text)
     parser.add_argument("--reuse-relaxation-labels", action="store_true", help=(
-        "relaxed structures keep their relaxation single points (same reference calculator)"))
+        "relaxed structures keep their relaxation single points (the default when the "
+        "reference calculator of the labels is the relaxation calculator)"))
     parser.add_argument("--no-label", action="store_true", help="no labelling stage")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(handler=run_plan)
@@ -74,27 +75,24 @@ def _formulas_and_configs(args: argparse.Namespace) -> tuple[Any, dict[str, Any]
     return formulas, configs
 
 
-def _assumptions(args: argparse.Namespace) -> Any:
+def _assumptions(args: argparse.Namespace, configs: dict[str, Any]) -> Any:
     from pyiron_assyst.workflow.plan import PlanAssumptions
 
     given = {name: getattr(args, name) for name in _ASSUMPTION_FLAGS
              if getattr(args, name) is not None}
-    return PlanAssumptions(relabel_relaxed=not args.reuse_relaxation_labels, **given)
+    relabel = configs["reference"] != configs["calculator"] and not args.reuse_relaxation_labels
+    return PlanAssumptions(relabel_relaxed=relabel, **given)
 
 
 def _plan(args: argparse.Namespace) -> Any:
-    from pyiron_assyst.stages import perturbations
-    from pyiron_assyst.stages import relax as relaxations
-    from pyiron_assyst.stages import sample as crystals
+    from pyiron_assyst.cli._pipeline import macro_configs
     from pyiron_assyst.workflow.plan import plan
 
-    formulas, configs = _formulas_and_configs(args)
-    executor = configs.get("executor")
-    cores = args.cores if args.cores is not None else getattr(executor, "cores", 1)
-    return plan(formulas, configs.get("sample_config", crystals.SampleConfig()),
-                configs.get("perturb_config", perturbations.PerturbConfig()),
-                configs.get("volume_relax", relaxations.VolumeRelax()),
-                configs.get("full_relax", relaxations.FullRelax()), _assumptions(args),
+    formulas, given = _formulas_and_configs(args)
+    configs = macro_configs(given)  # the pipeline's defaults for what the settings omit
+    cores = args.cores if args.cores is not None else configs["executor"].cores
+    return plan(formulas, configs["sample_config"], configs["perturb_config"],
+                configs["volume_relax"], configs["full_relax"], _assumptions(args, configs),
                 cost_per_calculation_core_hours=args.cost_per_calculation,
                 cores_per_calculation=cores, label=not args.no_label)
 

@@ -3,9 +3,9 @@
 The output directory (``-o``, default ``assyst-output``) is a project
 (:class:`~pyiron_assyst.storage.Project`): the run is saved there with its recipe, configs,
 every stage's structures and the reports, next to ``training_set.extxyz``, ``summary.txt`` /
-``summary.json`` and ``figures/*.png`` of the latest run. Relaxations are cached by content in
-``<project>/cache``: running the same command again after a kill resumes, and running with
-more formulas or perturbations reuses everything already relaxed.
+``summary.json`` and ``figures/*.png`` of the latest run. Relaxations and single points are
+cached by content in ``<project>/cache``: running the same command again after a kill resumes,
+and running with more formulas or perturbations reuses everything already relaxed.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from pyiron_assyst.cli._pipeline import (
 )
 from pyiron_assyst.storage import Project, StorageError, check_run_name
 
-__all__ = ["add_run_command", "run_command"]
+__all__ = ["add_executor_flags", "add_run_command", "apply_executor_flags", "calculator_by_flag",
+           "run_command"]
 
 _CALCULATORS = ("emt", "morse", "lj")
 
@@ -33,14 +34,19 @@ _CALCULATORS = ("emt", "morse", "lj")
 def add_run_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``run`` to the sub-commands."""
     run = subparsers.add_parser("run", help="run the whole pipeline into a project", description=(
-        "Sample, relax, perturb and filter; save the run in the project directory and write "
-        "the training set and a summary there. Without arguments: Cu, 1-3 atoms, all space "
-        "groups, EMT. Running again resumes from the project's cache."))
+        "Sample, relax, perturb, filter, label and curate; save the run in the project "
+        "directory and write the training set and a summary there. Without arguments: Cu, "
+        "1-3 atoms, all space groups, EMT (relaxations and labels). Running again resumes "
+        "from the project's cache."))
     run.add_argument("settings", nargs="?", help="TOML settings file (see examples/)")
     run.add_argument("--elements", nargs="+", help="element symbols (default: Cu)")
     run.add_argument("--max-atoms", type=int, help="largest number of atoms per cell (default 3)")
     run.add_argument("--min-atoms", type=int, help="smallest number of atoms per cell (default 1)")
-    run.add_argument("--calculator", choices=_CALCULATORS, help="ASE calculator (default emt)")
+    run.add_argument("--calculator", choices=_CALCULATORS,
+                     help="ASE calculator of the relaxations (default emt)")
+    run.add_argument("--reference", choices=_CALCULATORS,
+                     help="reference calculator of the labels (default: the --calculator; "
+                          "any calculator config through the settings' [label] table)")
     run.add_argument("--seed", type=int, help="random seed of sampling and perturbations")
     add_executor_flags(run)
     run.add_argument("-o", "--output", help="project directory (default assyst-output)")
@@ -75,8 +81,15 @@ def apply_executor_flags(executor: Any, args: argparse.Namespace) -> Any:
     return executor
 
 
-def _resolve(args: argparse.Namespace) -> tuple[Any, dict[str, Any], Path]:
+def calculator_by_flag(name: str) -> Any:
+    """The calculator config of ``--calculator`` / ``--reference`` ``name`` (emt, morse, lj)."""
     from pyiron_assyst import calculators
+
+    return {"emt": calculators.EMT(), "morse": calculators.Morse(),
+            "lj": calculators.LennardJones()}[name]
+
+
+def _resolve(args: argparse.Namespace) -> tuple[Any, dict[str, Any], Path]:
     from pyiron_assyst.cli import settings
     from pyiron_assyst.stages import sample as crystals
     from pyiron_assyst.workflow import macro as workflows
@@ -86,8 +99,9 @@ def _resolve(args: argparse.Namespace) -> tuple[Any, dict[str, Any], Path]:
         formulas, configs, output = settings.load_settings(args.settings)
     formulas = formulas_from_flags(args, formulas, configs)
     if args.calculator:
-        configs["calculator"] = {"emt": calculators.EMT(), "morse": calculators.Morse(),
-                                 "lj": calculators.LennardJones()}[args.calculator]
+        configs["calculator"] = calculator_by_flag(args.calculator)
+    if args.reference:
+        configs["reference"] = calculator_by_flag(args.reference)
     if args.seed is not None:
         sample = configs.get("sample_config", crystals.SampleConfig())
         configs["sample_config"] = dataclasses.replace(sample, seed=args.seed)
@@ -95,8 +109,26 @@ def _resolve(args: argparse.Namespace) -> tuple[Any, dict[str, Any], Path]:
         configs["perturb_config"] = dataclasses.replace(perturb, seed=args.seed)
     configs = macro_configs(configs)
     configs["executor"] = apply_executor_flags(configs["executor"], args)
+    preflight(formulas, configs)
     directory = Path(args.output or output.get("directory", "assyst-output"))
     return formulas, configs, directory
+
+
+def preflight(formulas: Any, configs: dict[str, Any]) -> None:
+    """Refuse, before any work, a calculator that cannot compute the formulas' elements.
+
+    Raises
+    ------
+    ConfigError
+        Naming the calculator, the elements it lacks and those it knows.
+    """
+    from pyiron_assyst.core.config import ConfigError
+
+    for role in ("calculator", "reference"):
+        try:
+            configs[role].check_elements(formulas.elements)
+        except ConfigError as error:
+            raise ConfigError(f"[{role if role == 'calculator' else 'label'}] {error}") from None
 
 
 def run_command(args: argparse.Namespace) -> int:

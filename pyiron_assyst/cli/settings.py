@@ -1,9 +1,10 @@
 """Run settings from TOML: a schema that mirrors the configs one to one.
 
-Each top-level table is named after an input of the macro
-:func:`~pyiron_assyst.workflow.macro.assyst`
-(``sample_config``, ``sample_filter``, ``volume_relax``, ``full_relax``, ``perturb_config``,
-``final_filter``, ``calculator``, ``executor``) and holds ``type = "ClassName"`` plus that
+Each top-level table is named after a config input of the pipeline
+(:data:`~pyiron_assyst.workflow.pipeline.CONFIGS`: ``sample_config``, ``sample_filter``,
+``volume_relax``, ``full_relax``, ``perturb_config``, ``final_filter``, ``calculator``,
+``label`` (the reference calculator of the labels, macro input ``reference``; default: the
+``calculator``), ``curation``, ``executor``) and holds ``type = "ClassName"`` plus that
 class's fields. Nested configs are nested tables (or inline tables) with their own ``type``;
 arrays become tuples, and an array entry with ``copies = n`` stands for ``n`` equal entries
 (e.g. four copies of one rattle). ``[formulas]`` takes ``elements``, ``min_atoms`` and
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pyiron_assyst import calculators
-from pyiron_assyst.calculators import cost, structure_settings
+from pyiron_assyst.calculators import cost, gpaw, repair, structure_settings
 from pyiron_assyst.core.config import Config, ConfigError
 from pyiron_assyst.execution import executors
 from pyiron_assyst.stages import curate as curation
@@ -27,6 +28,7 @@ from pyiron_assyst.stages import filters, perturbations
 from pyiron_assyst.stages import relax as relaxations
 from pyiron_assyst.stages import sample as crystals
 from pyiron_assyst.stages import select as selection
+from pyiron_assyst.workflow.pipeline import CONFIGS
 
 __all__ = [
     "CONFIG_MODULES",
@@ -37,13 +39,11 @@ __all__ = [
     "load_settings",
 ]
 
-CONFIG_TABLES = (
-    "sample_config", "sample_filter", "volume_relax", "full_relax", "perturb_config",
-    "final_filter", "calculator", "executor",
-)
+CONFIG_TABLES = tuple(c.table for c in CONFIGS)
+"""TOML table of each config input of the pipeline, in order."""
 
-CONFIG_MODULES = (calculators, cost, crystals, curation, executors, filters, perturbations,
-                  relaxations, selection, structure_settings)
+CONFIG_MODULES = (calculators, cost, crystals, curation, executors, filters, gpaw, perturbations,
+                  relaxations, repair, selection, structure_settings)
 """Modules whose public config classes TOML tables (and graph nodes) can name."""
 
 
@@ -74,14 +74,6 @@ def _value(value: Any, where: str) -> Any:
             items.extend([_value(v, f"{where}[{i}]")] * copies)
         return tuple(items)
     return value
-
-
-def _table_bases() -> dict[str, type]:
-    """The config class (or base class) each top-level table must name."""
-    return {"sample_config": crystals.SampleConfig, "sample_filter": filters.Filter,
-            "volume_relax": relaxations.Relaxation, "full_relax": relaxations.Relaxation,
-            "perturb_config": perturbations.PerturbConfig, "final_filter": filters.Filter,
-            "calculator": calculators.CalculatorConfig, "executor": executors.Executor}
 
 
 def config_from_table(table: dict[str, Any], where: str = "", base: type = Config) -> Config:
@@ -135,7 +127,8 @@ def formulas_from_table(table: dict[str, Any]) -> crystals.Formulas:
 
 def load_settings(path: str | Path) -> tuple[crystals.Formulas | None, dict[str, Config],
                                              dict[str, Any]]:
-    """Read a TOML settings file: formulas, configs by macro input name, and ``[output]``."""
+    """Read a TOML settings file: formulas, configs by macro input name (table ``label`` is
+    input ``reference``), and ``[output]``."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text())
@@ -148,9 +141,10 @@ def load_settings(path: str | Path) -> tuple[crystals.Formulas | None, dict[str,
         raise ConfigError(f"settings file {str(path)!r}: unknown table(s) {sorted(unknown)}; "
                           f"allowed: formulas, output, {', '.join(CONFIG_TABLES)}")
     formulas = formulas_from_table(data["formulas"]) if "formulas" in data else None
-    bases = _table_bases()
-    for k in CONFIG_TABLES:
-        if k in data and not isinstance(data[k], dict):
-            raise ConfigError(f"settings file {str(path)!r}: {k} must be a table with a type")
-    configs = {k: config_from_table(data[k], k, bases[k]) for k in CONFIG_TABLES if k in data}
+    for c in CONFIGS:
+        if c.table in data and not isinstance(data[c.table], dict):
+            raise ConfigError(f"settings file {str(path)!r}: {c.table} must be a table with a "
+                              "type")
+    configs = {c.name: config_from_table(data[c.table], c.table, c.kind) for c in CONFIGS
+               if c.table in data}
     return formulas, configs, dict(data.get("output", {}))

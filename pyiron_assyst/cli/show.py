@@ -2,7 +2,9 @@
 
 Runs with their state, stages (structures, atoms) and package versions; with ``--configs``
 every config as JSON; with ``--lineage UUID`` the ancestors of one structure back to its
-sampled crystal, each with the step that made it; with ``--stage NAME`` the table of a stage.
+sampled crystal, each with the step that made it (ancestors stored in other runs of the
+project, e.g. the source of a relabelled run, are found there); with ``--stage NAME`` the table
+of a stage.
 """
 
 from __future__ import annotations
@@ -54,10 +56,25 @@ def _configs(project: Project, run: str) -> list[str]:
 
 def _lineage(project: Project, run: str, uuid: str) -> list[str]:
     chain = project.lineage(run, uuid)
+    others = sorted((r for r in project.runs() if r != run),
+                    key=lambda r: project.run_info(r)["created"], reverse=True)
+    chain = [(u, step if step is not None else _step_elsewhere(project, others, u))
+             for u, step in chain]
     lines = [f"lineage of {uuid} (structure first, root last):"]
     for generation, (ancestor, step) in enumerate(chain):
         lines.append(f"  {generation:>2}  {ancestor}  {step or '(not stored)'}")
     return lines
+
+
+def _step_elsewhere(project: Project, runs: list[str], uuid: str) -> str | None:
+    """The step of ``uuid`` in the newest of ``runs`` that stores it (a relabelled run's
+    ancestors live in its source run), ``None`` if none does."""
+    for other in runs:
+        try:
+            return project.lineage(other, uuid)[0][1]
+        except KeyError:
+            continue
+    return None
 
 
 def _stage(project: Project, run: str, stage: str, rows: int) -> list[str]:

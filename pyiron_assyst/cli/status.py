@@ -2,7 +2,7 @@
 
 A finished run shows each stage's counts and drops per reason from its reports. A run that is
 still going, or was killed, has no stages yet: its progress comes from the result cache (the
-batches its relaxations started after the run did, with finished and failed counts).
+batches its relaxations and labels started after the run did, with finished and failed counts).
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from pyiron_assyst.execution.cache import ResultCache
 from pyiron_assyst.storage import Project
 
 __all__ = ["add_status_command", "run_status", "status_command"]
-
-_RELAX_CONFIGS = ("volume_relax", "full_relax")
 
 
 def add_status_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -44,24 +42,38 @@ def _complete_lines(project: Project, run: str) -> list[str]:
     return lines
 
 
+def _progress_steps(configs: dict) -> list[tuple[str, str]]:
+    """``(cache namespace, batch name)`` of every cached step of the pipeline, in order."""
+    from pyiron_assyst.workflow.pipeline import STEPS
+
+    out = []
+    for step in STEPS:
+        if not step.progress or not all(c in configs for c in step.configs):
+            continue  # not cached, or not a step of this run (e.g. relaxations of a relabel)
+        relaxation = next((configs[c] for c in step.configs if c.endswith("_relax")
+                           and c in configs), None)
+        if step.progress.startswith("relax") and relaxation is not None:
+            out.append((relaxation.step, relaxation.step))  # a custom relaxation's own step
+        else:
+            out.append((step.progress, step.progress))
+    return out
+
+
 def _incomplete_lines(project: Project, run: str) -> list[str]:
     created = project.run_info(run)["created"]
     configs = project.load_configs(run)
     cache = ResultCache(project.path / CACHE_DIRECTORY)
     lines = []
-    for name in _RELAX_CONFIGS:
-        config = configs.get(name)
-        if config is None:
-            continue
-        namespace = cache.namespace(config.step)
-        batches = [m for m in namespace.manifests() if m.created >= created]
+    for name, desc in _progress_steps(configs):
+        namespace = cache.namespace(name)
+        batches = [m for m in namespace.manifests() if m.created >= created and m.desc == desc]
         if not batches:
-            lines.append(f"  {config.step}: not started")
+            lines.append(f"  {name}: not started")
             continue
         batch = batches[-1]
         reasons = Counter(e.reason for e in namespace.failures(batch.keys).values())
         detail = ", ".join(f"{r}: {n}" for r, n in sorted(reasons.items()))
-        text = f"  {config.step}: {batch.done + batch.failed} of {batch.total} finished"
+        text = f"  {name}: {batch.done + batch.failed} of {batch.total} finished"
         text += f", {batch.failed} failed ({detail})" if batch.failed else ""
         lines.append(text)
     return lines

@@ -67,6 +67,8 @@ CONFIG_MODULES = (
     "pyiron_assyst.calculators.structure_settings",
     "pyiron_assyst.calculators.cost",
     "pyiron_assyst.calculators.chgnet",
+    "pyiron_assyst.calculators.repair",
+    "pyiron_assyst.calculators.gpaw",
     "pyiron_assyst.execution.executors",
     "pyiron_assyst.core.report",
     "pyiron_assyst.stages.sample",

@@ -66,6 +66,12 @@ _KEYS = (
     InfoKey("kpoint_density", float, "Å", "label",
             "k-points per Å⁻¹ of reciprocal length the mesh was derived from"),
     InfoKey("spin_polarized", bool, "", "label", "whether the calculation was spin-polarised"),
+    InfoKey("repairs", str, "", "relax, label",
+            "failed attempts before the calculation finished, '<kind> -> <rule>' joined by '; '"
+            " (absent when the first attempt finished)"),
+    InfoKey("calculation_attempts", int, "", "relax, label",
+            "calculations made under the repair policy, the finished one included (absent when"
+            " the first attempt finished)"),
     InfoKey("perturbation", str, "", "perturb", "readable name of the applied perturbation"),
     InfoKey("perturbation_applied", str, "", "perturb",
             "the branch a RandomChoice applied (innermost choice wins; absent without one)"),

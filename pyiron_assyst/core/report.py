@@ -16,7 +16,8 @@ from pyiron_assyst.core.config import Config, require
 __all__ = ["FAILURE_REASONS", "Drop", "StageReport"]
 
 FAILURE_REASONS = frozenset(
-    {"calculator_error", "non_finite", "timeout", "generator_error", "generator_timeout"}
+    {"calculator_error", "non_finite", "timeout", "scf_not_converged", "crashed",
+     "generator_error", "generator_timeout"}
 )
 """Drop reasons that mean a computation failed (as opposed to a deliberate rejection)."""
 

@@ -12,8 +12,8 @@ limit per task and survives broken workers:
   and replaced, and the rest of its chunk runs on;
 - a worker that dies (segfault, ``os._exit``, out of memory, killed from outside) is replaced
   and its task runs once more on a fresh worker: a lost worker is not the task's fault. If the
-  task's worker dies a second time, the task fails with reason ``"calculator_error"``; the tasks
-  queued behind it run elsewhere.
+  task's worker dies a second time, the task fails with reason ``"crashed"`` (its failure
+  kind); the tasks queued behind it run elsewhere.
 - :meth:`WorkerPool.shutdown` while tasks run (Ctrl-C, the exit hook) ends the pass with
   :class:`WorkInterrupted`: the tasks it cut off yield no result at all (in particular no
   failure that a result cache would keep), so a resumed run computes them.
@@ -27,11 +27,13 @@ variables), so that ``size`` workers do not oversubscribe the cores.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import multiprocessing.util  # noqa: F401 - its atexit join runs after our shutdown
 import os
 import pickle
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -39,6 +41,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing import connection, get_context
+from pathlib import Path
 from typing import Any
 
 from pyiron_assyst.execution.tasks import TaskError, call
@@ -57,6 +60,55 @@ _DEATHS = 2
 
 class WorkInterrupted(RuntimeError):
     """The pool was shut down (interrupt, exit) while tasks ran; they have no result."""
+
+
+# ------------------------------------------------------------------- scripts without a guard
+
+
+def _unguarded_main_line() -> int | None:
+    """The line of the running main *script* that started this work, if it is not under
+    ``if __name__ == "__main__":`` (``None`` when guarded, or not run from a script file)."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or not path or getattr(main, "__spec__", None) is not None:
+        return None
+    frame = sys._getframe(1)
+    while frame is not None and not (frame.f_globals is main.__dict__
+                                     and frame.f_code.co_name == "<module>"):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    try:
+        tree = ast.parse(Path(path).read_text())
+    except (OSError, SyntaxError, ValueError):
+        return None
+    line = frame.f_lineno
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.If) and "__main__" in ast.unparse(node.test)
+                and "__name__" in ast.unparse(node.test)
+                and node.lineno <= line <= (node.end_lineno or node.lineno)):
+            return None
+    return line
+
+
+@contextlib.contextmanager
+def _main_script_hidden_if_unguarded() -> Iterator[None]:
+    """Start workers without re-running an unguarded main script in them.
+
+    A spawned worker imports the main script again; without the ``__main__`` guard that import
+    would run the user's pipeline a second time and fail. For such a script the workers start
+    without it: the pipeline runs as written (objects defined in the script itself then cannot
+    be sent to workers -- define them in a module, or guard the script).
+    """
+    main = sys.modules.get("__main__")
+    if main is None or _unguarded_main_line() is None:
+        yield
+        return
+    path = main.__dict__.pop("__file__")
+    try:
+        yield
+    finally:
+        main.__file__ = path
 
 
 # ---------------------------------------------------------------------------- worker side
@@ -181,7 +233,8 @@ class WorkerPool:
         driver, worker = self._context.Pipe()
         process = self._context.Process(target=_worker_main, name="assyst-worker",
                                         args=(worker, os.getpid(), self.blas_threads))
-        process.start()
+        with _main_script_hidden_if_unguarded():
+            process.start()
         worker.close()
         return _Worker(process, driver)
 
@@ -322,7 +375,7 @@ class _Run:
                 code = worker.process.exitcode
                 if not worker.ready:
                     self.pool.note_failed_start(code)
-                yield from self._replace(worker, "calculator_error",
+                yield from self._replace(worker, "crashed",
                                          f"WorkerDied: worker process died (exit code {code}) "
                                          f"{_DEATHS} times on this task", retry=True)
                 return

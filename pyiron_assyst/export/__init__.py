@@ -32,6 +32,7 @@ from pyiron_assyst.export.ref_extxyz import write_ref_extxyz
 
 __all__ = [
     "FORMATS",
+    "TAKES_REFERENCES",
     "ExportError",
     "Labels",
     "element_order",
@@ -55,7 +56,8 @@ FORMATS: dict[str, tuple[Callable[..., Any], str]] = {
 }
 """Format name -> (writer, usual file suffix)."""
 
-_TAKES_REFERENCES = ("ref-extxyz", "pacemaker", "potentialfit")
+TAKES_REFERENCES = ("ref-extxyz", "pacemaker", "potentialfit")
+"""Formats that use isolated-atom reference energies."""
 
 
 def export(structures: Sequence[Atoms], path: str | Path, format: str,  # noqa: A002
@@ -72,7 +74,7 @@ def export(structures: Sequence[Atoms], path: str | Path, format: str,  # noqa: 
         raise ExportError(f"unknown export format {format!r}; choose one of {sorted(FORMATS)}")
     writer = FORMATS[format][0]
     kwargs: dict[str, Any] = {}
-    if format in _TAKES_REFERENCES:
+    if format in TAKES_REFERENCES:
         kwargs["reference_energies"] = reference_energies
     elif reference_energies is not None:
         raise ExportError(f"format {format!r} takes no reference energies")

@@ -30,7 +30,10 @@ One block per structure::
   written with their full cell, which MTP treats as 3-D periodic: their vacuum must exceed the
   potential's cutoff (a warning names structures with less than ``min_vacuum``); they have no
   ``PlusStress``.
-- Numbers are written with 17 significant digits (``%.16e``), so they read back bit for bit.
+- Numbers are written with 17 significant digits (``%.16e``), so they read back bit for bit,
+  each preceded by a space: a field is 24 characters wide, which a negative number with a
+  three-digit exponent (``-2.2368152024805090e-101``, numerical noise of relaxed cells) fills
+  completely, and without the space it would touch its neighbour.
 
 The MTP code cannot be installed here: the format is tested against this documentation and
 against the ``cfgs`` reader that MLIP ships in its Python tools (mlippy, as vendored by
@@ -62,7 +65,8 @@ _STRESS_HEADER = " PlusStress:  xx          yy          zz          yz          
 
 
 def _num(value: float) -> str:
-    return f"{float(value):24.16e}"
+    """One field: a space, then the number right-aligned in 24 characters."""
+    return f" {float(value):24.16e}"
 
 
 def _supercell(atoms: Atoms, min_vacuum: float) -> list[str]:

@@ -5,8 +5,7 @@
 
 1. ``"unlabelled"`` — no single point with energy and forces; ``"non_finite"`` — NaN/inf labels;
 2. ``"min_distance"`` — two atoms closer than a
-:class:`~pyiron_assyst.stages.filters.DistanceFilter`
-   allows;
+   :class:`~pyiron_assyst.stages.filters.DistanceFilter` allows;
 3. ``"force_cap"`` — largest atomic force ``max_i |F_i|`` above ``force_cap`` (eV/Å);
 4. ``"energy_cap"`` — energy per atom above the cap (eV/atom). **Relative** (the default):
    above the lowest energy per atom of the same composition (reduced formula) among the
@@ -54,6 +53,7 @@ from pyiron_assyst.calculators import CalculatorConfig
 from pyiron_assyst.core.config import Config, require
 from pyiron_assyst.core.lineage import NAMESPACE, stamp_root, uuid_of
 from pyiron_assyst.core.report import Drop, StageReport
+from pyiron_assyst.execution.cache import ResultCache
 from pyiron_assyst.execution.executors import Executor
 from pyiron_assyst.numerics.distances import image_distances
 from pyiron_assyst.stages.filters import DistanceFilter
@@ -61,9 +61,11 @@ from pyiron_assyst.stages.filters import DistanceFilter
 __all__ = [
     "CurationConfig",
     "curate",
+    "energies_of",
     "find_duplicates",
     "fingerprint",
     "isolated_atom",
+    "label_isolated_atoms",
     "reference_energies",
     "reference_sum",
 ]
@@ -144,27 +146,66 @@ def isolated_atom(symbol: str, box: float = 12.0) -> Atoms:
                       step=ISOLATED_STEP)
 
 
+def label_isolated_atoms(elements: Iterable[str], calculator: CalculatorConfig,
+                         executor: Executor | None = None, box: float = 12.0,
+                         cache: ResultCache | None = None, retry_failed: bool = False,
+                         ) -> tuple[list[Atoms], StageReport]:
+    """One :func:`isolated_atom` per element, labelled with ``calculator`` by the label stage.
+
+    Faults are reported (an element whose calculation fails is missing from the result and
+    dropped in the report) and structure-dependent settings (e.g. spin-polarised atoms) apply.
+    With ``cache`` the single points are kept there by content like the labels (namespace
+    ``"label"``), so a resumed run does not compute them again.
+
+    Returns
+    -------
+    structures, report
+        The labelled atoms (energies in eV) and the report of stage ``"isolated_atoms"``.
+    """
+    from pyiron_assyst.stages.label import label
+
+    symbols = sorted(dict.fromkeys(elements), key=lambda s: atomic_numbers.get(s, 0))
+    atoms = [isolated_atom(s, box) for s in symbols]
+    labelled, report = label(atoms, calculator, executor, relabel=True, cache=cache,
+                             retry_failed=retry_failed, desc=ISOLATED_STEP)
+    return labelled, dataclasses.replace(report, stage="isolated_atoms")
+
+
+def energies_of(isolated: Sequence[Atoms]) -> dict[str, float]:
+    """``{symbol: E}`` in eV (``free_energy``) of labelled one-atom structures (e.g. from
+    :func:`label_isolated_atoms`).
+
+    Raises
+    ------
+    ValueError
+        For a structure with more than one atom, without a label, or a repeated element.
+    """
+    energies: dict[str, float] = {}
+    for atoms in isolated:
+        if len(atoms) != 1 or getattr(atoms.calc, "results", None) is None:
+            raise ValueError(f"energies_of: {uuid_of(atoms)} is not a labelled single atom")
+        symbol = atoms.get_chemical_symbols()[0]
+        if symbol in energies:
+            raise ValueError(f"energies_of: two isolated atoms of {symbol}")
+        energies[symbol] = _target_energy(atoms)
+    return energies
+
+
 def reference_energies(elements: Iterable[str], calculator: CalculatorConfig,
                        executor: Executor | None = None, box: float = 12.0,
                        ) -> tuple[dict[str, float], StageReport]:
     """Isolated-atom energies in eV (``free_energy``) computed with ``calculator``.
 
-    Each element is labelled in :func:`isolated_atom` with the label stage, so faults are
-    reported (an element whose calculation fails is missing from the result and dropped in the
-    report) and structure-dependent settings apply.
+    :func:`label_isolated_atoms` followed by :func:`energies_of`; an element whose
+    calculation fails is missing from the result and dropped in the report.
 
     Returns
     -------
     energies, report
         ``{symbol: E_ref}`` in eV and the report of stage ``"reference_energies"``.
     """
-    from pyiron_assyst.stages.label import label
-
-    symbols = list(dict.fromkeys(elements))
-    atoms = [isolated_atom(s, box) for s in symbols]
-    labelled, report = label(atoms, calculator, executor, relabel=True)
-    energies = {a.get_chemical_symbols()[0]: _target_energy(a) for a in labelled}
-    return energies, dataclasses.replace(report, stage="reference_energies")
+    labelled, report = label_isolated_atoms(elements, calculator, executor, box)
+    return energies_of(labelled), dataclasses.replace(report, stage="reference_energies")
 
 
 def _target_energy(atoms: Atoms) -> float:

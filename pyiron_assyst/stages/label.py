@@ -4,8 +4,10 @@
 like the relaxations, and returns labelled children in the canonical form: a
 :class:`~ase.calculators.singlepoint.SinglePointCalculator` with ``energy`` and ``free_energy``
 (eV), ``forces`` (eV/Å) and, for 3-D periodic cells, ``stress`` (eV/Å³, Voigt xx yy zz yz xz xy,
-ASE sign). Faults are data: a structure whose calculator raises or returns NaN is dropped as
-``"calculator_error"`` / ``"non_finite"`` and the others go on.
+ASE sign). Faults are data: a structure whose calculator raises or returns NaN is dropped with
+the kind of its failure (``"scf_not_converged"``, ``"crashed"``, ``"non_finite"``,
+``"calculator_error"``, ...) and the others go on; a calculator config with a repair policy
+(:mod:`pyiron_assyst.calculators.repair`) first retries it with changed settings.
 
 Each label records which calculator config made it (info
 :data:`~pyiron_assyst.calculators.evaluation.LABEL_CALCULATOR`, the config's
@@ -41,6 +43,7 @@ from pyiron_assyst.calculators.evaluation import (
     classify,
     evaluate,
     label_is_current,
+    stamp_repairs,
 )
 from pyiron_assyst.calculators.structure_settings import prepare_structure, record_info
 from pyiron_assyst.core.lineage import child_uuid, make_child, uuid_of
@@ -88,13 +91,14 @@ def _collect(tally: _Tally, index: int, parent: Atoms, outcome: Outcome[Atoms] |
         return
     make_child(labelled, parent, LABEL_STEP, uuid)
     record_info(labelled, LABEL_CALCULATOR, calculator_hash)
+    stamp_repairs(labelled, outcome)  # type: ignore[arg-type]  # not a TaskError here
     tally.out[index] = labelled
 
 
 def label(structures: Sequence[Atoms], calculator: CalculatorConfig,
           executor: Executor | None = None, relabel: bool = False,
           cache: ResultCache | None = None, retry_failed: bool = False,
-          ) -> tuple[list[Atoms], StageReport]:
+          desc: str = LABEL_STEP) -> tuple[list[Atoms], StageReport]:
     """Compute the reference single point of every structure with ``calculator``.
 
     Parameters
@@ -117,6 +121,9 @@ def label(structures: Sequence[Atoms], calculator: CalculatorConfig,
         namespace ``"label"``, and answer unchanged inputs from it. ``None``: no cache.
     retry_failed
         Label again structures whose cached result is a failure.
+    desc
+        Name of the batch in the progress bar and in the cache's batch manifest (what
+        ``pyiron-assyst status`` shows).
 
     Returns
     -------
@@ -129,8 +136,10 @@ def label(structures: Sequence[Atoms], calculator: CalculatorConfig,
         a current label of this config is the input object itself.
     report
         ``n_candidates == n_in``; failures are dropped as ``"calculator_error"``,
-        ``"non_finite"`` or ``"timeout"`` with the error text (uuid: the child that was not
-        made); ``force_calls`` and ``calculator_time`` (s) sum over all evaluations, failed
+        ``"non_finite"``, ``"scf_not_converged"``, ``"crashed"`` or ``"timeout"`` (the failure's
+        kind, see :mod:`pyiron_assyst.calculators.repair`) with the error text (uuid: the child
+        that was not made); structures that needed a repair are flagged ``"repaired"`` with
+        their history; ``force_calls`` and ``calculator_time`` (s) sum over all evaluations, failed
         and cached ones too.
     """
     start = time.perf_counter()
@@ -144,13 +153,14 @@ def label(structures: Sequence[Atoms], calculator: CalculatorConfig,
     keys = [structure_key(structures[i], _TASK_REVISION, calculator_hash) for i in todo]
     outcomes, _ = run_cached(_label_task, items, keys, executor or Executor(),
                              None if cache is None else cache.namespace(LABEL_STEP),
-                             retry_failed, desc=LABEL_STEP)
+                             retry_failed, desc=desc)
     for i, outcome in zip(todo, outcomes):
         _collect(tally, i, structures[i], outcome, calculator_hash)
     out = [a for a in tally.out if a is not None]
     report = StageReport(
         stage=LABEL_STEP, n_in=len(structures), n_candidates=len(structures), n_out=len(out),
-        drops=tuple(tally.drops), wall_time=time.perf_counter() - start,
+        drops=tuple(tally.drops), flagged=tuple(tally.repaired),
+        wall_time=time.perf_counter() - start,
         calculator_time=tally.calculator_time, force_calls=tally.force_calls)
     if len(todo) < len(structures):
         logger.info("label: %d current labels reused", len(structures) - len(todo))

@@ -49,6 +49,7 @@ from pyiron_assyst.calculators.evaluation import (
     label_is_current,
     run_safely,
     single_point,
+    stamp_repairs,
 )
 from pyiron_assyst.calculators.structure_settings import prepare_structure
 from pyiron_assyst.core.config import Config, require
@@ -81,7 +82,7 @@ OPTIMIZERS = ("SafeLBFGS", "BFGS", "BFGSLineSearch", "FIRE", "LBFGS", "LBFGSLine
 default)
 and the :mod:`ase.optimize` optimizers of these names."""
 
-_RELAX_KEYS = ("converged", "relax_steps", "force_calls")
+_RELAX_KEYS = ("converged", "relax_steps", "force_calls", "repairs", "calculation_attempts")
 _TASK_REVISION = "relax-task-2"
 """Part of every cache key of :func:`relax`: change it when a task's result would change."""
 
@@ -423,6 +424,7 @@ def _collect(tally: _Tally, parent: Atoms, outcome: Outcome[Minimization] | Task
         return
     _stamp_final(result.atoms, parent, config.step, uuid, result, outcome.force_calls,
                  calculator_hash)
+    stamp_repairs(result.atoms, outcome)  # type: ignore[arg-type]  # not a TaskError here
     if result.converged:
         tally.out.append(result.atoms)
     else:
@@ -484,10 +486,13 @@ def relax(structures: Sequence[Atoms], config: Relaxation, calculator: Calculato
         copy index and info ``trace_index`` = optimizer step) with its own single point.
     report
         ``n_candidates`` = inputs + snapshots, so that ``n_out + len(drops) == n_candidates``.
-        Failed structures are dropped as ``"calculator_error"`` or ``"non_finite"`` with the
-        error text, those that overran ``executor.task_timeout`` as ``"timeout"``; unconverged
-        ones are flagged (or dropped) as ``"not_converged"``. ``calculator_time`` (s) and
-        ``force_calls`` sum over all structures, failed ones and cached ones too.
+        Failed structures are dropped with their failure's kind (``"calculator_error"``,
+        ``"non_finite"``, ``"scf_not_converged"``, ``"crashed"``) and the error text, those
+        that overran ``executor.task_timeout`` as ``"timeout"``; unconverged ones are flagged
+        (or dropped) as ``"not_converged"``; those that needed a repair (see
+        :mod:`pyiron_assyst.calculators.repair`) are flagged ``"repaired"``.
+        ``calculator_time`` (s) and ``force_calls`` sum over all structures, failed ones and
+        cached ones too.
     """
     start = time.perf_counter()
     tag = f"{config.config_hash()}+{calculator.config_hash()}"
@@ -505,7 +510,8 @@ def relax(structures: Sequence[Atoms], config: Relaxation, calculator: Calculato
         _collect(tally, parent, outcome, config, tag, calculator.config_hash())
     report = StageReport(
         stage=config.step, n_in=len(structures), n_candidates=len(structures) + tally.snapshots,
-        n_out=len(tally.out), drops=tuple(tally.drops), flagged=tuple(tally.flagged),
+        n_out=len(tally.out), drops=tuple(tally.drops),
+        flagged=tuple(tally.flagged) + tuple(tally.repaired),
         wall_time=time.perf_counter() - start, calculator_time=tally.calculator_time,
         force_calls=tally.force_calls)
     if report.drops or report.flagged:

@@ -7,7 +7,8 @@ Every config class is a node too (``pwf.node(SampleConfig, max_atoms=4)``, outpu
 graph from JSON-able constants and survive a recipe round trip; :func:`config_from_json` builds
 nested configs (series of perturbations, filter algebra) from their JSON text.
 
-The label hand-off (``label``, ``curate``, ``reference_energies``) and the fit (``fit``, ``split``,
+The label hand-off (``label``, ``isolated_atoms``, ``energies_of``, ``curate``,
+``reference_energies``, ``reference_calculator``) and the fit (``fit``, ``split``,
 ``transferability``) are here too.
 """
 
@@ -40,13 +41,17 @@ __all__ = [
     "concatenate",
     "config_from_json",
     "curate",
+    "curation_config_from_json",
+    "energies_of",
     "executor_from_json",
     "filter_from_json",
     "fit",
     "formulas_from_json",
+    "isolated_atoms",
     "label",
     "perturb",
     "perturb_config_from_json",
+    "reference_calculator",
     "reference_energies",
     "relax",
     "relaxation_from_json",
@@ -176,6 +181,12 @@ def calculator_from_json(text: str) -> calculators.CalculatorConfig:
 
 
 @fr.atomic("config")
+def curation_config_from_json(text: str) -> curation.CurationConfig:
+    """:class:`~pyiron_assyst.stages.curate.CurationConfig` from JSON text."""
+    return _typed(text, curation.CurationConfig)
+
+
+@fr.atomic("config")
 def executor_from_json(text: str) -> executors.Executor:
     """:class:`~pyiron_assyst.execution.executors.Executor` from JSON text."""
     return _typed(text, executors.Executor)
@@ -210,6 +221,39 @@ def curate(
     """Remove unlabelled, capped, too close and duplicate structures (:func:`curation.curate`)."""
     curated, report = curation.curate(structures, config, reference_energies)
     return curated, report
+
+
+@fr.atomic("calculator")
+def reference_calculator(
+    calculator: calculators.CalculatorConfig,
+    reference: calculators.CalculatorConfig | None = None,
+) -> calculators.CalculatorConfig:
+    """The calculator config of the labels: ``reference``, or the relaxation ``calculator``
+    when it is ``None`` (then the relaxed structures keep their relaxation single points)."""
+    return calculator if reference is None else reference
+
+
+@fr.atomic("structures", "report")
+def isolated_atoms(
+    formulas: crystals.Formulas,
+    calculator: calculators.CalculatorConfig = calculators.EMT(),
+    executor: executors.Executor = executors.Executor(kind="serial"),
+    cache_directory: str | None = None,
+    retry_failed: bool = False,
+) -> tuple[list[Atoms], StageReport]:
+    """One labelled isolated atom per element of ``formulas`` (see
+    :func:`curation.label_isolated_atoms`); cached like the labels with ``cache_directory``."""
+    cache = None if cache_directory is None else ResultCache(cache_directory)
+    atoms, report = curation.label_isolated_atoms(sorted(formulas.elements), calculator,
+                                                  executor, cache=cache,
+                                                  retry_failed=retry_failed)
+    return atoms, report
+
+
+@fr.atomic("energies")
+def energies_of(isolated: list[Atoms]) -> dict[str, float]:
+    """Isolated-atom energies in eV by element (see :func:`curation.energies_of`)."""
+    return curation.energies_of(isolated)
 
 
 @fr.atomic("energies", "report")

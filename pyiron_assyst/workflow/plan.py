@@ -25,6 +25,7 @@ relaxation, perturbation, final filter of the union, labelling) on paper:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -33,11 +34,14 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
+from pyiron_assyst.calculators import CalculatorConfig
+from pyiron_assyst.calculators.cost import CostModel, kpoint_count
 from pyiron_assyst.core.config import Config, require
 from pyiron_assyst.stages import _pyxtal
 from pyiron_assyst.stages.perturbations import Perturbation, PerturbationSkip, PerturbConfig
 from pyiron_assyst.stages.relax import FullRelax, Relaxation, VolumeRelax
 from pyiron_assyst.stages.sample import Formulas, SampleConfig, grid_points
+from pyiron_assyst.workflow.pipeline import DEFAULT_PERTURB
 
 __all__ = ["Plan", "PlanAssumptions", "StagePlan", "plan"]
 
@@ -115,6 +119,10 @@ class StagePlan:
         taking ``max_steps``; ``None``: no bound is known).
     note
         How the numbers were obtained.
+    core_hours
+        Expected core-hours of the stage under a :class:`~pyiron_assyst.calculators.cost.CostModel`
+        (atoms and k-points of each structure; ``None`` without one: calculations times the
+        plan's flat cost).
     """
 
     stage: str
@@ -124,6 +132,7 @@ class StagePlan:
     calculations: float = 0.0
     max_calculations: float | None = 0.0
     note: str = ""
+    core_hours: float | None = None
 
 
 @dataclass(frozen=True)
@@ -175,8 +184,15 @@ class Plan:
         return None if any(b is None for b in bounds) else sum(bounds)
 
     @property
+    def scaled(self) -> bool:
+        """Whether the cost comes from a cost model per structure (else a flat cost)."""
+        return all(s.core_hours is not None for s in self.stages)
+
+    @property
     def core_hours(self) -> float:
         """Expected cost in core-hours."""
+        if self.scaled:
+            return float(sum(s.core_hours or 0.0 for s in self.stages))
         return self.calculations * self.cost_per_calculation_core_hours
 
     @property
@@ -200,25 +216,40 @@ class Plan:
     def summary(self) -> str:
         """A table of the stages and the bill, for people."""
         lines = [f"{'stage':<14}{'in':>10}{'out':>10}  {'':<9}{'calculations':>14}"
-                 f"{'at most':>12}"]
+                 f"{'at most':>12}" + (f"{'core-hours':>14}" if self.scaled else "")]
         for s in self.stages:
             bound = "-" if s.max_calculations is None else _count(s.max_calculations)
             lines.append(f"{s.stage:<14}{_count(s.n_in):>10}{_count(s.n_out):>10}  "
                          f"{'exact' if s.exact else 'expected':<9}{_count(s.calculations):>14}"
-                         f"{bound:>12}")
+                         f"{bound:>12}" + (f"{_human(s.core_hours or 0.0):>14}"
+                                           if self.scaled else ""))
         most = self.max_calculations
+        cores = self.cores_per_calculation
         lines += [
             f"sampling grid: {self.grid_points} points, {self.incompatible} incompatible",
             f"training set: {_count(self.training_set)} structures (expected)",
             f"calculations: {_count(self.calculations)} expected"
             + ("" if most is None else f", at most {_count(most)}"),
-            f"cost: {self.core_hours:.6g} core-hours expected"
-            + ("" if most is None else
-               f", at most {most * self.cost_per_calculation_core_hours:.6g}")
-            + f" ({self.cost_per_calculation_core_hours:g} core-hours per calculation, "
-            f"{self.hours_per_calculation:.3g} h each on {self.cores_per_calculation} cores)",
         ]
+        if self.scaled:
+            lines.append(f"cost: {_human(self.core_hours)} core-hours expected (cost model: "
+                         "atoms and k-points of each structure)")
+        else:
+            lines.append(
+                f"cost: {_human(self.core_hours)} core-hours expected"
+                + ("" if most is None else
+                   f", at most {_human(most * self.cost_per_calculation_core_hours)}")
+                + f" ({_human(self.cost_per_calculation_core_hours)} core-hours per "
+                f"calculation, {_human(self.hours_per_calculation)} h each on {cores} "
+                f"core{'s' if cores != 1 else ''})")
         return "\n".join(lines)
+
+
+def _human(value: float) -> str:
+    """A number for people: thousands separated, three significant digits below 100."""
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
 
 
 def _count(value: float) -> str:
@@ -292,7 +323,8 @@ def _perturbed(population: Population, config: PerturbConfig, passing: float) ->
 
 
 def _relax_stage(population: Population, config: Relaxation, calls: float,
-                 assumptions: PlanAssumptions) -> tuple[Population, StagePlan]:
+                 assumptions: PlanAssumptions, pricing: _Pricing | None = None,
+                 ) -> tuple[Population, StagePlan]:
     n_in = _total(population)
     steps = max(0, round(calls) - 1)
     snapshots = max(0, (steps - 1) // config.trace) if config.trace else 0
@@ -301,12 +333,36 @@ def _relax_stage(population: Population, config: Relaxation, calls: float,
     note = (f"{calls:g} force calls per relaxation (assumed), at most max_steps + 1 = "
             f"{config.max_steps + 1}; {assumptions.relax_failure:g} fail"
             + (f"; {snapshots} trace snapshots each" if snapshots else ""))
+    hours = None if pricing is None else calls * pricing.cost(population, relax=True)
     return out, StagePlan(config.step, n_in, _total(out), False, n_in * calls,
-                          n_in * (config.max_steps + 1), note)
+                          n_in * (config.max_steps + 1), note, hours)
 
 
-def _filter_stage(name: str, n_in: float, passing: float) -> StagePlan:
-    return StagePlan(name, n_in, n_in * passing, False, note=f"keeps {passing:g} (assumed)")
+def _filter_stage(name: str, n_in: float, passing: float, priced: bool = False) -> StagePlan:
+    return StagePlan(name, n_in, n_in * passing, False, note=f"keeps {passing:g} (assumed)",
+                     core_hours=0.0 if priced else None)
+
+
+@dataclass(frozen=True)
+class _Pricing:
+    """Core-hours of populations under a cost model, with a calculator config's k-points."""
+
+    model: CostModel
+    calculator: CalculatorConfig | None
+    reference: CalculatorConfig | None
+
+    def cost(self, population: Population, relax: bool = False) -> float:
+        """Core-hours of one calculation on every structure of ``population``."""
+        total = 0.0
+        for (formula, dim), count in population.items():
+            atoms = _stand_in(formula, dim)
+            n = len(atoms)
+            if relax:
+                total += count * self.model.relax_step_core_hours(
+                    n, kpoint_count(atoms, self.calculator))
+            else:
+                total += count * self.model.core_hours(n, kpoint_count(atoms, self.reference))
+        return total
 
 
 # ------------------------------------------------------------------------------- the plan
@@ -314,13 +370,16 @@ def _filter_stage(name: str, n_in: float, passing: float) -> StagePlan:
 
 def plan(formulas: Formulas | Iterable[Mapping[str, int]],
          sample_config: SampleConfig = SampleConfig(),
-         perturb_config: PerturbConfig | None = PerturbConfig(),
+         perturb_config: PerturbConfig | None = DEFAULT_PERTURB,
          volume_relax: Relaxation | None = VolumeRelax(),
          full_relax: Relaxation | None = FullRelax(),
          assumptions: PlanAssumptions = PlanAssumptions(),
          cost_per_calculation_core_hours: float = 1.0,
          cores_per_calculation: int = 1,
-         label: bool = True) -> Plan:
+         label: bool = True,
+         cost_model: CostModel | None = None,
+         calculator: CalculatorConfig | None = None,
+         reference: CalculatorConfig | None = None) -> Plan:
     """How many structures each stage will produce and what the calculations will cost.
 
     Nothing expensive runs: sampling is counted exactly with pyxtal's compatibility check
@@ -333,7 +392,7 @@ def plan(formulas: Formulas | Iterable[Mapping[str, int]],
     sample_config
         The sampling grid.
     perturb_config
-        The perturbations (``None``: no perturbation stage).
+        The perturbations (``None``: no perturbation stage); default: the pipeline's.
     volume_relax, full_relax
         The relaxations (``None``: the stage is skipped); ``max_steps`` bounds the calls and
         ``trace`` adds snapshots.
@@ -345,6 +404,14 @@ def plan(formulas: Formulas | Iterable[Mapping[str, int]],
         Cores each calculation runs on (the executor's ``cores``), for the wall time of one.
     label
         Whether the training set is labelled with single points (one calculation each).
+    cost_model
+        Price every calculation by its structure (atoms, k-points; a relaxation step as a
+        fraction of a single point) instead of the flat ``cost_per_calculation_core_hours``.
+        Structures are priced as stand-ins of their composition and dimensionality with
+        2.5-Å spacing.
+    calculator, reference
+        The relaxation and the label calculator configs, whose k-point meshes the cost model
+        uses (``None``: one k-point).
     """
     require(math.isfinite(cost_per_calculation_core_hours)
             and cost_per_calculation_core_hours >= 0, "plan", "cost_per_calculation_core_hours",
@@ -352,19 +419,22 @@ def plan(formulas: Formulas | Iterable[Mapping[str, int]],
     require(isinstance(cores_per_calculation, int) and cores_per_calculation >= 1, "plan",
             "cores_per_calculation", "an integer >= 1", cores_per_calculation)
     formulas = formulas if isinstance(formulas, Formulas) else Formulas(tuple(formulas))
+    pricing = None if cost_model is None else _Pricing(cost_model, calculator, reference)
+    priced = pricing is not None
     population, points, incompatible = _sampled(formulas, sample_config)
     stages = [StagePlan("sample", len(formulas), _total(population), True, note=(
-        f"{points} grid points, {incompatible} incompatible; pyxtal may still give up on some"))]
+        f"{points} grid points, {incompatible} incompatible; pyxtal may still give up on some"),
+        core_hours=0.0 if priced else None)]
     sampled = _scaled(population, assumptions.sample_filter_pass)
     stages.append(_filter_stage("sample_filter", _total(population),
-                                assumptions.sample_filter_pass))
+                                assumptions.sample_filter_pass, priced))
     union = [sampled]
     relaxed: list[Population] = []
     current = sampled
     for config, calls in ((volume_relax, assumptions.volume_relax_calls),
                           (full_relax, assumptions.full_relax_calls)):
         if config is not None:
-            current, stage = _relax_stage(current, config, calls, assumptions)
+            current, stage = _relax_stage(current, config, calls, assumptions, pricing)
             stages.append(stage)
             relaxed.append(current)
     union += relaxed
@@ -372,13 +442,19 @@ def plan(formulas: Formulas | Iterable[Mapping[str, int]],
         perturbed = _perturbed(current, perturb_config, assumptions.perturb_pass)
         stages.append(StagePlan("perturb", _total(current), _total(perturbed), False, note=(
             f"{len(perturb_config.perturbations)} perturbations per structure where they "
-            f"apply, {assumptions.perturb_pass:g} pass (assumed)")))
+            f"apply, {assumptions.perturb_pass:g} pass (assumed)"),
+            core_hours=0.0 if priced else None))
         union.append(perturbed)
     stages.append(_filter_stage("final_filter", sum(_total(p) for p in union),
-                                assumptions.final_filter_pass))
+                                assumptions.final_filter_pass, priced))
     if label:
-        stages.append(_label_stage(stages[-1].n_out, sum(_total(p) for p in relaxed),
-                                   assumptions))
+        stage = _label_stage(stages[-1].n_out, sum(_total(p) for p in relaxed), assumptions)
+        if pricing is not None:
+            labelled = union if assumptions.relabel_relaxed else [union[0], *union[1 + len(
+                relaxed):]]
+            hours = assumptions.final_filter_pass * sum(pricing.cost(p) for p in labelled)
+            stage = dataclasses.replace(stage, core_hours=hours)
+        stages.append(stage)
     return Plan(tuple(stages), points, incompatible, float(cost_per_calculation_core_hours),
                 cores_per_calculation, assumptions)
 

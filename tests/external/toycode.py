@@ -1,4 +1,4 @@
-"""An ASE file-based calculator for the external toy program ``toy_dft.py``, and its launcher.
+"""An ASE file-based calculator for the external toy program ``toy_dft.py``.
 
 This is the recipe for any DFT code run as its own (MPI) program by an ASE
 :class:`~ase.calculators.calculator.FileIOCalculator`, shown on a program small enough to ship
@@ -7,7 +7,8 @@ with the tests:
 1. The stage's :class:`~pyiron_assyst.execution.executors.Executor` reserves the cores of one
    calculation per task (``cores=N``); the Python task itself runs once per task.
 2. The calculator's ``command`` starts the program on those cores through a launcher,
-   :func:`launcher` (``srun -n N`` in a SLURM job, ``mpirun -np N`` on one machine).
+   :func:`pyiron_assyst.execution.launch.launcher` (``srun -n N`` in a SLURM job,
+   ``mpirun -np N`` on one machine).
 3. The calculator travels as a config, ``AseCalculator("tests.external.toycode:ToyCode",
    {"command": toy_command(launcher(executor))})``, and is built inside the task.
 
@@ -29,30 +30,10 @@ from typing import Any
 import numpy as np
 from ase.calculators.calculator import FileIOCalculator
 
-from pyiron_assyst.execution.executors import Executor
-
-__all__ = ["PROGRAM", "ToyCode", "launcher", "toy_command"]
+__all__ = ["PROGRAM", "ToyCode", "toy_command"]
 
 PROGRAM = Path(__file__).resolve().with_name("toy_dft.py")
 """The external program (standard-library Python, started by the command like a binary)."""
-
-
-def launcher(executor: Executor) -> str:
-    """Command prefix that starts an MPI program on the cores ``executor`` reserves per task.
-
-    ``"slurm_cluster"``: ``srun -n <cores>`` (a job step on the job's own reservation);
-    ``"slurm_job"``: ``srun --overlap -n <cores>`` on the worker's node (the worker step
-    already holds the CPUs, so the program's step must share them); local kinds:
-    ``mpirun -np <cores>``, or nothing for one core. ``threads_per_core > 1`` adds
-    ``-c <threads>`` to srun (``--cpus-per-task`` is not inherited by srun since SLURM 22.05).
-    """
-    cores, threads = executor.cores, executor.threads_per_core
-    cpus = f" -c {threads}" if threads > 1 else ""
-    if executor.kind == "slurm_cluster":
-        return f"srun -n {cores}{cpus}"
-    if executor.kind == "slurm_job":
-        return f"srun --overlap -N 1 -w $SLURMD_NODENAME -n {cores}{cpus}"
-    return f"mpirun -np {cores}" if cores > 1 else ""
 
 
 def toy_command(launch: str = "") -> str:
