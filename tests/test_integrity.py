@@ -373,8 +373,9 @@ def test_formulas_that_are_not_sampled_are_reported(caplog):
     with caplog.at_level("WARNING", logger="pyiron_assyst.stages.sample"):
         crystals, report = sample(Formulas(({"Cu": 0}, {"Cu": 1})),
                                   SampleConfig(max_atoms=1, spacegroups=(225,)))
-    assert len(crystals) == 1
     assert report.n_in == 2
+    assert report.n_candidates == 1  # the grid point of Cu1 only
+    assert len(crystals) + len(report.drops) == 1
     assert "1 of 2 formulas have fewer than min_atoms=1" in caplog.text
 
 
