@@ -575,6 +575,7 @@ while True:
 @pytest.mark.slow
 def test_sigkill_during_output_writes_leaves_whole_files(tmp_path):
     out = tmp_path / "out"
+    out.mkdir()
     mid_write = 0
     for moment in (0.05, 0.2, 0.5, 1.0, 0.1, 0.7, 1.5, 0.3):
         writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(out), "3000"], cwd=ROOT,
