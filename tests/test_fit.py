@@ -22,6 +22,7 @@ import pytest
 from ase import Atoms
 from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
+from ase.io import read
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -253,13 +254,15 @@ def test_report_of_reference_against_itself_is_exact(labelled, tmp_path):
 @pytest.mark.slow
 def test_quick_case_meets_the_target(tmp_path):
     """``pyiron-assyst fit`` with its default arguments (the quick case: Cu, 1-2 atoms, every
-    third space group, 468 structures, 8 of 42 lineages (109 structures) held out; a
+    third space group, about 470 structures, 8 of 42 lineages (109 structures) held out; a
     16-channel float64 MACE model, 100 epochs, batch 16, EMA 0.99; 2.5-3 min on 2 cores).
 
     The bound on the held-out energy MAE within 1 eV/atom of the lowest is the issue's target,
-    20 meV/atom; measured 7.7 (RMSE 10.9). The fit is reproducible only per machine and thread
-    count, so the force bound is ~3 times the measured 0.048 eV/Å and the fcc lattice
-    constant (measured 0.72 % off) may be 1 % off; an untrained model is at ~500 meV/atom and
+    20 meV/atom; measured 7.7 (RMSE 10.9) and, after the stable config kinds changed the
+    perturbation draws once, 8.2 (RMSE 12.1; 96 structures in the window). The fit is
+    reproducible only per machine and thread count, so the force bound is ~3 times the
+    measured 0.048 eV/Å and the fcc lattice constant (measured 0.72 % and 0.07 % off) may be
+    1 % off; an untrained model is at ~500 meV/atom and
     ~1 eV/Å. Higher-energy held-out structures and the vacancy are not bounded: the training
     set has neither (see docs/fitting.md).
     """
@@ -272,7 +275,12 @@ def test_quick_case_meets_the_target(tmp_path):
     table = pd.read_csv(out / "report" / "transferability.csv").set_index("quantity")
     text = table.to_string()
     window = "held-out within 1 eV/atom"
-    assert table.loc[f"{window}: structures", "model"] == 97, text
+    held_out = read(out / "held_out.extxyz", index=":")
+    per_atom = np.array([a.get_potential_energy() / len(a) for a in held_out])
+    in_window = int((per_atom <= per_atom.min() + 1.0).sum())
+    assert table.loc["held-out: structures", "model"] == len(held_out), text
+    assert table.loc[f"{window}: structures", "model"] == in_window, text
+    assert 80 < in_window < len(held_out), text
     assert table.loc[f"{window}: energy MAE", "model"] < QUICK_MAE, text
     assert table.loc[f"{window}: force RMSE", "model"] < QUICK_FORCES, text
     fcc_a = table.loc["fcc a"]
