@@ -9,10 +9,8 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +28,7 @@ from pyiron_assyst.storage import Project
 from pyiron_assyst.workflow import macro as workflows
 from pyiron_assyst.workflow import pipeline
 from tests.support.mtp import parse_cfg
+from tests.support.processes import kill_when
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -386,15 +385,7 @@ def test_a_killed_run_shows_its_progress_and_resumes(tmp_path, capsys):
                               str(project_dir), "--no-figures"], env=env, cwd=REPO,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     volume = ResultCache(project_dir / "cache").namespace("relax:volume")
-    deadline = time.monotonic() + 300
-    try:
-        while len(volume.listing()[0]) < 2 and child.poll() is None:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-    assert child.returncode == -signal.SIGKILL, child.stderr.read().decode()
+    kill_when(child, lambda: len(volume.listing()[0]) >= 2)
     assert main(["status", str(project_dir)]) == 0
     status = capsys.readouterr().out
     assert "incomplete (running or killed)" in status
@@ -446,15 +437,7 @@ def test_a_killed_label_run_shows_its_progress_and_resumes_without_recomputing(
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     labels = ResultCache(project_dir / "cache").namespace("label")
     known = len(labels.listing()[0])  # the EMT labels of the source run
-    deadline = time.monotonic() + 300
-    try:
-        while len(labels.listing()[0]) < known + 4 and child.poll() is None:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-    assert child.returncode == -signal.SIGKILL, child.stderr.read().decode()
+    kill_when(child, lambda: len(labels.listing()[0]) >= known + 4)
     done = len(labels.listing()[0]) - known
     assert main(["status", str(project_dir)]) == 0
     status = capsys.readouterr().out

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["alive", "descendants_running"]
+__all__ = ["alive", "descendants_running", "kill_when"]
 
 
 def alive(pid: int) -> bool:
@@ -38,3 +42,18 @@ def descendants_running(ancestor: int, marker: bytes) -> list[int]:
         if pid == ancestor:
             found.append(int(proc.name))
     return found
+
+
+def kill_when(child: subprocess.Popen, ready: Callable[[], bool], timeout: float = 300.0) -> None:
+    """SIGKILL ``child`` as soon as ``ready()`` holds (polled every 20 ms); fail if it does not
+    within ``timeout`` s or the child ends first."""
+    deadline = time.monotonic() + timeout
+    try:
+        while not ready() and child.poll() is None:
+            assert time.monotonic() < deadline, "the condition never held"
+            time.sleep(0.02)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    stderr = child.stderr.read().decode() if child.stderr else ""
+    assert child.returncode == -signal.SIGKILL, stderr
