@@ -549,3 +549,16 @@ def test_run_refuses_elements_its_calculator_cannot_compute_before_any_work(tmp_
     assert main(["run", "--elements", "Fe", "--calculator", "morse", "--reference", "emt",
                  "-o", str(out)]) == 2
     assert "[label] EMT cannot compute Fe" in capsys.readouterr().err
+
+
+def test_bad_flags_are_refused_before_the_workflow_stack_is_imported(tmp_path):
+    code = ("import sys\nfrom pyiron_assyst.cli.main import main\n"
+            "status = main(sys.argv[1:])\n"
+            "print(status, 'pyiron_workflow' in sys.modules)")
+    for argv, message in ((["--max-atoms", "0"], "--max-atoms must be an integer >= 1; got 0"),
+                          (["--elements", "Fe"], "EMT cannot compute Fe")):
+        proc = subprocess.run([sys.executable, "-c", code, "run", *argv, "-o",
+                               str(tmp_path / "x")], capture_output=True, text=True, timeout=120)
+        assert proc.stdout.split() == ["2", "False"], proc.stderr
+        assert message in proc.stderr
+        assert not (tmp_path / "x").exists()

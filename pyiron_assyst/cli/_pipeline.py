@@ -53,6 +53,9 @@ def formulas_from_flags(args: Any, formulas: Config | None,
     flags = (args.elements, args.max_atoms, args.min_atoms)
     if formulas is not None and all(flag is None for flag in flags):
         return formulas
+    for flag, value in (("--max-atoms", args.max_atoms), ("--min-atoms", args.min_atoms)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be an integer >= 1; got {value}")
     formulas = settings.formulas_from_table({
         "elements": args.elements or ["Cu"],
         "max_atoms": 3 if args.max_atoms is None else args.max_atoms,

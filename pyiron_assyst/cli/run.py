@@ -92,7 +92,7 @@ def calculator_by_flag(name: str) -> Any:
 def _resolve(args: argparse.Namespace) -> tuple[Any, dict[str, Any], Path]:
     from pyiron_assyst.cli import settings
     from pyiron_assyst.stages import sample as crystals
-    from pyiron_assyst.workflow import macro as workflows
+    from pyiron_assyst.workflow.pipeline import DEFAULT_PERTURB
 
     formulas, configs, output = (None, {}, {})
     if args.settings:
@@ -105,7 +105,7 @@ def _resolve(args: argparse.Namespace) -> tuple[Any, dict[str, Any], Path]:
     if args.seed is not None:
         sample = configs.get("sample_config", crystals.SampleConfig())
         configs["sample_config"] = dataclasses.replace(sample, seed=args.seed)
-        perturb = configs.get("perturb_config", workflows.DEFAULT_PERTURB)
+        perturb = configs.get("perturb_config", DEFAULT_PERTURB)
         configs["perturb_config"] = dataclasses.replace(perturb, seed=args.seed)
     configs = macro_configs(configs)
     configs["executor"] = apply_executor_flags(configs["executor"], args)
