@@ -562,3 +562,13 @@ def test_bad_flags_are_refused_before_the_workflow_stack_is_imported(tmp_path):
         assert proc.stdout.split() == ["2", "False"], proc.stderr
         assert message in proc.stderr
         assert not (tmp_path / "x").exists()
+
+
+def test_retry_failed_with_nothing_failed_says_so_and_does_nothing(finished, capsys):
+    project = Project(finished, create=False)
+    (run,) = project.runs()
+    assert sum(len(r.failures) for r in project.load_reports(run).values()) == 0
+    stamps = {p: p.stat().st_mtime_ns for p in finished.rglob("*") if p.is_file()}
+    assert main(["retry-failed", str(finished)]) == 0
+    assert capsys.readouterr().out == f"run {run!r}: no failed structures; nothing to retry\n"
+    assert {p: p.stat().st_mtime_ns for p in finished.rglob("*") if p.is_file()} == stamps

@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pyiron_assyst.cli._pipeline import execute, latest_run
+from pyiron_assyst.cli._pipeline import execute, is_complete, latest_run
 from pyiron_assyst.cli.label import relabel
 from pyiron_assyst.cli.run import add_executor_flags, apply_executor_flags
 from pyiron_assyst.cli.trust import add_trust_flag, require_trust
@@ -47,8 +47,11 @@ def retry_failed_command(args: argparse.Namespace) -> int:
     """Handler of ``retry-failed``."""
     project = Project(Path(args.project), create=False)
     run = latest_run(project, args.run)
-    configs = project.load_configs(run)
     before = _failures(project, run)
+    if before == 0 and is_complete(project, run):
+        sys.stdout.write(f"run {run!r}: no failed structures; nothing to retry\n")
+        return 0
+    configs = project.load_configs(run)
     formulas = configs.pop("formulas")
     configs["executor"] = apply_executor_flags(configs["executor"], args)
     require_trust(configs, args.trust_project, f"retry-failed of run {run!r}")
