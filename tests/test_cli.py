@@ -572,3 +572,27 @@ def test_retry_failed_with_nothing_failed_says_so_and_does_nothing(finished, cap
     assert main(["retry-failed", str(finished)]) == 0
     assert capsys.readouterr().out == f"run {run!r}: no failed structures; nothing to retry\n"
     assert {p: p.stat().st_mtime_ns for p in finished.rglob("*") if p.is_file()} == stamps
+
+
+@pytest.mark.parametrize("command", ["run", "status", "retry-failed", "show", "label", "export",
+                                     "plan", "fit"])
+def test_help_texts_are_complete_sentences(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    description = " ".join(text.split("\n\n")[1].split())
+    assert description[0].isupper(), description
+    assert description.endswith("."), description
+    assert "``" not in description
+
+
+def test_run_help_shows_the_parameters_of_its_calculators(capsys):
+    from pyiron_assyst.calculators import LennardJones, Morse
+
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    morse, lj = Morse(), LennardJones()
+    assert f"Morse(epsilon={morse.epsilon:g} eV, r0={morse.r0:g} Å, rho0={morse.rho0:g})" in text
+    assert f"LennardJones(sigma={lj.sigma:g} Å, epsilon={lj.epsilon:g} eV" in text
+    assert "[calculator] and [label] tables" in text

@@ -40,6 +40,7 @@ from pyiron_assyst.cli._pipeline import (
     save_outputs,
     write_outputs,
 )
+from pyiron_assyst.cli._text import description
 from pyiron_assyst.cli.run import add_executor_flags, apply_executor_flags, calculator_by_flag
 from pyiron_assyst.cli.trust import add_trust_flag, require_trust
 from pyiron_assyst.core.config import Config, ConfigError, require
@@ -78,7 +79,7 @@ def add_label_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
     """Add ``label`` to the sub-commands."""
     label = subparsers.add_parser(
         "label", help="label a stored run with another reference into a new run",
-        description=__doc__.splitlines()[0].split(": ", 1)[1])
+        description=description(__doc__.splitlines()[0]))
     label.add_argument("project", nargs="?", default="assyst-output",
                        help="project directory (default assyst-output)")
     label.add_argument("--run", help="the source run (default: the latest complete one)")

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from pyiron_assyst.cli._pipeline import execute, is_complete, latest_run
+from pyiron_assyst.cli._text import description
 from pyiron_assyst.cli.label import relabel
 from pyiron_assyst.cli.run import add_executor_flags, apply_executor_flags
 from pyiron_assyst.cli.trust import add_trust_flag, require_trust
@@ -29,7 +30,7 @@ def add_retry_failed_command(subparsers: argparse._SubParsersAction
                              ) -> argparse.ArgumentParser:
     """Add ``retry-failed`` to the sub-commands."""
     retry = subparsers.add_parser("retry-failed", help="compute failed structures again",
-                                  description=__doc__.splitlines()[0].split(": ", 1)[1])
+                                  description=description(__doc__))
     retry.add_argument("project", nargs="?", default="assyst-output",
                        help="project directory (default assyst-output)")
     retry.add_argument("--run", help="the run (default: the latest)")

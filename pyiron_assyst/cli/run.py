@@ -43,7 +43,7 @@ def add_run_command(subparsers: argparse._SubParsersAction) -> argparse.Argument
     run.add_argument("--max-atoms", type=int, help="largest number of atoms per cell (default 3)")
     run.add_argument("--min-atoms", type=int, help="smallest number of atoms per cell (default 1)")
     run.add_argument("--calculator", choices=_CALCULATORS,
-                     help="ASE calculator of the relaxations (default emt)")
+                     help=f"calculator of the relaxations (default emt): {_calculator_help()}")
     run.add_argument("--reference", choices=_CALCULATORS,
                      help="reference calculator of the labels (default: the --calculator; "
                           "any calculator config through the settings' [label] table)")
@@ -79,6 +79,17 @@ def apply_executor_flags(executor: Any, args: argparse.Namespace) -> Any:
     if args.task_timeout is not None:
         executor = dataclasses.replace(executor, task_timeout=args.task_timeout)
     return executor
+
+
+def _calculator_help() -> str:
+    from pyiron_assyst.calculators import EMT, LennardJones, Morse
+
+    morse, lj = Morse(), LennardJones()
+    return (f"emt is ASE's EMT ({', '.join(sorted(EMT().supported_elements()))}); morse is "
+            f"Morse(epsilon={morse.epsilon:g} eV, r0={morse.r0:g} Å, rho0={morse.rho0:g}); lj is "
+            f"LennardJones(sigma={lj.sigma:g} Å, epsilon={lj.epsilon:g} eV, rc=3 sigma); other "
+            "parameters and any ASE calculator go in the settings' [calculator] and [label] "
+            "tables")
 
 
 def calculator_by_flag(name: str) -> Any:

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from pyiron_assyst.cli._pipeline import is_complete, latest_run
+from pyiron_assyst.cli._text import description
 from pyiron_assyst.storage import Project, StorageError
 
 __all__ = ["add_show_command", "show_command"]
@@ -25,7 +26,7 @@ _TABLE_COLUMNS = ("uuid", "step", "natoms", "energy_per_atom", "volume_per_atom"
 def add_show_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``show`` to the sub-commands."""
     show = subparsers.add_parser("show", help="inspect a stored project",
-                                 description=__doc__.splitlines()[0].split(": ", 1)[1])
+                                 description=description(__doc__))
     show.add_argument("project", nargs="?", default="assyst-output",
                       help="project directory (default assyst-output)")
     show.add_argument("--run", help="the run (default: the latest)")

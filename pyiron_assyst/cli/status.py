@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from pyiron_assyst.cli._pipeline import CACHE_DIRECTORY, is_complete
+from pyiron_assyst.cli._text import description
 from pyiron_assyst.execution.cache import ResultCache
 from pyiron_assyst.storage import Project
 
@@ -22,7 +23,7 @@ __all__ = ["add_status_command", "run_status", "status_command"]
 def add_status_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``status`` to the sub-commands."""
     status = subparsers.add_parser("status", help="progress and failures of a project's runs",
-                                   description=__doc__.splitlines()[2])
+                                   description=description(__doc__))
     status.add_argument("project", nargs="?", default="assyst-output",
                         help="project directory (default assyst-output)")
     status.add_argument("--run", help="only this run")
