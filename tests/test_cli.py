@@ -477,7 +477,7 @@ def test_bad_projects_exit_2_with_one_line_naming_the_file(finished, tmp_path, c
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["run", "--elements", "Xx", "--serial"], "Formulas"),
-    (["run", "--max-atoms", "0"], "max_atoms"),
+    (["run", "--max-atoms", "0"], "--max-atoms must be an integer >= 1; got 0"),
     (["run", "missing.toml"], "does not exist"),
     (["run", "--task-timeout", "-1"], "task_timeout"),
 ])
@@ -496,6 +496,16 @@ def test_bad_input_exits_2_with_one_line(argv, message, capsys, tmp_path, monkey
     ("[calculator]\ntype = 'NoSuch'\n", "calculator.type"),
     ("[volume_relax]\ntype = 'VolumeRelax'\nforce_tolerance = -1\n", "force_tolerance"),
     ("[formulas\n", "not valid TOML"),
+    ("[formulas]\nelements = ['Cu']\nmax_atom = 2\n",
+     "formulas: unknown key(s) ['max_atom']; allowed: elements, min_atoms, max_atoms, or list; "
+     "did you mean 'max_atoms'?"),
+    ("[output]\ndirectroy = 'x'\n",
+     "output: unknown key(s) ['directroy']; allowed: directory; did you mean 'directory'?"),
+    ("[full_relax]\ntype = 'FullRelax'\nforc_tolerance = 0.1\n",
+     "full_relax.forc_tolerance is not a field of FullRelax; allowed: pressure, optimizer, "
+     "force_tolerance, max_steps, keep_unconverged, trace; did you mean 'force_tolerance'?"),
+    ("[full_relax]\ntype = 'VolumRelax'\n", "got 'VolumRelax'; did you mean 'VolumeRelax'?"),
+    ("[calculatr]\ntype = 'EMT'\n", "unknown table(s) ['calculatr']"),
 ])
 def test_bad_settings_files_name_the_problem(text, message, tmp_path, capsys):
     path = tmp_path / "bad.toml"

@@ -48,14 +48,14 @@ def retry_failed_command(args: argparse.Namespace) -> int:
     """Handler of ``retry-failed``."""
     project = Project(Path(args.project), create=False)
     run = latest_run(project, args.run)
-    before = _failures(project, run)
-    if before == 0 and is_complete(project, run):
-        sys.stdout.write(f"run {run!r}: no failed structures; nothing to retry\n")
-        return 0
     configs = project.load_configs(run)
     formulas = configs.pop("formulas")
     configs["executor"] = apply_executor_flags(configs["executor"], args)
     require_trust(configs, args.trust_project, f"retry-failed of run {run!r}")
+    before = _failures(project, run)
+    if before == 0 and is_complete(project, run):
+        sys.stdout.write(f"run {run!r}: no failed structures; nothing to retry\n")
+        return 0
     source = configs.pop("source", None)
     if source is not None:  # a run of ``pyiron-assyst label``: label its source again
         configs = {k: configs[k] for k in ("reference", "curation", "executor")}

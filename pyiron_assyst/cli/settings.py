@@ -15,6 +15,8 @@ default. See ``examples/cu_emt.toml``.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,10 @@ CONFIG_TABLES = tuple(c.table for c in CONFIGS)
 CONFIG_MODULES = (calculators, cost, crystals, curation, executors, filters, gpaw, perturbations,
                   relaxations, repair, selection, structure_settings)
 """Modules whose public config classes TOML tables (and graph nodes) can name."""
+
+
+OUTPUT_KEYS = ("directory",)
+"""Keys of the ``[output]`` table."""
 
 
 def config_classes() -> dict[str, type]:
@@ -93,12 +99,25 @@ def config_from_table(table: dict[str, Any], where: str = "", base: type = Confi
     kind = table.get("type")
     if kind not in registry:
         raise ConfigError(f"{where or 'table'}.type must be one of {sorted(registry)}; "
-                          f"got {kind!r}")
+                          f"got {kind!r}{_closest(kind, registry)}")
+    allowed = [f.name for f in dataclasses.fields(registry[kind]) if f.init]
+    for key in table:
+        if key not in (*allowed, "type"):
+            raise ConfigError(f"{where or 'table'}.{key} is not a field of {kind}; allowed: "
+                              f"{', '.join(allowed)}{_closest(key, allowed)}")
     fields = {k: _value(v, f"{where}.{k}") for k, v in table.items() if k != "type"}
     try:
         return registry[kind](**fields)
     except TypeError as error:
         raise ConfigError(f"{where}: {error}") from None
+
+
+def _closest(given: Any, allowed: Any) -> str:
+    """``"; did you mean 'x'?"`` for the closest allowed name, or ``""``."""
+    if not isinstance(given, str):
+        return ""
+    match = difflib.get_close_matches(given, list(allowed), n=1, cutoff=0.6)
+    return f"; did you mean {match[0]!r}?" if match else ""
 
 
 def formulas_from_table(table: dict[str, Any]) -> crystals.Formulas:
@@ -115,10 +134,11 @@ def formulas_from_table(table: dict[str, Any]) -> crystals.Formulas:
     for name, value in (("max_atoms", max_atoms), ("min_atoms", min_atoms)):
         if not isinstance(value, int) or isinstance(value, bool):  # 2.7 is not silently 2
             raise ConfigError(f"formulas.{name} must be a whole number of atoms; got {value!r}")
-    unknown = set(table) - {"elements", "max_atoms", "min_atoms"}
+    unknown = sorted(set(table) - {"elements", "max_atoms", "min_atoms"})
     if unknown:
-        raise ConfigError(f"formulas: unknown key(s) {sorted(unknown)}; allowed: elements, "
-                          "min_atoms, max_atoms, or list")
+        raise ConfigError(f"formulas: unknown key(s) {unknown}; allowed: elements, "
+                          "min_atoms, max_atoms, or list"
+                          f"{_closest(unknown[0], ('elements', 'min_atoms', 'max_atoms'))}")
     if not 1 <= min_atoms <= max_atoms:
         raise ConfigError(f"formulas.min_atoms must be in [1, max_atoms={max_atoms}]; "
                           f"got {min_atoms}")
@@ -136,10 +156,17 @@ def load_settings(path: str | Path) -> tuple[crystals.Formulas | None, dict[str,
         raise ConfigError(f"settings file {str(path)!r} does not exist") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"settings file {str(path)!r} is not valid TOML: {error}") from None
-    unknown = set(data) - {*CONFIG_TABLES, "formulas", "output"}
+    unknown = sorted(set(data) - {*CONFIG_TABLES, "formulas", "output"})
     if unknown:
-        raise ConfigError(f"settings file {str(path)!r}: unknown table(s) {sorted(unknown)}; "
-                          f"allowed: formulas, output, {', '.join(CONFIG_TABLES)}")
+        raise ConfigError(f"settings file {str(path)!r}: unknown table(s) {unknown}; "
+                          f"allowed: formulas, output, {', '.join(CONFIG_TABLES)}"
+                          f"{_closest(unknown[0], (*CONFIG_TABLES, 'formulas', 'output'))}")
+    output = data.get("output", {})
+    extra = sorted(set(output) - set(OUTPUT_KEYS)) if isinstance(output, dict) else []
+    if not isinstance(output, dict) or extra:
+        hint = _closest(extra[0], OUTPUT_KEYS) if extra else ""
+        raise ConfigError(f"output: unknown key(s) {extra or output!r}; allowed: "
+                          f"{', '.join(OUTPUT_KEYS)}{hint}")
     formulas = formulas_from_table(data["formulas"]) if "formulas" in data else None
     for c in CONFIGS:
         if c.table in data and not isinstance(data[c.table], dict):
@@ -147,4 +174,4 @@ def load_settings(path: str | Path) -> tuple[crystals.Formulas | None, dict[str,
                               "type")
     configs = {c.name: config_from_table(data[c.table], c.table, c.kind) for c in CONFIGS
                if c.table in data}
-    return formulas, configs, dict(data.get("output", {}))
+    return formulas, configs, dict(output)
