@@ -606,3 +606,38 @@ def test_run_help_shows_the_parameters_of_its_calculators(capsys):
     assert f"Morse(epsilon={morse.epsilon:g} eV, r0={morse.r0:g} Å, rho0={morse.rho0:g})" in text
     assert f"LennardJones(sigma={lj.sigma:g} Å, epsilon={lj.epsilon:g} eV" in text
     assert "[calculator] and [label] tables" in text
+
+
+ALL_FAIL = """
+[formulas]
+elements = ["Cu"]
+max_atoms = 1
+
+[sample_config]
+type = "SampleConfig"
+spacegroups = [221, 225, 229]
+
+[calculator]
+type = "AseCalculator"
+import_path = "tests.support.faulty_calculators:FaultyEMT"
+kwargs = {raise_natoms = 1}
+"""
+
+
+def test_a_stage_in_which_everything_failed_stops_with_its_cause(tmp_path, capsys):
+    path = tmp_path / "fail.toml"
+    path.write_text(ALL_FAIL)
+    out = tmp_path / "out"
+    assert main(["run", str(path), "-o", str(out), "--serial", "--no-figures"]) == 1
+    err = capsys.readouterr().err
+    stages = {s["stage"]: s for s in json.loads((out / "summary.json").read_text())["stages"]}
+    n = stages["relax:volume"]["candidates"]
+    assert n >= 1
+    assert err.startswith(f"pyiron-assyst: failed: stage relax:volume: every structure failed "
+                          f"({n} of {n}; calculator_error: {n}, e.g. 'RuntimeError: ")
+    assert "'pyiron-assyst retry-failed'" in err
+    summary = (out / "summary.txt").read_text()
+    assert f"  relax:volume failed: calculator_error: {n}, e.g. 'RuntimeError: " in summary
+    assert stages["relax:volume"]["failure_examples"]["calculator_error"].startswith(
+        "RuntimeError: ")
+    assert Project(out, create=False).runs()  # saved, so that retry-failed can resume it

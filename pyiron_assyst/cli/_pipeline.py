@@ -144,7 +144,51 @@ def execute(project: Project, name: str, formulas: Config, configs: dict[str, Co
     outputs = dict(result.outputs)
     text = write_outputs(outputs, project.path, figures)  # the run is complete after them
     save_outputs(project, name, outputs, recipe, stored, time.perf_counter() - start)
+    failed = wholly_failed(_reports(outputs))
+    if failed:
+        raise StageFailed(f"{failed}; the run {name!r} is saved: fix the cause, then "
+                          "'pyiron-assyst retry-failed' computes the failed structures again")
     return outputs, text
+
+
+class StageFailed(RuntimeError):
+    """Every structure of a stage failed: the run is saved, and the command exits non-zero."""
+
+
+def _reports(outputs: dict[str, Any]) -> list[Any]:
+    from pyiron_assyst.workflow.pipeline import STEPS
+
+    return [outputs[s.report] for s in STEPS if s.report in outputs]
+
+
+def failure_causes(report: Any) -> dict[str, tuple[int, str]]:
+    """``{reason: (count, first line of one example message)}`` of a stage's failures."""
+    causes: dict[str, tuple[int, str]] = {}
+    for drop in report.failures:
+        count, detail = causes.get(drop.reason, (0, drop.detail.splitlines()[0]
+                                                  if drop.detail else ""))
+        causes[drop.reason] = (count + 1, detail)
+    return dict(sorted(causes.items()))
+
+
+def failure_lines(report: Any) -> list[str]:
+    """One line per failure cause of a stage: count and one example message."""
+    return [f"  {report.stage} failed: {reason}: {count}" + (f", e.g. {detail!r}" if detail
+                                                            else "")
+            for reason, (count, detail) in failure_causes(report).items()]
+
+
+def wholly_failed(reports: list[Any]) -> str:
+    """``"stage X: every structure failed (N of N; reason: n, e.g. '...')"`` for the first
+    stage in which every candidate failed, else ``""``."""
+    for report in reports:
+        if report.n_candidates and report.n_out == 0 and len(
+                report.failures) == report.n_candidates:
+            causes = "; ".join(f"{reason}: {count}" + (f", e.g. {detail!r}" if detail else "")
+                               for reason, (count, detail) in failure_causes(report).items())
+            return (f"stage {report.stage}: every structure failed ({report.n_candidates} of "
+                    f"{report.n_candidates}; {causes})")
+    return ""
 
 
 def save_outputs(project: Project, name: str, outputs: dict[str, Any], recipe: str | None,
@@ -175,7 +219,7 @@ def write_outputs(outputs: dict[str, Any], directory: Path, figures: bool = True
     with atomic_path(directory / "training_set.extxyz") as tmp:
         write(tmp, outputs["training_set"], format="extxyz")
     reports = [outputs[s.report] for s in STEPS if s.report in outputs]
-    lines = [r.summary() for r in reports]
+    lines = [line for r in reports for line in (r.summary(), *failure_lines(r))]
     lines.append(f"training set: {len(outputs['training_set'])} structures")
     energies = outputs.get("reference_energies")
     if energies:
@@ -191,6 +235,8 @@ def write_outputs(outputs: dict[str, Any], directory: Path, figures: bool = True
         "reference_energies": energies or {},
         "stages": [{"stage": r.stage, "in": r.n_in, "candidates": r.n_candidates,
                     "out": r.n_out, "dropped": r.drop_counts(), "flagged": r.flag_counts(),
-                    "failed": len(r.failures), "wall_time_s": r.wall_time} for r in reports],
+                    "failed": len(r.failures), "wall_time_s": r.wall_time,
+                    "failure_examples": {reason: detail for reason, (_, detail)
+                                         in failure_causes(r).items()}} for r in reports],
     }, indent=2))
     return text

@@ -31,6 +31,7 @@ import sys
 import threading
 from typing import Any
 
+from pyiron_assyst.cli._pipeline import StageFailed
 from pyiron_assyst.cli.export import add_export_command
 from pyiron_assyst.cli.fit import add_fit_command
 from pyiron_assyst.cli.label import add_label_command
@@ -82,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         message = str(error).replace("\n", " ")
         sys.stderr.write(f"pyiron-assyst: error: {message}\n")
         return 2
+    except StageFailed as error:  # the run is saved; its cause is the message
+        sys.stderr.write(f"pyiron-assyst: failed: {error}\n")
+        return 1
     except KeyboardInterrupt as stop:  # stop the workers now; cut-off work is not a failure
         from pyiron_assyst.execution.executors import shutdown_pools
 

@@ -352,7 +352,11 @@ class _Run:
         for worker in workers:
             handles[worker.conn] = worker
             handles[worker.process.sentinel] = worker
-        ready = connection.wait(list(handles), self._wait_time())
+        try:
+            ready = connection.wait(list(handles), self._wait_time())
+        except (OSError, ValueError):  # a shutdown closed a pipe we were waiting on
+            self._check()
+            raise
         for worker in dict.fromkeys(handles[h] for h in ready):
             yield from self._read(worker)
         for worker in list(self.pool._workers):
