@@ -183,13 +183,19 @@ class _Worker:
     ready: bool = False
     pending: deque[int] = field(default_factory=deque)
     started: float = 0.0
+    _closing: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def busy(self) -> bool:
         return bool(self.pending)
 
     def kill(self) -> None:
-        """Kill the worker and every process of its group (what it started)."""
+        """Kill the worker and every process of its group (what it started).
+
+        Safe to call from several threads at once (a shutdown on Ctrl-C and the pass it
+        interrupts): the pipe is closed exactly once, under a lock, so no thread closes a
+        file descriptor that another has already closed (and the OS may have reused).
+        """
         pid = self.process.pid
         with contextlib.suppress(OSError):
             if self.ready and os.getpgid(pid) == pid:
@@ -197,7 +203,9 @@ class _Worker:
         with contextlib.suppress(OSError):
             self.process.kill()
         self.process.join(5)
-        self.conn.close()
+        with self._closing:
+            if not self.conn.closed:
+                self.conn.close()
 
 
 class WorkerPool:
