@@ -641,3 +641,80 @@ def test_a_stage_in_which_everything_failed_stops_with_its_cause(tmp_path, capsy
     assert stages["relax:volume"]["failure_examples"]["calculator_error"].startswith(
         "RuntimeError: ")
     assert Project(out, create=False).runs()  # saved, so that retry-failed can resume it
+
+
+def test_status_lists_failures_by_cause_with_an_example(tmp_path, capsys):
+    path = tmp_path / "fail.toml"
+    path.write_text(ALL_FAIL)
+    out = tmp_path / "out"
+    assert main(["run", str(path), "-o", str(out), "--serial", "--no-figures"]) == 1
+    capsys.readouterr()
+    assert main(["status", str(out)]) == 0
+    text = capsys.readouterr().out
+    n = json.loads((out / "summary.json").read_text())["stages"][1]["candidates"]
+    assert f"  relax:volume failed: calculator_error: {n}, e.g. 'RuntimeError: " in text
+    assert "Cu, 1 atom, 1 formula; AseCalculator; created " in text
+
+
+def _settings(tmp_path: Path, name: str, seed: int) -> Path:
+    path = tmp_path / name
+    path.write_text(SMALL.replace("seed = 2", f"seed = {seed}").replace("max_atoms = 2",
+                                                                       "max_atoms = 1"))
+    return path
+
+
+def test_two_runs_in_one_project_keep_their_own_outputs(tmp_path, capsys):
+    out = tmp_path / "out"
+    first, second = _settings(tmp_path, "a.toml", 2), _settings(tmp_path, "b.toml", 3)
+    assert main(["run", str(first), "-o", str(out), "--no-figures"]) == 0
+    (run_a,) = Project(out, create=False).runs()
+    kept = (out / "outputs" / run_a / "training_set.extxyz").read_bytes()
+    capsys.readouterr()
+    assert main(["run", str(second), "-o", str(out), "--no-figures"]) == 0
+    text = capsys.readouterr().out
+    (run_b,) = set(Project(out, create=False).runs()) - {run_a}
+    assert f"were run {run_a}'s (kept in outputs/{run_a}/); they are now run {run_b}'s" in text
+    assert (out / "outputs" / run_a / "training_set.extxyz").read_bytes() == kept
+    assert json.loads((out / "outputs" / run_a / "summary.json").read_text())["run"] == run_a
+    top = json.loads((out / "summary.json").read_text())
+    assert top["run"] == run_b
+    assert top["description"].startswith("Cu, 1 atom, 1 formula; EMT; created ")
+    assert (out / "training_set.extxyz").read_bytes() == (
+        out / "outputs" / run_b / "training_set.extxyz").read_bytes() != kept
+    assert (out / "summary.txt").read_text().startswith(f"run {run_b}: Cu, 1 atom")
+    assert main(["status", str(out)]) == 0
+    status = capsys.readouterr().out
+    assert status.count("Cu, 1 atom, 1 formula; EMT; created ") == 2
+    assert main(["show", str(out), "--run", run_a]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[1].startswith(f"* {run_a}  Cu, 1 atom") or shown[2].startswith(
+        f"* {run_a}  Cu, 1 atom")
+    assert any(line.startswith(f"  {run_b}  Cu, 1 atom") for line in shown[1:3])
+
+
+def test_running_a_finished_run_again_computes_nothing(tmp_path):
+    out = tmp_path / "out"
+    path = _settings(tmp_path, "a.toml", 2)
+    assert main(["run", str(path), "-o", str(out)]) == 0
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*") if p.is_file()}
+    cached = sorted(p.name for p in (out / "cache").rglob("*.json"))
+    (out / "summary.txt").unlink()  # the top-level files come back from the run's folder
+    code = ("import sys\nfrom pyiron_assyst.cli.main import main\n"
+            "status = main(sys.argv[1:])\n"
+            "print(status, 'pyiron_workflow' in sys.modules, 'ase.optimize' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code, "run", str(path), "-o", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.stdout.splitlines()[-1].split() == ["0", "False", "False"], proc.stderr
+    (run,) = Project(out, create=False).runs()
+    assert f"run {run!r} is finished: nothing computed" in proc.stdout
+    assert {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*") if p.is_file()} == stamps
+    assert sorted(p.name for p in (out / "cache").rglob("*.json")) == cached
+    assert (out / "summary.txt").read_text() == (out / "outputs" / run / "summary.txt"
+                                                 ).read_text()
+    assert sorted(p.name for p in (out / "figures").glob("*.png")) == sorted(
+        p.name for p in (out / "outputs" / run / "figures").glob("*.png"))
+    # --overwrite computes it again (from the cache)
+    assert main(["run", str(path), "-o", str(out), "--overwrite", "--no-figures"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*") if p.is_file()
+            } != stamps
+    assert not (out / "figures").exists() or not any((out / "figures").glob("*.png"))

@@ -563,7 +563,7 @@ import sys
 from pathlib import Path
 from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
-from pyiron_assyst.cli._pipeline import write_outputs
+from pyiron_assyst.cli._outputs import write_outputs
 cells = []
 for i in range(int(sys.argv[2])):
     a = bulk("Cu", cubic=True).repeat(2)
@@ -601,12 +601,12 @@ def test_sigkill_during_output_writes_leaves_whole_files(tmp_path):
 
 
 def test_a_run_is_complete_only_when_its_outputs_are(tmp_path, monkeypatch):
-    from pyiron_assyst.cli import _pipeline
+    from pyiron_assyst.cli import _outputs, _pipeline
 
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(_pipeline, "write_outputs", broken)
+    monkeypatch.setattr(_outputs, "write_outputs", broken)
     project = Project(tmp_path / "p")
     configs = {"sample_config": toml_settings.config_from_table(
         {"type": "SampleConfig", "max_atoms": 1, "spacegroups": [225]}),

@@ -18,17 +18,16 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import time
-from pathlib import Path
 from typing import Any
 
+from pyiron_assyst.cli import _outputs
+from pyiron_assyst.cli._failures import wholly_failed
 from pyiron_assyst.core.config import Config
 from pyiron_assyst.storage import Project, StorageError
-from pyiron_assyst.storage.files import atomic_path, write_text_atomic
 
 __all__ = ["CACHE_DIRECTORY", "content_name", "execute", "is_complete", "latest_run",
-           "macro_configs", "save_outputs", "write_outputs"]
+           "macro_configs", "save_outputs"]
 
 CACHE_DIRECTORY = "cache"
 """Sub-directory of a project holding the result cache."""
@@ -142,7 +141,7 @@ def execute(project: Project, name: str, formulas: Config, configs: dict[str, Co
     if result.exception is not None:
         raise result.exception
     outputs = dict(result.outputs)
-    text = write_outputs(outputs, project.path, figures)  # the run is complete after them
+    text = _outputs.publish(project, name, outputs, figures)  # complete only after them
     save_outputs(project, name, outputs, recipe, stored, time.perf_counter() - start)
     failed = wholly_failed(_reports(outputs))
     if failed:
@@ -161,36 +160,6 @@ def _reports(outputs: dict[str, Any]) -> list[Any]:
     return [outputs[s.report] for s in STEPS if s.report in outputs]
 
 
-def failure_causes(report: Any) -> dict[str, tuple[int, str]]:
-    """``{reason: (count, first line of one example message)}`` of a stage's failures."""
-    causes: dict[str, tuple[int, str]] = {}
-    for drop in report.failures:
-        count, detail = causes.get(drop.reason, (0, drop.detail.splitlines()[0]
-                                                  if drop.detail else ""))
-        causes[drop.reason] = (count + 1, detail)
-    return dict(sorted(causes.items()))
-
-
-def failure_lines(report: Any) -> list[str]:
-    """One line per failure cause of a stage: count and one example message."""
-    return [f"  {report.stage} failed: {reason}: {count}" + (f", e.g. {detail!r}" if detail
-                                                            else "")
-            for reason, (count, detail) in failure_causes(report).items()]
-
-
-def wholly_failed(reports: list[Any]) -> str:
-    """``"stage X: every structure failed (N of N; reason: n, e.g. '...')"`` for the first
-    stage in which every candidate failed, else ``""``."""
-    for report in reports:
-        if report.n_candidates and report.n_out == 0 and len(
-                report.failures) == report.n_candidates:
-            causes = "; ".join(f"{reason}: {count}" + (f", e.g. {detail!r}" if detail else "")
-                               for reason, (count, detail) in failure_causes(report).items())
-            return (f"stage {report.stage}: every structure failed ({report.n_candidates} of "
-                    f"{report.n_candidates}; {causes})")
-    return ""
-
-
 def save_outputs(project: Project, name: str, outputs: dict[str, Any], recipe: str | None,
                  configs: dict[str, Config], seconds: float) -> None:
     """Save a finished run: the stored stages of :mod:`~pyiron_assyst.workflow.pipeline` that
@@ -201,42 +170,3 @@ def save_outputs(project: Project, name: str, outputs: dict[str, Any], recipe: s
     project.save_run(name, recipe_json=recipe, configs=configs, overwrite=True,
                      stages={s: outputs[s] for s in stored_stages() if s in outputs},
                      reports=reports, timings={"pipeline": seconds})
-
-
-def write_outputs(outputs: dict[str, Any], directory: Path, figures: bool = True) -> str:
-    """Write ``training_set.extxyz``, ``summary.txt`` / ``.json`` and ``figures/`` of a run,
-    each file atomically (a reader sees the old file or the new one, never a partial one).
-
-    Reports (and the summary's lines, and the bars of the stage-count figure) follow the
-    pipeline's step order; every removal is counted by reason.
-    """
-    from ase.io import write
-
-    from pyiron_assyst.figures.files import write_all
-    from pyiron_assyst.workflow.pipeline import STEPS, figure_stages
-
-    directory.mkdir(parents=True, exist_ok=True)
-    with atomic_path(directory / "training_set.extxyz") as tmp:
-        write(tmp, outputs["training_set"], format="extxyz")
-    reports = [outputs[s.report] for s in STEPS if s.report in outputs]
-    lines = [line for r in reports for line in (r.summary(), *failure_lines(r))]
-    lines.append(f"training set: {len(outputs['training_set'])} structures")
-    energies = outputs.get("reference_energies")
-    if energies:
-        lines.append("isolated-atom reference energies (eV): " + " ".join(
-            f"{s}={e!r}" for s, e in energies.items()))
-    text = "\n".join(lines) + "\n"
-    write_text_atomic(directory / "summary.txt", text)
-    if figures:
-        sets = {s: outputs[s] for s in figure_stages() if s in outputs}
-        write_all(sets, reports, directory / "figures")
-    write_text_atomic(directory / "summary.json", json.dumps({
-        "training_set": len(outputs["training_set"]),
-        "reference_energies": energies or {},
-        "stages": [{"stage": r.stage, "in": r.n_in, "candidates": r.n_candidates,
-                    "out": r.n_out, "dropped": r.drop_counts(), "flagged": r.flag_counts(),
-                    "failed": len(r.failures), "wall_time_s": r.wall_time,
-                    "failure_examples": {reason: detail for reason, (_, detail)
-                                         in failure_causes(r).items()}} for r in reports],
-    }, indent=2))
-    return text

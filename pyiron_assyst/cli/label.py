@@ -33,13 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pyiron_assyst.cli._pipeline import (
-    CACHE_DIRECTORY,
-    is_complete,
-    latest_run,
-    save_outputs,
-    write_outputs,
-)
+from pyiron_assyst.cli import _outputs
+from pyiron_assyst.cli._pipeline import CACHE_DIRECTORY, is_complete, latest_run, save_outputs
 from pyiron_assyst.cli._text import description
 from pyiron_assyst.cli.run import add_executor_flags, apply_executor_flags, calculator_by_flag
 from pyiron_assyst.cli.trust import add_trust_flag, require_trust
@@ -169,7 +164,7 @@ def relabel(project: Project, source: str, stage: str, name: str, configs: dict[
     if result.exception is not None:
         raise result.exception
     outputs = dict(result.outputs)
-    text = write_outputs(outputs, project.path, figures)  # the run is complete after them
+    text = _outputs.publish(project, name, outputs, figures)  # complete only after them
     save_outputs(project, name, outputs, recipe, stored, time.perf_counter() - start)
     return outputs, f"labelled {len(structures)} structures of {source}/{stage}\n" + text
 

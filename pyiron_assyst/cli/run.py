@@ -5,7 +5,11 @@ The output directory (``-o``, default ``assyst-output``) is a project
 every stage's structures and the reports, next to ``training_set.extxyz``, ``summary.txt`` /
 ``summary.json`` and ``figures/*.png`` of the latest run. Relaxations and single points are
 cached by content in ``<project>/cache``: running the same command again after a kill resumes,
-and running with more formulas or perturbations reuses everything already relaxed.
+and running with more formulas or perturbations reuses everything already relaxed. Running a
+finished run again (same formulas and configs: the same run name) computes nothing: its
+outputs are taken from ``<project>/outputs/<run>/`` in about a second (``--overwrite``
+computes it again). Every run keeps its outputs in its own folder there; the top-level files
+are the latest run's.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pyiron_assyst.cli._outputs import reuse_outputs
 from pyiron_assyst.cli._pipeline import (
     content_name,
     execute,
@@ -52,7 +57,9 @@ def add_run_command(subparsers: argparse._SubParsersAction) -> argparse.Argument
     run.add_argument("-o", "--output", help="project directory (default assyst-output)")
     run.add_argument("--name", help="run name (default: run-<hash of the settings>)")
     run.add_argument("--overwrite", action="store_true",
-                     help="replace a finished run of the same --name")
+                     help="compute a finished run again and replace it (a finished run of "
+                          "the same settings is otherwise reused, one of the same --name "
+                          "refused)")
     run.add_argument("--retry-failed", action="store_true",
                      help="compute again structures whose cached result is a failure")
     run.set_defaults(handler=run_command)
@@ -142,14 +149,30 @@ def preflight(formulas: Any, configs: dict[str, Any]) -> None:
             raise ConfigError(f"[{role if role == 'calculator' else 'label'}] {error}") from None
 
 
+def _same_version(project: Project, run: str) -> bool:
+    """Whether ``run`` was computed by this version of the package (else it is computed
+    again, from the cache, rather than reused)."""
+    from importlib import metadata
+
+    return project.run_info(run).get("versions", {}).get("pyiron_assyst") == metadata.version(
+        "pyiron_assyst")
+
+
 def run_command(args: argparse.Namespace) -> int:
     """Handler of ``run``."""
     formulas, configs, directory = _resolve(args)
     name = check_run_name(args.name or content_name(formulas, configs))  # before any mkdir
     project = Project(directory)
-    if args.name and name in project.runs() and is_complete(project, name) and not (
-            args.overwrite):
+    finished = name in project.runs() and is_complete(project, name)
+    reusable = finished and _same_version(project, name)
+    if args.name and finished and not args.overwrite:
         raise StorageError(f"run {name!r} exists (pass --overwrite to replace it)", project.path)
+    if reusable and not (args.overwrite or args.retry_failed):
+        text = reuse_outputs(project, name, figures=not args.no_figures)
+        if text is not None:
+            sys.stdout.write(text + f"run {name!r} is finished: nothing computed, its outputs "
+                             f"are in {directory}/ (--overwrite computes it again)\n")
+            return 0
     _, text = execute(project, name, formulas, configs, args.retry_failed, not args.no_figures)
     sys.stdout.write(text + f"saved as run {name!r} in {directory}/\n")
     return 0

@@ -1,8 +1,9 @@
 """``pyiron-assyst show``: what a project holds.
 
-Runs with their state, stages (structures, atoms) and package versions; with ``--configs``
-every config as JSON; with ``--lineage UUID`` the ancestors of one structure back to its
-sampled crystal, each with the step that made it (ancestors stored in other runs of the
+Every run of the project with its formulas, calculator and date; the chosen one (``--run``,
+default the latest) with its state, stages (structures, atoms) and package versions; with
+``--configs`` every config as JSON; with ``--lineage UUID`` the ancestors of one structure
+back to its sampled crystal, each with the step that made it (ancestors stored in other runs of the
 project, e.g. the source of a relabelled run, are found there); with ``--stage NAME`` the table
 of a stage.
 """
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 
 from pyiron_assyst.cli._pipeline import is_complete, latest_run
+from pyiron_assyst.cli._runs import describe_run
 from pyiron_assyst.cli._text import description
 from pyiron_assyst.storage import Project, StorageError
 
@@ -38,11 +40,17 @@ def add_show_command(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     return show
 
 
+def _run_list(project: Project, shown: str) -> list[str]:
+    """One line per run, oldest first; ``*`` marks the one shown in detail."""
+    runs = sorted(project.runs(), key=lambda r: project.run_info(r)["created"])
+    return [f"{'*' if r == shown else ' '} {r}  {describe_run(project, r)}" for r in runs]
+
+
 def _overview(project: Project, run: str) -> list[str]:
     info = project.run_info(run)
     state = "complete" if is_complete(project, run) else "incomplete"
     versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items() if v)
-    lines = [f"run {run}: {state}, created {info['created']}", f"  versions: {versions}"]
+    lines = [f"run {run}: {state}; {describe_run(project, run)}", f"  versions: {versions}"]
     lines.extend(f"  {stage['name']:<16} {stage['n_structures']:>8} structures "
                  f"{stage['n_atoms']:>9} atoms" for stage in info["stages"])
     return lines
@@ -89,7 +97,8 @@ def show_command(args: argparse.Namespace) -> int:
     """Handler of ``show``."""
     project = Project(Path(args.project), create=False)
     run = latest_run(project, args.run)
-    lines = [f"project {project.path}: runs {project.runs()}", *_overview(project, run)]
+    lines = [f"project {project.path}: {len(project.runs())} runs",
+             *_run_list(project, run), *_overview(project, run)]
     if args.configs:
         lines += _configs(project, run)
     if args.lineage:

@@ -1,6 +1,8 @@
 """``pyiron-assyst status``: progress and failures of every run of a project.
 
-A finished run shows each stage's counts and drops per reason from its reports. A run that is
+Each run is named with its formulas, calculator and date. A finished run shows each stage's
+counts and drops per reason from its reports, and its failures by cause with one example
+message each. A run that is
 still going, or was killed, has no stages yet: its progress comes from the result cache (the
 batches its relaxations and labels started after the run did, with finished and failed counts).
 """
@@ -12,7 +14,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from pyiron_assyst.cli._failures import failure_lines
 from pyiron_assyst.cli._pipeline import CACHE_DIRECTORY, is_complete
+from pyiron_assyst.cli._runs import describe_run
 from pyiron_assyst.cli._text import description
 from pyiron_assyst.execution.cache import ResultCache
 from pyiron_assyst.storage import Project
@@ -36,6 +40,7 @@ def _complete_lines(project: Project, run: str) -> list[str]:
     failed = 0
     for report in project.load_reports(run).values():
         lines.append("  " + report.summary())
+        lines.extend("  " + line for line in failure_lines(report))
         failed += len(report.failures)
     if failed:
         lines.append(f"  {failed} failed structures (pyiron-assyst retry-failed "
@@ -82,11 +87,11 @@ def _incomplete_lines(project: Project, run: str) -> list[str]:
 
 def run_status(project: Project, run: str) -> list[str]:
     """Lines describing one run (complete: from its reports; else: from the cache)."""
-    info = project.run_info(run)
+    about = describe_run(project, run)
     if is_complete(project, run):
-        return [f"run {run}: complete, saved {info['created']}", *_complete_lines(project, run)]
-    return [f"run {run}: incomplete (running or killed), started {info['created']}; "
-            "progress from the cache:", *_incomplete_lines(project, run)]
+        return [f"run {run}: complete; {about}", *_complete_lines(project, run)]
+    return [f"run {run}: incomplete (running or killed); {about}; progress from the cache:",
+            *_incomplete_lines(project, run)]
 
 
 def status_command(args: argparse.Namespace) -> int:
