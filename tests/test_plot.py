@@ -237,6 +237,43 @@ def test_energy_volume_density_for_many_points(structures):
     assert ax.figure.axes[1].get_ylabel() == "Structures (count)"
 
 
+def test_energy_axes_name_the_calculator(structures):
+    ax = plot.energy_volume(structures, _ax(), calculator="EMT")
+    assert ax.get_ylabel() == "Energy per atom (eV/atom, EMT)"
+    ax = plot.energy_histogram(structures, _ax(), calculator="Gpaw")
+    assert ax.get_xlabel() == "Energy per atom (eV/atom, Gpaw)"
+
+
+def test_stages_without_energies_are_named_not_summed(structures):
+    sets = {"sampled": [bulk("Cu")] * 2, "relaxed": [*structures, bulk("Cu")],
+            "perturbed": [bulk("Cu")] * 3}
+    ax = plot.energy_histogram(sets, _ax())
+    assert ax.get_title(loc="right") == (
+        "sampled, perturbed: none with a stored 'energy'; relaxed: 1 without a stored 'energy'")
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["relaxed (3)"]
+
+
+def test_energy_volume_panels_show_each_stage_on_shared_axes(structures):
+    many = [_with_energy(bulk("Cu", "fcc", a=a), -3.0 - a / 10) for a in (3.5, 3.6, 3.7)]
+    far = _with_energy(bulk("Cu", "fcc", a=40.0), -3.5)  # outside the shown range
+    sets = {"sampled": [bulk("Cu")], "relaxed": structures,
+            "training_set": [*structures, *many, far]}
+    fig = Figure()
+    axes = plot.energy_volume_panels(sets, fig, {"relaxed": "EMT", "training_set": "Gpaw"})
+    assert [ax.get_title(loc="left") for ax in axes] == ["relaxed", "training_set"]
+    scatters = [[c for c in ax.collections if isinstance(c, PathCollection)] for ax in axes]
+    assert [len(s.get_offsets()) for (s,) in scatters] == [3, 6]
+    assert axes[0].get_ylabel() == "Energy per atom (eV/atom, EMT)"
+    assert axes[0].get_xlim() == axes[1].get_xlim()
+    assert axes[0].get_ylim() == axes[1].get_ylim()
+    # the legend counts every structure with an energy, like the energy histogram
+    assert [t.get_text() for t in axes[1].get_legend().get_texts()] == ["training_set (7)"]
+    assert axes[1].get_title(loc="right") == "1 outside the shown range"
+    assert fig.get_suptitle() == "not drawn, no stored 'energy': sampled"
+    histogram = plot.energy_histogram({"training_set": sets["training_set"]}, _ax())
+    assert [t.get_text() for t in histogram.get_legend().get_texts()] == ["training_set (7)"]
+
+
 def test_space_group_coverage_requested_vs_found(structures):
     unknown = _stamp(bulk("Cu"), 229, 0)  # found_group 0: not determined
     untagged = bulk("Cu")
@@ -298,18 +335,34 @@ def test_stage_counts_bars_and_stacked_drop_reasons():
     ax = plot.stage_counts(reports, _ax())
     bars = [c for c in ax.containers if isinstance(c, BarContainer)]
     n_in, n_out, *reasons = bars
-    assert [b.get_height() for b in n_in] == [1, 3, 2, 1]
+    # the sample stage starts from 1 formula: not a structure, so no "in" bar, but a label
+    assert [b.get_height() for b in n_in] == [0, 3, 2, 1]
     assert [b.get_height() for b in n_out] == [3, 2, 1, 1]
-    assert [c.get_label() for c in reasons] == [
-        "dropped: calculator_error (1)", "dropped: filter (1)", "dropped: incompatible_group (2)"]
+    assert [c.get_label() for c in reasons] == [  # no sums over stages in the legend
+        "dropped: calculator_error", "dropped: filter", "dropped: incompatible_group"]
     stacked = np.sum([[b.get_height() for b in c] for c in reasons], axis=0)
     assert list(stacked) == [len(r.drops) for r in reports]
     tops = [max(b.get_y() + b.get_height() for b in stack) for stack in zip(*reasons)]
     assert tops == [2, 1, 1, 0]
     assert reasons[0][1].get_hatch() == "//"
     assert reasons[1][2].get_hatch() is None
-    assert [t.get_text() for t in ax.get_xticklabels()] == [r.stage for r in reports]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        "sample\n(from 1 formulas)", *(r.stage for r in reports[1:])]
     _has_units(ax)
+
+
+def test_stage_counts_label_each_stages_drops_not_their_sum():
+    reports = [StageReport("sample_filter", n_in=3, n_candidates=3, n_out=1,
+                           drops=(Drop("a", "filter"), Drop("b", "filter"))),
+               StageReport("final_filter", n_in=9, n_candidates=9, n_out=4,
+                           drops=tuple(Drop(str(i), "filter") for i in range(5)))]
+    ax = plot.stage_counts(reports, _ax())
+    _, _, filtered = [c for c in ax.containers if isinstance(c, BarContainer)]
+    assert [b.get_height() for b in filtered] == [2, 5]
+    labels = [t.get_text() for t in ax.texts]
+    assert "2" in labels
+    assert "5" in labels
+    assert "7" not in " ".join(t.get_text() for t in ax.get_legend().get_texts())
 
 
 # --------------------------------------------------------------------- empty input, files
@@ -372,6 +425,19 @@ def test_write_all_writes_every_picture(structures, tmp_path):
     paths = write_all(by_stage, _reports(), tmp_path / "pictures")
     _check_pngs(paths)
     assert all(p.parent == tmp_path / "pictures" for p in paths)
+
+
+def test_write_all_names_one_calculator_on_the_axis_or_each_in_the_legend(structures,
+                                                                          tmp_path,
+                                                                          monkeypatch):
+    drawn = []
+    monkeypatch.setattr("pyiron_assyst.figures.files.energy_histogram",
+                        lambda sets, ax, calculator: drawn.append((list(sets), calculator)))
+    sets = {"sampled": [bulk("Cu")], "relaxed": structures, "training_set": structures}
+    write_all(sets, [], tmp_path, calculators={"relaxed": "EMT", "training_set": "EMT"})
+    write_all(sets, [], tmp_path, calculators={"relaxed": "EMT", "training_set": "Gpaw"})
+    assert drawn == [(["sampled", "relaxed", "training_set"], "EMT"),
+                     (["sampled", "relaxed, EMT", "training_set, Gpaw"], "")]
 
 
 def test_write_all_of_nothing_still_writes_annotated_files(tmp_path):

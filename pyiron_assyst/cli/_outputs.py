@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pyiron_assyst.cli._failures import failure_causes, failure_lines
-from pyiron_assyst.cli._runs import describe_run
+from pyiron_assyst.cli._runs import describe_run, stage_calculators
 from pyiron_assyst.storage import Project
 from pyiron_assyst.storage.files import atomic_path, write_text_atomic
 
@@ -93,7 +93,8 @@ def publish(project: Project, run: str, outputs: dict[str, Any], figures: bool =
     folder = run_outputs(project, run)
     if not figures and (folder / "figures").exists():
         shutil.rmtree(folder / "figures")  # no stale figures of the run's last computation
-    text = write_outputs(outputs, folder, figures, run, describe_run(project, run))
+    calculators = stage_calculators(project.load_configs(run))
+    text = write_outputs(outputs, folder, figures, run, describe_run(project, run), calculators)
     return text + _promote(project, run)
 
 
@@ -111,13 +112,15 @@ def reuse_outputs(project: Project, run: str, figures: bool = True) -> str | Non
 
 
 def write_outputs(outputs: dict[str, Any], directory: Path, figures: bool = True,
-                  run: str = "", header: str = "") -> str:
+                  run: str = "", header: str = "",
+                  calculators: dict[str, str] | None = None) -> str:
     """Write ``training_set.extxyz``, ``summary.txt`` / ``.json`` and ``figures/`` of a run,
     each file atomically (a reader sees the old file or the new one, never a partial one).
 
     Reports (and the summary's lines, and the bars of the stage-count figure) follow the
     pipeline's step order; every removal is counted by reason. ``run`` and ``header`` (its
-    description) open ``summary.txt`` and are stored in ``summary.json``.
+    description) open ``summary.txt`` and are stored in ``summary.json``; ``calculators``
+    (``{stage: name}``) are named on the figures' energy axes.
     """
     from ase.io import write
 
@@ -139,7 +142,7 @@ def write_outputs(outputs: dict[str, Any], directory: Path, figures: bool = True
     write_text_atomic(directory / "summary.txt", text)
     if figures:
         sets = {s: outputs[s] for s in figure_stages() if s in outputs}
-        write_all(sets, reports, directory / "figures")
+        write_all(sets, reports, directory / "figures", calculators=calculators)
     write_text_atomic(directory / "summary.json", json.dumps({
         "run": run, "description": header,
         "training_set": len(outputs["training_set"]),

@@ -10,7 +10,8 @@ from typing import Any
 
 from pyiron_assyst.storage import Project
 
-__all__ = ["describe_configs", "describe_run", "formulas_text"]
+__all__ = ["calculator_name", "describe_configs", "describe_run", "formulas_text",
+           "stage_calculators"]
 
 
 def formulas_text(formulas: Any) -> str:
@@ -24,10 +25,29 @@ def formulas_text(formulas: Any) -> str:
     return f"{elements}, {atoms}, {len(counts)} formula{'s' if len(counts) > 1 else ''}"
 
 
+def calculator_name(config: Any) -> str:
+    """A calculator config's short name: its class (``EMT``, ``Gpaw``), or for a wrapped ASE
+    calculator the class it imports (``LoggedEMT`` of ``tests.support…:LoggedEMT``)."""
+    if config is None:
+        return ""
+    path = getattr(config, "import_path", None)
+    if isinstance(path, str) and path:
+        return path.replace(":", ".").rsplit(".", 1)[-1]
+    return type(config).__name__
+
+
+def stage_calculators(configs: dict[str, Any]) -> dict[str, str]:
+    """``{stage: calculator name}`` of the stages whose energies a run's figures draw: the
+    labelled sets are the reference's, the relaxed ones the relaxation calculator's."""
+    relaxing = calculator_name(configs.get("calculator"))
+    labelling = calculator_name(configs.get("reference")) or relaxing
+    return {"volume_relaxed": relaxing, "relaxed": relaxing, "training_set": labelling,
+            "isolated_atoms": labelling}
+
+
 def _calculator_text(configs: dict[str, Any]) -> str:
-    calculator, reference = configs.get("calculator"), configs.get("reference")
-    name = type(calculator).__name__ if calculator is not None else None
-    label = type(reference).__name__ if reference is not None else None
+    name = calculator_name(configs.get("calculator")) or None
+    label = calculator_name(configs.get("reference")) or None
     if name and label and label != name:
         return f"relaxed with {name}, labelled with {label}"
     return name or label or "no calculator"

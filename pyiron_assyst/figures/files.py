@@ -21,7 +21,7 @@ from pyiron_assyst.figures.plots import (
     composition_bars,
     distance_histogram,
     energy_histogram,
-    energy_volume,
+    energy_volume_panels,
     lattice_angle_histogram,
     lattice_length_histogram,
     space_group_coverage,
@@ -45,9 +45,18 @@ def _final_set(sets: dict[str, list[Atoms]], final: str | None) -> tuple[str, li
     return final, sets.get(final, [])
 
 
+def _named(sets: dict[str, list[Atoms]], calculators: Mapping[str, str], common: str
+           ) -> dict[str, list[Atoms]]:
+    """The sets, each label naming its calculator when the stages' calculators differ."""
+    if common:
+        return sets
+    return {f"{k}, {calculators[k]}" if calculators.get(k) else k: v for k, v in sets.items()}
+
+
 def write_all(structures_by_stage: Mapping[str, Sequence[Atoms]],
               reports: Sequence[StageReport], directory: str | Path,
-              final: str | None = None, dpi: int = 120) -> list[Path]:
+              final: str | None = None, dpi: int = 120,
+              calculators: Mapping[str, str] | None = None) -> list[Path]:
     """Write every picture as a PNG file into ``directory`` (created if missing).
 
     Histograms and the energy–volume map show one curve / colour per stage; space groups,
@@ -66,6 +75,9 @@ def write_all(structures_by_stage: Mapping[str, Sequence[Atoms]],
         present, else the last key.
     dpi
         Resolution of the PNG files in dots per inch.
+    calculators
+        ``{stage: name of the calculator whose energies it holds}``, named on the energy
+        axes (one name for all stages if they agree).
 
     Returns
     -------
@@ -78,7 +90,12 @@ def write_all(structures_by_stage: Mapping[str, Sequence[Atoms]],
     directory.mkdir(parents=True, exist_ok=True)
     sets = {str(k): list(v) for k, v in structures_by_stage.items()}
     name, chosen = _final_set(sets, final)
+    calculators = dict(calculators or {})
+    names = {calculators[k] for k in sets if calculators.get(k)}
+    common = names.pop() if len(names) == 1 else ""
     title = f"{name}: {len(chosen)} structures" if name else ""
+
+    n_panels = sum(any(a.calc is not None for a in v) for v in sets.values())
 
     def lattice(fig: Figure) -> None:
         left, right = fig.subplots(1, 2)
@@ -92,10 +109,13 @@ def write_all(structures_by_stage: Mapping[str, Sequence[Atoms]],
     pictures: tuple[tuple[str, tuple[float, float], Callable[[Figure], object]], ...] = (
         ("stage_counts", (10.0, 4.8), lambda fig: stage_counts(reports, fig.add_subplot())),
         ("volume_per_atom", (6.4, 4.4), lambda fig: volume_histogram(sets, fig.add_subplot())),
-        ("energy_per_atom", (6.4, 4.4), lambda fig: energy_histogram(sets, fig.add_subplot())),
+        ("energy_per_atom", (6.4, 4.4),
+         lambda fig: energy_histogram(_named(sets, calculators, common), fig.add_subplot(),
+                                      calculator=common)),
         ("nearest_distance", (6.4, 4.4),
          lambda fig: distance_histogram(sets, fig.add_subplot())),
-        ("energy_volume", (6.4, 4.8), lambda fig: energy_volume(sets, fig.add_subplot())),
+        ("energy_volume", (4.0 + 3.2 * max(1, n_panels), 4.4),
+         lambda fig: energy_volume_panels(sets, fig, calculators)),
         ("space_groups", (10.0, 4.4), single(space_group_coverage)),
         ("composition", (8.0, 4.4), single(composition_bars)),
         ("lattice", (10.0, 4.2), lattice),

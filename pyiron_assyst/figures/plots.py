@@ -29,6 +29,7 @@ from pyiron_assyst.numerics.distances import nearest_distances
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 
 __all__ = [
@@ -64,9 +65,18 @@ OUTLIER_FENCE = 10.0
 """Automatic ranges leave out values more than this many interquartile ranges beyond the
 quartiles (exploded cells, isolated atoms), and say how many they left out."""
 
+INPUT_UNITS = {"sample": "formulas"}
+"""Stages whose inputs are not structures, and what they are: :func:`stage_counts` draws no
+*in* bar for them (it would put formulas on a structure axis) and names the input below."""
+
 _COUNT = "Structures (count)"
 _VOLUME = "Volume per atom (Å³/atom)"
 _ENERGY = "Energy per atom (eV/atom)"
+
+
+def _energy_label(calculator: str) -> str:
+    """The energy axis label, naming the calculator whose energies are drawn."""
+    return f"Energy per atom (eV/atom, {calculator})" if calculator else _ENERGY
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -137,25 +147,53 @@ def _histogram(ax: Axes, series: dict[str, np.ndarray], bins: Bins,
     NaN values are left out (counted as ``missing``), and so are values outside the bins
     (counted as outside the shown range); both counts go into the note above the axes.
     """
-    n_missing = sum(int(np.count_nonzero(~np.isfinite(v))) for v in series.values())
-    notes = [*notes, f"{n_missing} {missing}" if n_missing and missing else ""]
+    notes = [*notes, _missing_note({k: ~np.isfinite(v) for k, v in series.items()}, missing)]
     series = {k: v[np.isfinite(v)] for k, v in series.items()}
     series = {k: v for k, v in series.items() if len(v)}
     if not series:
         _note(ax, *notes)
         return _empty(ax, empty)
     edges = _edges(np.concatenate(list(series.values())), bins, value_range)
-    single, outside = len(series) == 1, 0
+    single, outside = len(series) == 1, {}
     for label, values in series.items():
         shown = values[(values >= edges[0]) & (values <= edges[-1])]
-        outside += len(values) - len(shown)
+        outside[label] = len(values) - len(shown)
         counts, _ = np.histogram(shown, edges)
         ax.stairs(counts, edges, fill=single, alpha=0.7 if single else 1.0, linewidth=1.5,
-                  label=f"{label} ({len(shown)})" if label else None)
+                  label=f"{label} ({len(values)})" if label else None)
     if any(series):
         ax.legend(fontsize="small")
-    _note(ax, *notes, f"{outside} outside the shown range" if outside else "")
+    _note(ax, *notes, _outside_note(outside))
     return ax
+
+
+def _missing_note(missing: Mapping[str, np.ndarray], what: str) -> str:
+    """``"sampled, perturbed: no energy; relaxed: 2 without …"``: per set, what is not drawn.
+
+    ``missing`` maps each set's label to a boolean mask of its structures without a value. A
+    set wholly without values is named (its stage does not compute them); an unlabelled set
+    gives ``"N <what>"``.
+    """
+    if not what:
+        return ""
+    if set(missing) == {""}:
+        n = int(np.count_nonzero(missing[""]))
+        return f"{n} {what}" if n else ""
+    empty = [k for k, m in missing.items() if len(m) and m.all()]
+    partial = [f"{k}: {int(np.count_nonzero(m))} {what}" for k, m in missing.items()
+               if m.any() and not m.all()]
+    named = [f"{', '.join(empty)}: {what.replace('without', 'none with', 1)}"] if empty else []
+    return "; ".join(named + partial)
+
+
+def _outside_note(outside: Mapping[str, int]) -> str:
+    """``"6 outside the shown range"`` (one set) or ``"training_set: 6 outside …"``."""
+    counted = {k: n for k, n in outside.items() if n}
+    if not counted:
+        return ""
+    if len(outside) == 1:
+        return f"{sum(counted.values())} outside the shown range"
+    return "; ".join(f"{k}: {n} outside the shown range" for k, n in counted.items())
 
 
 def _volume(atoms: Atoms) -> float:
@@ -240,7 +278,7 @@ def volume_histogram(structures: StructureSets, ax: Axes | None = None, bins: Bi
 @_documented
 def energy_histogram(structures: StructureSets, ax: Axes | None = None, bins: Bins = "auto",
                      value_range: tuple[float, float] | None = None,
-                     key: str = "energy") -> Axes:
+                     key: str = "energy", calculator: str = "") -> Axes:
     """Histogram of the energy per atom (eV/atom) of structures that carry one.
 
     Energies are read from the stored results of the attached calculator (normally a
@@ -256,9 +294,11 @@ def energy_histogram(structures: StructureSets, ax: Axes | None = None, bins: Bi
     {histogram}
     key
         ``"energy"`` or ``"free_energy"`` (the force-consistent one).
+    calculator
+        Name of the calculator whose energies these are, shown on the axis.
     """
     ax = _axes(ax)
-    _labels(ax, _ENERGY, _COUNT)
+    _labels(ax, _energy_label(calculator), _COUNT)
     series = {k: np.array([_energy(a, key) for a in v]) for k, v in _as_sets(structures).items()}
     return _histogram(ax, series, bins, value_range, f"no structures with a stored {key!r}",
                       f"without a stored {key!r}")
@@ -365,7 +405,7 @@ def lattice_angle_histogram(structures: Sequence[Atoms], ax: Axes | None = None,
 def energy_volume(structures: StructureSets, ax: Axes | None = None, key: str = "energy",
                   density_threshold: int = DENSITY_THRESHOLD,
                   volume_range: tuple[float, float] | None = None,
-                  energy_range: tuple[float, float] | None = None) -> Axes:
+                  energy_range: tuple[float, float] | None = None, calculator: str = "") -> Axes:
     """Energy per atom (eV/atom) against volume per atom (Å³/atom).
 
     Up to ``density_threshold`` points (default :data:`DENSITY_THRESHOLD`) are drawn as a
@@ -388,26 +428,28 @@ def energy_volume(structures: StructureSets, ax: Axes | None = None, key: str = 
     volume_range, energy_range
         ``(low, high)`` in Å³/atom and eV/atom; by default the data ranges without far outliers
         (see :data:`OUTLIER_FENCE`).
+    calculator
+        Name of the calculator whose energies these are, shown on the axis.
     """
     ax = _axes(ax)
-    _labels(ax, _VOLUME, _ENERGY)
+    _labels(ax, _VOLUME, _energy_label(calculator))
     sets = _as_sets(structures)
-    points = {k: np.array([(_volume(a), _energy(a, key)) for a in v]).reshape(-1, 2)
-              for k, v in sets.items()}
-    missing = sum(int(np.count_nonzero(~np.isfinite(xy).all(axis=1))) for xy in points.values())
+    points = _energy_volume_points(sets, key)
+    missing = _missing_note({k: ~np.isfinite(xy).all(axis=1) for k, xy in points.items()},
+                            f"without a stored {key!r} or a 3-D cell")
     points = {k: xy[np.isfinite(xy).all(axis=1)] for k, xy in points.items()}
     every = np.concatenate([np.empty((0, 2)), *points.values()])
     if not len(every):
-        _note(ax, f"{missing} without a stored {key!r} or a 3-D cell" if missing else "")
+        _note(ax, missing)
         return _empty(ax, f"no structures with a stored {key!r} and a 3-D cell")
     (v_low, v_high), (e_low, e_high) = (
         given if given is not None else _shown_range(column)
         for given, column in ((volume_range, every[:, 0]), (energy_range, every[:, 1])))
+    counts = {k: len(xy) for k, xy in points.items() if len(xy)}
     points = {k: xy[(xy[:, 0] >= v_low) & (xy[:, 0] <= v_high) & (xy[:, 1] >= e_low)
                     & (xy[:, 1] <= e_high)] for k, xy in points.items() if len(xy)}
     shown = np.concatenate(list(points.values()))
-    _note(ax, f"{missing} without a stored {key!r} or a 3-D cell" if missing else "",
-          f"{len(every) - len(shown)} outside the shown range" if len(shown) < len(every) else "")
+    _note(ax, missing, _outside_note({k: counts[k] - len(xy) for k, xy in points.items()}))
     if len(shown) > density_threshold:
         distinct = {uuid_of(a): (_volume(a), _energy(a, key)) for v in sets.values() for a in v}
         xy = np.array(list(distinct.values()))
@@ -418,10 +460,63 @@ def energy_volume(structures: StructureSets, ax: Axes | None = None, key: str = 
         return ax
     for label, xy in points.items():
         ax.scatter(xy[:, 0], xy[:, 1], s=14, alpha=0.8,
-                   label=f"{label} ({len(xy)})" if label else None)
+                   label=f"{label} ({counts[label]})" if label else None)
     if any(points):
         ax.legend(fontsize="small")
     return ax
+
+
+def _energy_volume_points(sets: Mapping[str, Sequence[Atoms]], key: str
+                          ) -> dict[str, np.ndarray]:
+    """``{label: (n, 2) array of (Å³/atom, eV/atom)}``; NaN where a value is missing."""
+    return {k: np.array([(_volume(a), _energy(a, key)) for a in v]).reshape(-1, 2)
+            for k, v in sets.items()}
+
+
+def energy_volume_panels(structures: Mapping[str, Sequence[Atoms]], fig: Figure,
+                         calculators: Mapping[str, str] | None = None, key: str = "energy",
+                         density_threshold: int = DENSITY_THRESHOLD) -> list[Axes]:
+    """:func:`energy_volume` of each set with energies on its own panel, on shared ranges.
+
+    Side by side the stages stay visible (drawn into one axes, the largest set covers the
+    others). Sets without any energy (stages that compute none) get no panel; the figure's
+    title names them.
+
+    Parameters
+    ----------
+    structures
+        ``{stage: structures}`` in pipeline order.
+    fig
+        Figure to draw the panels into.
+    calculators
+        ``{stage: name of the calculator whose energies it holds}``, shown on each panel.
+    key, density_threshold
+        As in :func:`energy_volume`.
+
+    Returns
+    -------
+    list[matplotlib.axes.Axes]
+        One axes per set with energies (one annotated axes if there is none).
+    """
+    calculators = calculators or {}
+    points = _energy_volume_points(structures, key)
+    drawn = [k for k, xy in points.items() if np.isfinite(xy).all(axis=1).any()]
+    bare = [k for k in structures if k not in drawn and len(structures[k])]
+    if bare:
+        fig.suptitle(f"not drawn, no stored {key!r}: {', '.join(bare)}", fontsize="small",
+                     color="0.3")
+    if not drawn:
+        return [energy_volume({}, fig.add_subplot())]
+    every = np.concatenate([points[k][np.isfinite(points[k]).all(axis=1)] for k in drawn])
+    ranges = _shown_range(every[:, 0]), _shown_range(every[:, 1])
+    axes = fig.subplots(1, len(drawn), sharex=True, sharey=True, squeeze=False)[0]
+    for ax, label in zip(axes, drawn):
+        energy_volume({label: structures[label]}, ax, key, density_threshold, *ranges,
+                      calculator=calculators.get(label, ""))
+        ax.set_title(label, loc="left", fontsize="medium")
+    for ax in axes[1:]:
+        ax.set_ylabel("")
+    return list(axes)
 
 
 def space_group_coverage(structures: Sequence[Atoms], ax: Axes | None = None,
@@ -533,7 +628,9 @@ def stage_counts(reports: Sequence[StageReport], ax: Axes | None = None) -> Axes
 
     Three bars per stage: ``n_in`` (grey), ``n_out`` (green) and the dropped candidates stacked
     by reason (failed computations, see :data:`pyiron_assyst.core.report.FAILURE_REASONS`, hatched).
-    ``n_out`` plus the drop stack is the number of candidates the stage attempted.
+    ``n_out`` plus the drop stack is the number of candidates the stage attempted. A stage
+    whose inputs are not structures (:data:`INPUT_UNITS`) has no *in* bar; its tick label
+    says what it started from. The legend names the reasons; the counts are on the bars.
 
     Parameters
     ----------
@@ -548,20 +645,23 @@ def stage_counts(reports: Sequence[StageReport], ax: Axes | None = None) -> Axes
     if not reports:
         return _empty(ax, "no stage reports")
     x, width = np.arange(len(reports)), 0.27
-    for offset, values, label, color in ((-width, [r.n_in for r in reports], "in", "0.6"),
+    n_in = [0 if r.stage in INPUT_UNITS else r.n_in for r in reports]  # not structures
+    for offset, values, label, color in ((-width, n_in, "in", "0.6"),
                                          (0.0, [r.n_out for r in reports], "out", "tab:green")):
         bars = ax.bar(x + offset, values, width, label=label, color=color)
-        ax.bar_label(bars, fontsize="x-small")
+        ax.bar_label(bars, [f"{n:g}" if n else "" for n in values], fontsize="x-small")
     reasons = sorted({d.reason for r in reports for d in r.drops})
     colors, bottom = _reason_colors(reasons), np.zeros(len(reports))
     for reason in reasons:
         heights = np.array([r.drop_counts().get(reason, 0) for r in reports])
         stack = ax.bar(x + width, heights, width, bottom=bottom, color=colors[reason],
                        hatch="//" if reason in FAILURE_REASONS else None,
-                       label=f"dropped: {reason} ({heights.sum()})")
+                       label=f"dropped: {reason}")
         bottom += heights
     if reasons:
         ax.bar_label(stack, [f"{n:g}" if n else "" for n in bottom], fontsize="x-small")
-    ax.set_xticks(x, [r.stage for r in reports], rotation=20, ha="right")
+    ax.set_xticks(x, [f"{r.stage}\n(from {r.n_in} {INPUT_UNITS[r.stage]})"
+                      if r.stage in INPUT_UNITS else r.stage for r in reports],
+                  rotation=20, ha="right")
     ax.legend(fontsize="small")
     return ax
