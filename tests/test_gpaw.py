@@ -106,6 +106,28 @@ def test_gpaw_config_is_validated_frozen_and_round_trips():
         repair=RepairPolicy((MORE_SCF,), max_attempts=3)).config_hash()
 
 
+def test_elements_without_a_paw_setup_are_refused_before_any_work(tmp_path, monkeypatch):
+    for name in ("Al.MYXC.gz", "Cu.11.MYXC", "Zz.MYXC.gz", "Fe.dzp.basis.gz", "Ni.PBE.gz"):
+        (tmp_path / name).write_bytes(b"")
+    monkeypatch.setenv("GPAW_SETUP_PATH", str(tmp_path))
+    assert Gpaw(xc="MYXC").supported_elements() == {"Al", "Cu"}
+    Gpaw(xc="MYXC").check_elements({"Al", "Cu"})
+    with pytest.raises(ConfigError, match="Gpaw cannot compute Fe, Ni: it knows Al, Cu"):
+        Gpaw(xc="MYXC").check_elements({"Al", "Fe", "Ni"})
+    assert Gpaw(xc="NOSETUPS").supported_elements() is None  # unknown: GPAW may generate
+
+
+def test_the_installed_setups_are_found(gpaw, monkeypatch):
+    monkeypatch.delenv("GPAW_SETUP_PATH", raising=False)
+    known = Gpaw().supported_elements()
+    assert {"H", "Al", "Cu", "Fe", "Au"} <= known
+    assert "Og" not in known  # oganesson has no PAW setup in gpaw-data
+    from gpaw import setup_paths
+
+    assert all(any(p.name.startswith(f"{el}.") for d in setup_paths
+                   for p in Path(d).iterdir()) for el in known)
+
+
 def test_repair_rules_are_validated_and_matched_in_order():
     with pytest.raises(ConfigError, match=r"Repair\.kind must be 'any' or one of"):
         Repair("x", {"a": 1}, kind="segfault")

@@ -205,12 +205,49 @@ class Gpaw(CalculatorConfig):
         """GPAW with the settings of a bulk cell (use :meth:`calculator_for` for k-points)."""
         return self.calculator_for(Atoms("H", cell=np.eye(3) * 3.0, pbc=True))
 
+    def supported_elements(self) -> frozenset[str] | None:
+        """Elements with a PAW setup for :attr:`xc` on this machine (``None``: unknown).
+
+        Looks, without importing GPAW, where GPAW looks: ``$GPAW_SETUP_PATH`` and the
+        ``gpaw-data`` package. ``None`` when no setup for this functional is found at all
+        (GPAW may generate it, or it lives on the machine that runs ``launch``).
+        """
+        return setup_elements(self.xc)
+
     def repair_policy(self) -> RepairPolicy | None:
         return self.repair
 
     def with_parameters(self, changes: Mapping[str, Any]) -> Gpaw:
         """A copy with fields changed (e.g. ``{"maxiter": 500, "mixer_beta": 0.02}``)."""
         return super().with_parameters(changes)  # type: ignore[return-value]
+
+
+def setup_directories() -> list[Path]:
+    """Directories GPAW reads PAW setups from: ``$GPAW_SETUP_PATH`` (``:``-separated), then
+    the ``gpaw-data`` package's ``setups`` (found without importing GPAW)."""
+    from importlib.util import find_spec
+
+    paths = [Path(p) for p in os.environ.get("GPAW_SETUP_PATH", "").split(os.pathsep) if p]
+    spec = find_spec("gpaw_data")
+    if spec is not None and spec.origin:
+        paths.append(Path(spec.origin).parent / "setups")
+    return [p for p in paths if p.is_dir()]
+
+
+def setup_elements(xc: str) -> frozenset[str] | None:
+    """Element symbols with a setup file ``<El>.<xc>`` or ``<El>.<xc>.gz`` (the standard
+    setups; ``<El>.<n>.<xc>`` are semicore variants of the same element), ``None`` if there
+    is none for ``xc`` at all."""
+    from ase.data import chemical_symbols
+
+    known = set(chemical_symbols[1:])
+    found = set()
+    for directory in setup_directories():
+        for path in directory.iterdir():
+            parts = path.name.removesuffix(".gz").split(".")
+            if len(parts) in (2, 3) and parts[-1] == xc and parts[0] in known:
+                found.add(parts[0])
+    return frozenset(found) or None
 
 
 class GpawCalculator(Calculator):
