@@ -342,6 +342,59 @@ def test_pyiron_base_reads_the_files(saved, tmp_path):
     assert config == CONFIGS["calculator"].to_json()
 
 
+def test_stage_files_carry_what_pyiron_structure_containers_need(saved):
+    """Format 3: ``symbols`` (pyiron's ``StructureStorage`` builds structures from them), the
+    uuid as ``identifier`` (a hard link, no copy), ``stress`` with pyiron's sign (-σ)."""
+    project, stages = saved
+    relaxed = stages["relax:volume"]
+    path = project.path / "runs" / "run" / "stages" / "001_relax_volume.h5"
+    with h5py.File(path, "r") as f:
+        assert f.attrs["format_version"] == 3
+        element, chunk = f["structures/element_arrays"], f["structures/chunk_arrays"]
+        assert element["symbols"].dtype == np.dtype("S8")  # pyiron decodes it as U2
+        assert [s.decode() for s in element["symbols"][()]] == [
+            s for a in relaxed for s in a.get_chemical_symbols()]
+        assert [s.decode() for s in chunk["identifier"][()]] == [a.info["uuid"] for a in relaxed]
+        assert chunk["identifier"].id == chunk["info.uuid"].id
+        stress = np.array([a.calc.results["stress"] for a in relaxed])
+        assert chunk["stress"][()].tobytes() == (-stress).tobytes()
+    assert digest(project.load_stage("run", "relax:volume")) == digest(relaxed)
+
+
+def test_structures_without_uuid_are_identified_by_index(tmp_path):
+    structures = [bulk("Cu"), molecule("H2O")]
+    structures[0].info["uuid"] = "only-one"
+    write_table(tmp_path / "s.h5", structures_to_columns(structures))
+    with h5py.File(tmp_path / "s.h5", "r") as f:
+        assert f["structures/chunk_arrays/identifier"][()].tolist() == [b"0", b"1"]
+
+
+def test_stage_files_of_format_version_2_are_still_read():
+    """``tests/data/stage_format_v2.h5`` is the ``perturb`` stage of :func:`_run_structures` as
+    the format-2 writer stored it (ASE's stress sign, no ``symbols``, index identifiers)."""
+    path = ROOT / "tests" / "data" / "stage_format_v2.h5"
+    with h5py.File(path, "r") as f:
+        assert f.attrs["format_version"] == 2
+        assert "symbols" not in f["structures/element_arrays"]
+    structures = _run_structures()["perturb"]
+    assert any("stress" in a.calc.results for a in structures if a.calc)
+    assert digest(columns_to_structures(read_table(path))) == digest(structures)
+
+
+def test_symbols_that_disagree_with_numbers_are_refused(tmp_path):
+    path = tmp_path / "s.h5"
+    write_table(path, structures_to_columns([bulk("Cu"), bulk("NaCl", "rocksalt", a=5.6)]))
+    with h5py.File(path, "r+") as f:
+        dataset = f["structures/element_arrays/symbols"]
+        edited = dataset[()]
+        edited[1] = b"Ag"
+        dataset[...] = edited
+        dataset.attrs["crc32"] = np.uint32(zlib.crc32(edited.tobytes()))  # a consistent checksum
+    with pytest.raises(StorageError, match="'symbols' disagree with 'numbers'"):
+        read_table(path)
+    assert len(read_table(path, select=["energy"])["energy"]) == 2  # numbers not read: no check
+
+
 def test_loading_one_stage_reads_only_that_stage(saved, tmp_path, monkeypatch):
     _project, stages = saved
     copy = Project(tmp_path / "p")
