@@ -194,7 +194,7 @@ with open("result.json", "w") as f:
 
 
 def test_pyiron_potentialfit_reads_our_training_container(tmp_path):
-    python = consumer_python("potentialfit-venv", POTENTIALFIT)
+    python = shared_python()
     structures = training_set()
     h5 = write_training_container(structures, tmp_path / "training_container.h5", REFERENCES)
     pckl = write_pacemaker(structures, tmp_path / "train.pckl.gzip", REFERENCES)
@@ -256,7 +256,7 @@ with open("result.json", "w") as f:
 def test_mlip_reader_reads_fields_with_three_digit_exponents(tmp_path):
     """``-2.2368152024805090e-101`` fills the 24 characters of a field; MLIP's reader splits
     on white space and rejected such a file before the fields were separated."""
-    python = consumer_python("potentialfit-venv", POTENTIALFIT)
+    python = shared_python()
     atoms = tiny_numbers()
     write_mtp([atoms, *training_set()[:2]], tmp_path / "tiny.cfg")
     result = run_script(python, MLIP_SCRIPT, str(tmp_path / "tiny.cfg"), cwd=tmp_path)
@@ -369,6 +369,9 @@ frame = job.create_training_dataframe()
 os.makedirs(job.working_directory, exist_ok=True)
 job.write_input()
 out["handoff_seconds"] = time.perf_counter() - start
+from pyiron_assyst.export.nodes import training_container  # the workflow node, called directly
+via_node = training_container(training, os.path.abspath("fit"), "via_node", references)
+out["via_node"] = [float(e) for _, e in via_node.iter("energy_uncorrected")]
 written = pd.read_pickle(os.path.join(job.working_directory, "df_training.pckl.gzip"),
                          compression="gzip")
 
@@ -409,7 +412,7 @@ for stage, path in stage_files.items():
     storage.from_hdf(FileHDFio(path), "structures")
     out["structure_storage"][stage] = [
         {"identifier": str(storage.get_array("identifier", i)),
-         "symbols": storage.get_structure(i).get_chemical_symbols(),
+         "symbols": [str(s) for s in storage.get_structure(i).get_chemical_symbols()],
          "positions": tolist(storage.get_array("positions", i)),
          "cell": tolist(storage.get_array("cell", i)),
          "pbc": [bool(p) for p in storage.get_array("pbc", i)]} for i in range(len(storage))]
@@ -420,9 +423,21 @@ out["training_storage"] = {
     "name": list(table.name), "energy": [float(e) for e in table.energy],
     "forces": [tolist(f) for f in table.forces], "stress": [tolist(s) for s in table.stress],
     "n": [int(n) for n in table.number_of_atoms]}
-flat = FileHDFio(stage_files["training_set"])["structures"].to_object()  # pyiron_base alone
-out["flattened"] = {"type": type(flat).__name__, "n": len(flat),
-                    "free_energy": tolist(flat.get_array("free_energy"))}
+
+# --- the project directory through pyiron_base.Project, as docs/storage.md shows
+from pyiron_base import Project as BaseProject
+
+base = BaseProject(project_dir)
+files = sorted(base["runs/tiny/stages"].list_files("h5"))
+stage = base["runs/tiny/stages/" + files[-1]]
+flat = stage["structures"].to_object()
+out["base_project"] = {
+    "runs": base["runs"].list_dirs(), "files": files,
+    "meta_stages": json.loads(base["runs/tiny/run"]["run/meta"])["stages"],
+    "calculator": base["runs/tiny/run"]["configs/calculator"],
+    "type": type(flat).__name__, "identifier": [str(x) for x in flat.get_array("identifier")],
+    "free_energy": tolist(flat.get_array("free_energy")),
+    "jobs": base.job_table()["job"].tolist()}
 with open("result.json", "w") as f:
     json.dump(out, f)
 '''
@@ -459,6 +474,7 @@ def _check_container(result: dict, training: list, references: dict[str, float])
     assert container["status"] == "finished"
     assert container["training_ids"] == [container["id"]]
     assert container["identifier"] == [uuid_of(a) for a in training]
+    assert result["via_node"] == container["energy_uncorrected"]
     starts = np.cumsum([0] + container["length"])
     for i, atoms in enumerate(training):
         labels = labels_of(atoms)
@@ -499,6 +515,14 @@ def _check_stage_readers(result: dict, ours, training: list) -> None:
         stress = results.get("stress")
         expected = np.full(6, np.nan) if stress is None else -stress  # pyiron's sign
         np.testing.assert_array_equal(table["stress"][i], expected)
-    flat = result["flattened"]
-    assert (flat["type"], flat["n"]) == ("FlattenedStorage", len(training))
-    assert flat["free_energy"] == [a.calc.results["free_energy"] for a in training]
+    base = result["base_project"]
+    stages = ours.run_info("tiny")["stages"]
+    assert base["runs"] == ["tiny"]
+    assert [f"stages/{f}.h5" for f in base["files"]] == [s["file"] for s in stages]
+    assert base["meta_stages"] == stages
+    assert base["calculator"] == ours.load_configs("tiny")["calculator"].to_json()
+    assert base["type"] == "FlattenedStorage"
+    assert stages[-1]["name"] == "training_set"
+    assert base["identifier"] == [uuid_of(a) for a in training]
+    assert base["free_energy"] == [a.calc.results["free_energy"] for a in training]
+    assert base["jobs"] == []  # runs are not pyiron jobs (docs/storage.md says why)
