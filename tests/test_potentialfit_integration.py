@@ -38,6 +38,7 @@ from pyiron_assyst.export import (
     write_pacemaker,
     write_training_container,
 )
+from pyiron_assyst.export.canonical import corrected_energy
 from pyiron_assyst.stages.curate import energies_of
 from pyiron_assyst.storage import Project
 from tests.support.datasets import REFERENCES, training_set
@@ -378,18 +379,21 @@ written = pd.read_pickle(os.path.join(job.working_directory, "df_training.pckl.g
 def tolist(a):
     return np.asarray(a, dtype=float).tolist()
 
+def strings(a):  # pyiron's HDF5 reader returns its UTF-8 strings as bytes
+    return [x.decode() if isinstance(x, bytes) else str(x) for x in a]
+
 saved = pr.load("assyst")  # the job as pyiron stored it (its HDF5 file and database row)
 hdf = saved.project_hdf5
 out["container"] = {
     "status": str(saved.status), "id": saved.id, "training_ids": list(job._train_job_id_list),
-    "identifier": [str(x) for x in hdf["structures/chunk_arrays/identifier"]],
+    "identifier": strings(hdf["structures/chunk_arrays/identifier"]),
     "energy": tolist(hdf["structures/chunk_arrays/energy"]),
     "energy_uncorrected": tolist(hdf["structures/chunk_arrays/energy_uncorrected"]),
     "stress": tolist(hdf["structures/chunk_arrays/stress"]),
     "length": [int(n) for n in hdf["structures/chunk_arrays/length"]],
     "forces": tolist(hdf["structures/element_arrays/forces"]),
     "positions": tolist(hdf["structures/element_arrays/positions"]),
-    "symbols": [str(s) for s in hdf["structures/element_arrays/symbols"]],
+    "symbols": strings(hdf["structures/element_arrays/symbols"]),
     "cell": tolist(hdf["structures/chunk_arrays/cell"]),
 }
 out["frame"] = [{"name": r.name, "energy": float(r.energy), "forces": tolist(r.forces),
@@ -478,7 +482,7 @@ def _check_container(result: dict, training: list, references: dict[str, float])
     starts = np.cumsum([0] + container["length"])
     for i, atoms in enumerate(training):
         labels = labels_of(atoms)
-        corrected = labels.free_energy - sum(references[s] for s in atoms.get_chemical_symbols())
+        corrected = corrected_energy(atoms, labels.free_energy, references)  # the package's target
         own = slice(starts[i], starts[i + 1])
         assert container["energy"][i] == frame[i]["energy"] == corrected
         assert written["energy_corrected"][i] == corrected
