@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import re
+import sys
 import warnings
 
 import h5py
@@ -343,3 +344,20 @@ def test_cli_reports_bad_input_with_status_2(structures, tmp_path, capsys):
         warnings.simplefilter("error")
         assert run_cli(["export", str(project.path), "--run", "b", "-f", "extxyz", "-o",
                         str(tmp_path / "b.extxyz")]) == 0
+
+
+def test_to_training_container_without_pyiron_potentialfit_names_the_install_command(
+        monkeypatch, tmp_path):
+    """Where pyiron_potentialfit is missing, the function and its node exist and say what to
+    install; nothing is created (``tests/test_potentialfit_integration.py`` runs them where it
+    is installed)."""
+    from pyiron_assyst.export import potentialfit_available, to_training_container
+    from pyiron_assyst.export.nodes import training_container
+
+    monkeypatch.setitem(sys.modules, "pyiron_potentialfit", None)  # import fails
+    for make in (to_training_container, training_container):
+        with pytest.raises(ImportError, match=re.escape(
+                'pip install pyiron_assyst "pyiron_potentialfit==0.3.15"')):
+            make(training_set(), str(tmp_path / "fit"), "assyst")
+    assert list(tmp_path.iterdir()) == []
+    assert not potentialfit_available()

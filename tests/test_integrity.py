@@ -80,7 +80,7 @@ def _data_offset(path: Path, dataset: str) -> int:
 ])
 def test_a_flipped_bit_in_stored_data_names_file_and_dataset(stored, dataset, capsys):
     project, stages = stored
-    path = project.path / "runs" / "run" / "stages" / "002_perturb.h5"
+    path = project.path / "runs" / "run" / "stages" / "stage002_perturb.h5"
     _flip(path, _data_offset(path, dataset) + 5, bit=3)
     with pytest.raises(StorageError, match=f"dataset '/{dataset}'") as error:
         project.load_stage("run", "perturb")
@@ -114,7 +114,7 @@ def test_no_flipped_bit_anywhere_loads_a_wrong_structure(tmp_path_factory, fract
     stages = {"s": _run_structures()["perturb"]}
     project = Project(root / "p")
     project.save_run("run", stages=stages)
-    path = project.path / "runs" / "run" / "stages" / "000_s.h5"
+    path = project.path / "runs" / "run" / "stages" / "stage000_s.h5"
     _flip(path, int(fraction * path.stat().st_size), bit)
     try:
         loaded = project.load_stage("run", "s")
@@ -125,7 +125,7 @@ def test_no_flipped_bit_anywhere_loads_a_wrong_structure(tmp_path_factory, fract
 
 def test_files_of_format_version_1_are_still_read(stored):
     project, stages = stored
-    path = project.path / "runs" / "run" / "stages" / "000_sample.h5"
+    path = project.path / "runs" / "run" / "stages" / "stage000_sample.h5"
     with h5py.File(path, "r+") as f:
         f.attrs["format_version"] = 1
         for name in f["structures/chunk_arrays"]:
@@ -173,7 +173,7 @@ def test_readers_never_fail_while_a_writer_replaces_the_run(stored):
 def test_a_stage_file_entry_cannot_lead_out_of_its_run(stored, tmp_path):
     project, _ = stored
     outside = tmp_path / "secret.h5"
-    (project.path / "runs" / "run" / "stages" / "000_sample.h5").rename(outside)
+    (project.path / "runs" / "run" / "stages" / "stage000_sample.h5").rename(outside)
     run_file = project.path / "runs" / "run" / "run.h5"
     info = project.run_info("run")
     texts = {"configs": {}, "reports": {}, "run": {"meta": ""}}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -330,7 +331,7 @@ def test_pyiron_base_reads_the_files(saved, tmp_path):
         "print(json.dumps([len(s), s.get_array('info.uuid').tolist(),\n"
         "  hashlib.sha256(s.get_array('positions').tobytes()).hexdigest(),\n"
         "  FileHDFio(sys.argv[2])['configs/calculator']]))\n")
-    out = _python(code, str(run_dir / "stages" / "002_perturb.h5"), str(run_dir / "run.h5"),
+    out = _python(code, str(run_dir / "stages" / "stage002_perturb.h5"), str(run_dir / "run.h5"),
                   env={"PYIRONDISABLE": "True", "HOME": str(tmp_path)},
                   cwd=tmp_path)  # importing pyiron_base creates ./pyiron.log
     n, uuids, positions, config = json.loads(out)
@@ -342,12 +343,101 @@ def test_pyiron_base_reads_the_files(saved, tmp_path):
     assert config == CONFIGS["calculator"].to_json()
 
 
+def test_pyiron_base_project_reaches_runs_and_stages(saved, tmp_path):
+    """As docs/storage.md shows: ``pyiron_base.Project(path)`` opens the project directory,
+    ``pr["runs/<run>/run"]`` is the run file and ``pr["runs/<run>/stages/<file>"]`` a stage
+    file, whose ``structures`` group becomes a ``FlattenedStorage``. Runs are not pyiron jobs:
+    the job table stays empty and pyiron's database (in ``$HOME``) gets no row."""
+    project, stages = saved
+    code = (
+        "import sys, json\n"
+        "from pyiron_base import Project\n"
+        "pr = Project(sys.argv[1])\n"
+        "run = pr['runs/run/run']\n"
+        "files = sorted(pr['runs/run/stages'].list_files('h5'))\n"
+        "flat = pr['runs/run/stages/' + files[2]]['structures'].to_object()\n"
+        "print(json.dumps([pr.list_dirs(), files, json.loads(run['run/meta'])['stages'],\n"
+        "  run['configs/calculator'], type(flat).__name__, flat.get_array('identifier').tolist(),\n"
+        "  flat.get_array('energy').tolist(), len(pr.job_table())]))\n")
+    (tmp_path / "home").mkdir()
+    out = _python(code, str(project.path), env={"HOME": str(tmp_path / "home")}, cwd=tmp_path)
+    dirs, files, listed, config, kind, identifiers, energies, n_jobs = json.loads(
+        out.splitlines()[-1])
+    assert dirs == ["runs"]
+    assert files == ["stage000_sample", "stage001_relax_volume", "stage002_perturb"]
+    assert [s["file"] for s in listed] == [f"stages/{f}.h5" for f in files]
+    assert config == CONFIGS["calculator"].to_json()
+    assert kind == "FlattenedStorage"
+    perturb = stages["perturb"]
+    assert identifiers == [a.info["uuid"] for a in perturb]
+    expected = [a.calc.results.get("energy", np.nan) if a.calc else np.nan for a in perturb]
+    np.testing.assert_array_equal(energies, expected)
+    assert n_jobs == 0
+
+
+def test_stage_files_carry_what_pyiron_structure_containers_need(saved):
+    """Format 3: ``symbols`` (pyiron's ``StructureStorage`` builds structures from them), the
+    uuid as ``identifier`` (a hard link, no copy), ``stress`` with pyiron's sign (-σ)."""
+    project, stages = saved
+    relaxed = stages["relax:volume"]
+    path = project.path / "runs" / "run" / "stages" / "stage001_relax_volume.h5"
+    with h5py.File(path, "r") as f:
+        assert f.attrs["format_version"] == 3
+        element, chunk = f["structures/element_arrays"], f["structures/chunk_arrays"]
+        assert element["symbols"].dtype == np.dtype("S8")  # pyiron decodes it as U2
+        assert [s.decode() for s in element["symbols"][()]] == [
+            s for a in relaxed for s in a.get_chemical_symbols()]
+        assert [s.decode() for s in chunk["identifier"][()]] == [a.info["uuid"] for a in relaxed]
+        assert chunk["identifier"].id == chunk["info.uuid"].id
+        stress = np.array([a.calc.results["stress"] for a in relaxed])
+        assert chunk["stress"][()].tobytes() == (-stress).tobytes()
+    assert digest(project.load_stage("run", "relax:volume")) == digest(relaxed)
+
+
+def test_structures_without_uuid_are_identified_by_index(tmp_path):
+    structures = [bulk("Cu"), molecule("H2O")]
+    structures[0].info["uuid"] = "only-one"
+    write_table(tmp_path / "s.h5", structures_to_columns(structures))
+    with h5py.File(tmp_path / "s.h5", "r") as f:
+        assert f["structures/chunk_arrays/identifier"][()].tolist() == [b"0", b"1"]
+
+
+def test_projects_of_format_version_2_are_still_read(tmp_path):
+    """``tests/data/project_v2`` was saved by the previous release: run ``old`` with the
+    ``perturb`` stage of :func:`_run_structures` in ``stages/000_perturb.h5`` (format 2: ASE's
+    stress sign, no ``symbols``, index identifiers)."""
+    shutil.copytree(ROOT / "tests" / "data" / "project_v2", tmp_path / "p")
+    path = tmp_path / "p" / "runs" / "old" / "stages" / "000_perturb.h5"
+    with h5py.File(path, "r") as f:
+        assert f.attrs["format_version"] == 2
+        assert "symbols" not in f["structures/element_arrays"]
+    structures = _run_structures()["perturb"]
+    assert any("stress" in a.calc.results for a in structures if a.calc)
+    assert digest(Project(tmp_path / "p", create=False).load_stage("old", "perturb")) == digest(
+        structures)
+    assert digest(columns_to_structures(read_table(path))) == digest(structures)
+
+
+def test_symbols_that_disagree_with_numbers_are_refused(tmp_path):
+    path = tmp_path / "s.h5"
+    write_table(path, structures_to_columns([bulk("Cu"), bulk("NaCl", "rocksalt", a=5.6)]))
+    with h5py.File(path, "r+") as f:
+        dataset = f["structures/element_arrays/symbols"]
+        edited = dataset[()]
+        edited[1] = b"Ag"
+        dataset[...] = edited
+        dataset.attrs["crc32"] = np.uint32(zlib.crc32(edited.tobytes()))  # a consistent checksum
+    with pytest.raises(StorageError, match="'symbols' disagree with 'numbers'"):
+        read_table(path)
+    assert len(read_table(path, select=["energy"])["energy"]) == 2  # numbers not read: no check
+
+
 def test_loading_one_stage_reads_only_that_stage(saved, tmp_path, monkeypatch):
     _project, stages = saved
     copy = Project(tmp_path / "p")
     copy.save_run("run", stages=stages)
     stage_dir = copy.path / "runs" / "run" / "stages"
-    (stage_dir / "002_perturb.h5").write_bytes(b"garbage")
+    (stage_dir / "stage002_perturb.h5").write_bytes(b"garbage")
     opened: list[str] = []
     real_file = h5py.File
 
@@ -357,8 +447,8 @@ def test_loading_one_stage_reads_only_that_stage(saved, tmp_path, monkeypatch):
 
     monkeypatch.setattr(h5py, "File", spy)
     assert digest(copy.load_stage("run", "sample")) == digest(stages["sample"])
-    assert set(opened) == {"run.h5", "000_sample.h5"}
-    with pytest.raises(StorageError, match="002_perturb.h5"):
+    assert set(opened) == {"run.h5", "stage000_sample.h5"}
+    with pytest.raises(StorageError, match="stage002_perturb.h5"):
         copy.load_stage("run", "perturb")
 
 
@@ -372,7 +462,7 @@ def test_corrupt_truncated_and_foreign_files_raise_storage_error(saved, tmp_path
     sample.write_bytes(sample.read_bytes()[: sample.stat().st_size // 2])
     with h5py.File(relax, "w") as f:
         f["x"] = 1
-    (p.path / "runs" / "other" / "stages" / "002_perturb.h5").replace(perturb)
+    (p.path / "runs" / "other" / "stages" / "stage002_perturb.h5").replace(perturb)
     cases = [(sample, "truncated or foreign"), (relax, "not a pyiron_assyst.structures"),
              (perturb, "does not belong")]
     for path, reason in cases:
@@ -381,13 +471,13 @@ def test_corrupt_truncated_and_foreign_files_raise_storage_error(saved, tmp_path
             p.load_stage("run", stage)
         assert str(path) in str(error.value)
         assert error.value.path == path
-    with h5py.File(p.path / "runs" / "other" / "stages" / "000_sample.h5", "r+") as f:
+    with h5py.File(p.path / "runs" / "other" / "stages" / "stage000_sample.h5", "r+") as f:
         lengths = f["structures/chunk_arrays/length"]
         lengths[0] += 1
     with pytest.raises(StorageError, match="checksum mismatch in dataset "
                                            "'/structures/chunk_arrays/length'"):
         p.load_stage("other", "sample")
-    with h5py.File(p.path / "runs" / "other" / "stages" / "000_sample.h5", "r+") as f:
+    with h5py.File(p.path / "runs" / "other" / "stages" / "stage000_sample.h5", "r+") as f:
         lengths = f["structures/chunk_arrays/length"]  # a consistent checksum, wrong lengths
         lengths.attrs["crc32"] = np.uint32(zlib.crc32(lengths[()].tobytes()))
     with pytest.raises(StorageError, match="inconsistent"):

@@ -311,7 +311,7 @@ def _slurm_cluster_executor(executor: Executor) -> _FuturesExecutor:
         import pysqa  # noqa: F401
     except ImportError as error:
         raise ImportError("Executor(kind='slurm_cluster') needs executorlib's 'cluster' extra: "
-                          f"pip install 'executorlib[cluster]==1.10.3' ({error})") from error
+                          f"pip install 'executorlib[cluster]>=1.9.2,<1.11' ({error})") from error
     from executorlib import SlurmClusterExecutor
 
     # the python task runs once (cores=1 for executorlib); the job script reserves the rest

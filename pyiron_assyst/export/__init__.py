@@ -10,6 +10,10 @@ format             module                read by
 ``potentialfit``   :mod:`.potentialfit`  pyiron_potentialfit (``TrainingContainer`` HDF5)
 =================  ====================  ==================================================
 
+In one environment with pyiron_potentialfit, :func:`.pyiron_job.to_training_container` makes
+the ``TrainingContainer`` job directly, without a file (its workflow node:
+:func:`.nodes.training_container`).
+
 The canonical form (:mod:`.canonical`): a single point with ``energy`` and ``free_energy`` (eV),
 ``forces`` (eV/Å) and ``stress`` (eV/Å³, Voigt xx yy zz yz xz xy, ASE sign); fitting targets use
 ``free_energy``. Units and signs of every key per format: ``docs/units.md``.
@@ -28,6 +32,7 @@ from pyiron_assyst.export.extxyz import write_extxyz
 from pyiron_assyst.export.mtp import write_mtp
 from pyiron_assyst.export.pacemaker import pacemaker_frame, write_pacemaker
 from pyiron_assyst.export.potentialfit import write_training_container
+from pyiron_assyst.export.pyiron_job import potentialfit_available, to_training_container
 from pyiron_assyst.export.ref_extxyz import write_ref_extxyz
 
 __all__ = [
@@ -39,6 +44,8 @@ __all__ = [
     "export",
     "labels_of",
     "pacemaker_frame",
+    "potentialfit_available",
+    "to_training_container",
     "virial",
     "write_extxyz",
     "write_mtp",

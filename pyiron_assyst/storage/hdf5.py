@@ -9,6 +9,17 @@ pyiron user reads it with::
     storage = FlattenedStorage()
     storage.from_hdf(FileHDFio("stage.h5"), "structures")
 
+**What pyiron's structure containers need** (format version 3): besides our ``numbers`` the
+file carries ``element_arrays/symbols`` (chemical symbols, what pyiron_atomistics'
+``StructureStorage`` and pyiron_potentialfit's ``TrainingStorage`` build structures from), the
+identifier of each structure is its uuid (``chunk_arrays/identifier``, an HDF5 hard link to
+``info.uuid`` when every structure has one, so it costs no space), and ``stress`` is stored with
+pyiron's sign, ``-σ`` (Voigt, eV/Å³, positive = compressed), the sign ``TrainingStorage`` holds;
+it is negated back on reading (exact), so in memory it is ASE's stress again. Reading checks
+``symbols`` against ``numbers`` (a file in which they disagree shows pyiron other structures
+than us, and is refused). Files of versions 1 and 2 (ASE's sign, no ``symbols``) are read as
+before.
+
 Strings are stored UTF-8 encoded with four bytes per character (as ``FlattenedStorage`` does)
 and gzip compressed, so the padding costs almost nothing on disk; integer, boolean and
 partly-NaN float columns are gzip compressed too (level 1), fully finite float columns are
@@ -42,6 +53,7 @@ from typing import Any
 
 import h5py
 import numpy as np
+from ase.data import chemical_symbols
 
 from pyiron_assyst.storage.columnar import column_kind
 from pyiron_assyst.storage.errors import StorageError
@@ -62,10 +74,14 @@ FORMAT = "pyiron_assyst.structures"
 """Value of the root attribute ``format`` of a structure file."""
 TEXT_FORMAT = "pyiron_assyst.texts"
 """Value of the root attribute ``format`` of a text file."""
-FORMAT_VERSION = 2
-"""Layout version written in the root attribute ``format_version`` (2: with checksums)."""
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+"""Layout version written in the root attribute ``format_version`` (2: with checksums; 3:
+``symbols``, uuid identifiers and pyiron's stress sign, so pyiron's structure containers load
+it)."""
+READABLE_VERSIONS = (1, 2, 3)
 """Layout versions this package reads (1: written before checksums, read unverified)."""
+PYIRON_SIGN_VERSION = 3
+"""First version storing ``stress`` as ``-σ`` (pyiron's sign) and ``symbols``."""
 CHECKSUM = "crc32"
 """Attribute of every dataset holding the CRC-32 of its stored bytes."""
 _LIBVER = ("v108", "v108")
@@ -80,6 +96,8 @@ _FLAT_TYPE = {
     "HDF_VERSION": "0.3.0",
     "DICT_VERSION": "0.1.0",
 }
+_SYMBOLS = np.array([s.encode() for s in chemical_symbols], dtype="S8")
+"""Chemical symbol of each atomic number as stored (UTF-8, 4 bytes per character of ``U2``)."""
 _H5_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError, UnicodeDecodeError)
 
 
@@ -158,6 +176,21 @@ def _fill_values(columns: Mapping[str, np.ndarray]) -> dict[str, Any]:
     return fills
 
 
+def _symbols(numbers: np.ndarray) -> np.ndarray:
+    """Stored chemical symbols (``S8``) of atomic ``numbers``; ``X`` for unknown numbers."""
+    valid = (numbers >= 0) & (numbers < len(_SYMBOLS))
+    return _SYMBOLS[np.where(valid, numbers, 0)]
+
+
+def _write_identifier(chunk: h5py.Group, columns: Mapping[str, np.ndarray], n: int) -> None:
+    """``identifier``: the uuids (a hard link to ``info.uuid``) if every structure has one,
+    else the structure indices as strings."""
+    if n and "info.uuid" in columns and columns["has_info.uuid"].all():
+        chunk["identifier"] = chunk["info.uuid"]
+    else:
+        _write_array(chunk, "identifier", np.arange(n).astype(np.str_))
+
+
 def write_table(path: str | Path, columns: Mapping[str, np.ndarray],
                 attrs: Mapping[str, str | int] | None = None) -> None:
     """Write a column table (from :func:`.columnar.structures_to_columns`) atomically.
@@ -185,11 +218,13 @@ def write_table(path: str | Path, columns: Mapping[str, np.ndarray],
         _write_scalar(group, "num_elements", int(columns["length"].sum()))
         _write_scalar(group, "num_chunks", n)
         element, chunk = group.create_group("element_arrays"), group.create_group("chunk_arrays")
-        _write_array(chunk, "identifier", np.arange(n).astype(np.str_))
         for name, array in columns.items():
             kind = column_kind(name)
             if kind != "table":
-                _write_array(element if kind == "element" else chunk, name, array)
+                stored = np.negative(array) if name == "stress" else array  # pyiron's sign
+                _write_array(element if kind == "element" else chunk, name, stored)
+        _write_array(element, "symbols", _symbols(columns["numbers"]))
+        _write_identifier(chunk, columns, n)
         per = {n: a for n, a in columns.items() if column_kind(n) != "table"}
         _write_text(group, "_fill_values", json.dumps(_fill_values(per)), title="json")
 
@@ -253,6 +288,25 @@ def _check(columns: Mapping[str, np.ndarray], n: int, n_atoms: int, path: Path) 
             raise StorageError("structure lengths / start indices are inconsistent", path)
 
 
+_DERIVED = ("identifier", "symbols")
+"""Datasets written for pyiron's readers only (derived from ``info.uuid`` and ``numbers``)."""
+
+
+def _from_pyiron_conventions(group: h5py.Group, columns: dict[str, np.ndarray],
+                             path: Path) -> None:
+    """Undo what version 3 stores for pyiron: ``stress`` back to ASE's sign, and check that
+    ``symbols`` (what pyiron builds structures from) agree with ``numbers``."""
+    if "stress" in columns:
+        columns["stress"] = np.negative(columns["stress"])
+    if "numbers" in columns:
+        elements = group["element_arrays"]
+        if "symbols" not in elements:
+            raise StorageError("dataset 'symbols' is missing (corrupt file)", path)
+        if not np.array_equal(_load(elements["symbols"], path), _symbols(columns["numbers"])):
+            raise StorageError("'symbols' disagree with 'numbers': pyiron would read other "
+                               "structures than this package (corrupt or edited file)", path)
+
+
 def read_table(path: str | Path, select: Callable[[str], bool] | Iterable[str] | None = None,
                expect: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
     """Read the columns of a structure file (all, or those ``select`` accepts).
@@ -289,8 +343,10 @@ def read_table(path: str | Path, select: Callable[[str], bool] | Iterable[str] |
         for sub in ("chunk_arrays", "element_arrays"):
             for name, dataset in group[sub].items():
                 keep = name in ("length", "start_index") or select is None or select(name)
-                if keep and name != "identifier":
+                if keep and name not in _DERIVED:
                     columns[name] = _decode(_load(dataset, path))
+        if f.attrs["format_version"] >= PYIRON_SIGN_VERSION:
+            _from_pyiron_conventions(group, columns, path)
         skipped = json.loads(f.attrs.get("skipped_keys", "[]"))
     columns["skipped_keys"] = np.array(skipped, dtype=np.str_)
     _check({k: v for k, v in columns.items() if k != "skipped_keys"}, n, n_atoms, path)

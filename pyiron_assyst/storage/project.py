@@ -6,7 +6,11 @@ Layout (everything inside the directory; nothing is written elsewhere)::
         pyiron_assyst_project.json   marker: format and version of the project
         .lock                        write lock (see :mod:`.locking`)
         runs/<run>/run.h5            recipe, configs, reports, versions, timings, stage list
-        runs/<run>/stages/000_sample.h5, 001_relax_volume.h5, ...   structures per stage
+        runs/<run>/stages/stage000_sampled.h5, stage001_volume_relaxed.h5, ...   per stage
+
+Stage file names are valid pyiron object names (a letter first, then letters, digits and
+``_``), so ``pyiron_base.Project(path)["runs/<run>/stages/stage000_sampled"]`` opens one (runs
+saved before were named ``000_<stage>.h5``; they still load).
 
 A run is written into a hidden temporary directory (``runs/.tmp-<token>``) and renamed into
 place as a whole, under the project's write lock: a reader sees a complete run or none, a
@@ -67,7 +71,7 @@ VERSIONED_PACKAGES = ("pyiron_assyst", "ase", "numpy", "pyxtal", "spglib", "pyir
                       "flowrep", "pyiron_base", "h5py", "pandas", "executorlib")
 """Packages whose installed versions are recorded with every run."""
 _RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
-_STAGE_FILE = re.compile(r"stages/[0-9]{3,}_[A-Za-z0-9_.-]*\.h5")
+_STAGE_FILE = re.compile(r"stages/(stage)?[0-9]{3,}_[A-Za-z0-9_.-]*\.h5")
 _READ_ATTEMPTS = 5
 """Times a reader re-reads a stage whose run a writer replaced while it was reading."""
 _SWAP_WAIT = 5.0
@@ -263,7 +267,7 @@ class Project:
     def _write_stage(run_dir: Path, i: int, stage: str, structures: Sequence[Atoms],
                      token: str) -> dict[str, Any]:
         columns = structures_to_columns(structures)
-        file = f"stages/{i:03d}_{slug(stage)}.h5"
+        file = f"stages/stage{i:03d}_{re.sub('[^A-Za-z0-9_]+', '_', stage)[:60]}.h5"
         write_table(run_dir / file, columns, attrs={"stage": stage, "run_token": token})
         return {"name": stage, "file": file, "n_structures": len(columns["length"]),
                 "n_atoms": int(columns["length"].sum()),
