@@ -653,7 +653,7 @@ def test_status_lists_failures_by_cause_with_an_example(tmp_path, capsys):
     text = capsys.readouterr().out
     n = json.loads((out / "summary.json").read_text())["stages"][1]["candidates"]
     assert f"  relax:volume failed: calculator_error: {n}, e.g. 'RuntimeError: " in text
-    assert "Cu, 1 atom, 1 formula; AseCalculator; created " in text
+    assert "Cu, 1 atom, 1 formula; FaultyEMT; created " in text
 
 
 def _settings(tmp_path: Path, name: str, seed: int) -> Path:
