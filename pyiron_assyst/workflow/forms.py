@@ -7,12 +7,16 @@ and dicts sorted pairs on construction, and a bad value raises the config's own
 :class:`~pyiron_assyst.core.config.ConfigError` naming the field. In PyironFlow every field
 is a text field or a checkbox (a choice among names is a string field, not a ``Literal``:
 pyiron_workflow rejects a string constant on a ``Literal`` port); in code
-``pwf.node(sample_config, seed=3, spacegroups=[221, 229])`` is the same node.
+``pwf.node(sample_config, seed=3, spacegroups=[221, 229])`` is the same node. Lists and dicts
+are hinted bare ``list`` / ``dict``: PyironFlow 0.1.4 re-checks a list constant against
+``list[int]`` strictly when it copies a workflow, and fails.
 
-A config nested in another (the filter of a :class:`PerturbConfig`, the two parts of an
-``&`` of filters, the distance check of a :class:`CurationConfig`) is an input typed with
+A config nested in another (the filter of a
+:class:`~pyiron_assyst.stages.perturbations.PerturbConfig`, the two parts of an
+``&`` of filters, the distance check of a :class:`~pyiron_assyst.stages.curate.CurationConfig`)
+is an input typed with
 that config class, fed by a child node (``None`` or the class default when unconnected);
-the perturbation series of a :class:`PerturbConfig`, a tree of several kinds, is JSON text.
+the perturbation series, a tree of several kinds, is JSON text.
 :func:`form_of` names the form of a config instance; :func:`fields_of` gives the inputs
 that reproduce it.
 """
@@ -64,7 +68,7 @@ _LJ = calculators.LennardJones()
 
 
 @fr.atomic("config")
-def formulas(formulas: list[dict[str, int]]) -> sample.Formulas:
+def formulas(formulas: list) -> sample.Formulas:
     """:class:`~pyiron_assyst.stages.sample.Formulas` from element -> atom count mappings,
     e.g. ``[{"Cu": 1}, {"Cu": 2}]`` (order kept: it names the formula)."""
     return sample.Formulas(formulas)
@@ -72,10 +76,10 @@ def formulas(formulas: list[dict[str, int]]) -> sample.Formulas:
 
 @fr.atomic("config")
 def sample_config(
-    spacegroups: list[int] = [],  # noqa: B006 - a JSON constant, never mutated
+    spacegroups: list = [],  # noqa: B006 - a JSON constant, never mutated
     dim: int = _SAMPLE.dim,
     tolerance: str = "metallic",
-    tolerance_radii: dict[str, float] = {},  # noqa: B006 - a JSON constant, never mutated
+    tolerance_radii: dict = {},  # noqa: B006 - a JSON constant, never mutated
     min_atoms: int = _SAMPLE.min_atoms,
     max_atoms: int = _SAMPLE.max_atoms,
     max_structures: int | None = _SAMPLE.max_structures,
@@ -105,7 +109,7 @@ def aspect_filter(maximum_aspect_ratio: float = 6.0) -> filters.Filter:
 @fr.atomic("config")
 def distance_filter(
     radii: float = 1.0,
-    element_radii: dict[str, float] = {},  # noqa: B006 - a JSON constant, never mutated
+    element_radii: dict = {},  # noqa: B006 - a JSON constant, never mutated
 ) -> filters.Filter:
     """:class:`~pyiron_assyst.stages.filters.DistanceFilter`: no pair closer than the sum of
     the radii in Å (one radius for all; ``element_radii`` given: one per element)."""
@@ -227,7 +231,7 @@ def executor(
     gpus_per_core: int = _EXECUTOR.gpus_per_core,
     run_time_max: int | None = _EXECUTOR.run_time_max,
     partition: str | None = _EXECUTOR.partition,
-    scheduler_args: list[str] = [],  # noqa: B006 - a JSON constant, never mutated
+    scheduler_args: list = [],  # noqa: B006 - a JSON constant, never mutated
     chunk_size: int = _EXECUTOR.chunk_size,
     cache_directory: str | None = _EXECUTOR.cache_directory,
     task_timeout: float | None = _EXECUTOR.task_timeout,
