@@ -163,11 +163,12 @@ def test_workflow_is_drawn_edited_and_run_in_the_browser(lab, browser):
     base, token, tmp_path = lab
     wait = WebDriverWait(browser, WAIT, poll_frequency=0.5)
     browser.get(f"{base}/lab/tree/assyst.ipynb?token={token}")
-    wait.until(lambda d: d.execute_script(
-        "const a = window.jupyterapp; const w = a && a.shell.currentWidget;"
-        "return !!(w && w.sessionContext && w.sessionContext.session"
-        " && w.sessionContext.session.kernel"
-        " && w.sessionContext.session.kernel.connectionStatus === 'connected');"))
+    wait.until(lambda d: d.execute_script(  # the notebook's kernel is connected and idle
+        "const a = window.jupyterapp; if (!a) return false;"
+        "return Array.from(a.shell.widgets('main')).some(w => {"
+        " const k = w.sessionContext && w.sessionContext.session"
+        "   && w.sessionContext.session.kernel;"
+        " return !!k && k.connectionStatus === 'connected' && k.status === 'idle'; });"))
     browser.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells');")
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f'.react-flow__node[data-id="{SAMPLE}"]')
                or "Traceback" in _output_text(d) or "Error" in _output_text(d))
@@ -175,6 +176,8 @@ def test_workflow_is_drawn_edited_and_run_in_the_browser(lab, browser):
     wait.until(lambda d: all(d.find_elements(By.CSS_SELECTOR, f'.react-flow__node[data-id="{s}"]')
                              for s in STAGES))
 
+    fit = browser.find_element(By.CSS_SELECTOR, ".react-flow__controls-fitview")
+    fit.click()  # every node inside the pane, so that its fields can be clicked
     sample_ports = _ports(browser, SAMPLE)
     assert {"spacegroups", "seed", "max_atoms", "repeat", "tolerance"} <= set(sample_ports)
     assert {"max_steps", "force_tolerance"} <= set(_ports(browser, "pipeline_cfg_full_relax"))
@@ -189,7 +192,6 @@ def test_workflow_is_drawn_edited_and_run_in_the_browser(lab, browser):
     repeat = _node(browser, SAMPLE).find_element(
         By.CSS_SELECTOR, '[data-testid="port-in-repeat"] input[data-testid="port-entry"]')
     assert repeat.get_attribute("placeholder") == "1"  # the default, shown
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", repeat)
     repeat.click()
     repeat.send_keys("2", Keys.ENTER)
     wait.until(lambda d: "port-entry--default" not in repeat.get_attribute("class"))
