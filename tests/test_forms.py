@@ -197,5 +197,17 @@ def test_set_config_keeps_a_seed_input_connected():
     assert identity(run.outputs["training_set"]) == identity(direct["training_set"])
 
 
+def test_set_config_gives_a_calculator_input_workflow_its_own_reference():
+    wf = build_workflow(inputs=["formulas", "calculator"], **SMALL)
+    assert "cfg_reference" not in wf.nodes  # the reference follows the calculator input
+    set_config(wf, "reference", EMT())
+    run = wf.run(formulas=FORMULAS, calculator=Morse(epsilon=0.3))
+    assert run.exception is None, run.exception
+    direct = run_macro(calculator=Morse(epsilon=0.3), reference=EMT())
+    assert identity(run.outputs["training_set"]) == identity(direct["training_set"])
+    with pytest.raises(KeyError, match="an input of"):
+        set_config(wf, "calculator", EMT())
+
+
 def test_volume_filter_without_maximum_is_unbounded():
     assert forms.volume_filter(maximum=None) == VolumeFilter(0.0, math.inf)

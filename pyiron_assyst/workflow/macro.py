@@ -295,14 +295,18 @@ def set_config(wf: pwf.Workflow, name: str, config: Config) -> None:
     """
     if name != "formulas":
         _pipeline.config_input(name)  # KeyError naming the allowed ones
-    label = f"cfg_{name}"
-    old = [n for n in wf.nodes if n == label or n.startswith(label + "_")]
-    if not old:
+    if name in wf.inputs:
         raise KeyError(f"{name!r} is an input of {wf.label!r}, not a config node; "
                        f"give it to run()")
+    label = f"cfg_{name}"
+    old = [n for n in wf.nodes if n == label or n.startswith(label + "_")]
     seed_fed = [e for e in wf.edges if getattr(e.target, "node", None) == label
                 and e.target.port == "seed" and not e.source.node]
-    wf.remove_node(*old)
+    if old:
+        wf.remove_node(*old)
+    else:  # the reference, fed by the calculator input
+        wf.remove_edge(*[e for e in wf.edges if getattr(e.target, "node", None) == "assyst"
+                         and e.target.port == name])
     source = add_config(wf, label, config, ("seed",) if seed_fed else ())
     wf.connect(source, getattr(wf.assyst.inputs, name))
     if seed_fed:
