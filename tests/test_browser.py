@@ -146,12 +146,19 @@ def _output_text(driver) -> str:
         ".map(e => e.textContent).join('\\n');")
 
 
+FAILED = ("Traceback", "Cannot run:", "Error: ")  # what the page shows when a cell or run fails
+
+
+def _failed(text: str) -> bool:
+    return any(marker in text for marker in FAILED)
+
+
 def _run(driver, wait, expected: str) -> None:
     from selenium.webdriver.common.by import By
     button = driver.find_element(
         By.XPATH, '//*[@data-testid="workflow-toolbar"]/button[normalize-space()="Run"]')
     button.click()
-    wait.until(lambda d: expected in _output_text(d) or "Error" in _output_text(d))
+    wait.until(lambda d: expected in _output_text(d) or _failed(_output_text(d)))
     assert expected in _output_text(driver), _output_text(driver)[-3000:]
 
 
@@ -171,8 +178,8 @@ def test_workflow_is_drawn_edited_and_run_in_the_browser(lab, browser):
         " return !!k && k.connectionStatus === 'connected' && k.status === 'idle'; });"))
     browser.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells');")
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f'.react-flow__node[data-id="{SAMPLE}"]')
-               or "Traceback" in _output_text(d) or "Error" in _output_text(d))
-    assert "Traceback" not in _output_text(browser), _output_text(browser)[-3000:]
+               or _failed(_output_text(d)))
+    assert not _failed(_output_text(browser)), _output_text(browser)[-3000:]
     wait.until(lambda d: all(d.find_elements(By.CSS_SELECTOR, f'.react-flow__node[data-id="{s}"]')
                              for s in STAGES))
 

@@ -266,7 +266,19 @@ def add_config(wf: pwf.Workflow, label: str, config: Config,
     """Add ``config`` to ``wf`` as a node called ``label`` whose inputs are its fields (its
     form, :func:`~pyiron_assyst.workflow.forms.form_of`; nested configs as child nodes
     ``<label>_<field>``), or as a JSON builder node when it has no form; return the output
-    port that carries it. Fields in ``exclude`` are left unset (for a workflow input)."""
+    port that carries it.
+
+    Parameters
+    ----------
+    wf
+        The workflow to add to.
+    label
+        Label of the config's node; children are ``<label>_<field>``.
+    config
+        The config.
+    exclude
+        Fields left unset on the node (fed by an input of the workflow).
+    """
     form = forms.form_of(config)
     if form is None:
         setattr(wf, label, pwf.node(_json_builder(config), text=config.to_json()))
@@ -287,9 +299,20 @@ def add_config(wf: pwf.Workflow, label: str, config: Config,
 
 
 def set_config(wf: pwf.Workflow, name: str, config: Config) -> None:
-    """Replace config ``name`` (``"formulas"`` or a name of :data:`pyiron_assyst.workflow.
-    pipeline.CONFIGS`) of a workflow of :func:`build_workflow` by ``config``: its nodes
-    (``cfg_<name>`` and children) go, new ones are connected in their place.
+    """Replace config ``name`` (``"formulas"`` or a name of
+    :data:`~pyiron_assyst.workflow.pipeline.CONFIGS`) of a workflow of :func:`build_workflow`
+    by ``config``: its nodes (``cfg_<name>`` and children) go, new ones are connected in
+    their place; a ``seed`` input of the workflow stays connected to the new node. Raises
+    ``KeyError`` for a name that is not a config, or that is an input of the workflow.
+
+    Parameters
+    ----------
+    wf
+        A workflow of :func:`build_workflow`.
+    name
+        Which config.
+    config
+        Its new value.
 
     >>> set_config(wf, "full_relax", FullRelax(max_steps=5))  # doctest: +SKIP
     """
