@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test suite: installs the package with its test extra (including the reference
 # implementation assyst 1.0.0) into the active venv (or ./.venv), then runs pytest.
-# As root with apt (CI), Debian's graphviz is installed so notebooks render the graph; the
+# As root with apt (CI), Debian's graphviz is installed so notebooks render the graph, and
+# Debian's chromium and chromium-driver for the browser test; the
 # SLURM tests install and start their own one-node cluster (scripts/slurm/start.sh). The DFT
 # tests need GPAW (the [dft] extra), which builds from source with a C++ compiler against
 # libxc, OpenBLAS, LAPACK and Open MPI (Debian packages, installed here as root with apt).
@@ -14,6 +15,14 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v dot >/dev
     || { apt-get update -qq >/dev/null 2>&1 \
          && apt-get install -y -qq --no-install-recommends graphviz >/dev/null 2>&1; }; } \
     || echo "run-tests: graphviz not installed; graph drawings are skipped" >&2
+fi
+# The browser test (tests/test_browser.py) drives JupyterLab + PyironFlow in Debian's headless
+# Chromium with its matching chromedriver (no browser downloads); ~60 s the first time
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v chromedriver >/dev/null; then
+  { apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null 2>&1 \
+    || { apt-get update -qq >/dev/null 2>&1 \
+         && apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null 2>&1; }; } \
+    || echo "run-tests: chromium not installed; the browser test will fail" >&2
 fi
 DFT_APT="libxc-dev libopenblas-dev liblapack-dev libopenmpi-dev openmpi-bin g++"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v mpicc >/dev/null; then

@@ -172,13 +172,17 @@ def test_run_writes_a_project_training_set_and_summary(finished):
     assert all(np.allclose(a.positions, b.positions, atol=1e-7)  # extxyz: 8 decimals
                for a, b in zip(training, structures))
     assert project.load_reports(run)["relax_report"].stage == "relax:full"
-    # the stored recipe is the graph that ran: configs as builder nodes, the cache directory
+    # the stored recipe is the graph that ran: each config a node whose inputs are its fields
+    # (nested configs as child nodes ``cfg_<name>_<field>``), constants, the cache directory
     recipe = json.loads(project.load_recipe(run))
     assert recipe["nodes"]["assyst"]["reference"]["info"]["qualname"] == "assyst"
-    builders = {"cfg_formulas", *(f"cfg_{c.name}" for c in pipeline.CONFIGS)}
-    assert set(recipe["nodes"]) == {"assyst", *builders, *(
-        f"{b}_text_constant_0" for b in builders), "assyst_cache_directory_constant_0",
-        "assyst_retry_failed_constant_0"}  # each builder's JSON text, the macro's constants
+    made = {label: node["reference"]["info"] for label, node in recipe["nodes"].items()
+            if "_constant_" not in label and label != "assyst"}
+    assert {"cfg_formulas", *(f"cfg_{c.name}" for c in pipeline.CONFIGS)} <= set(made)
+    assert {info["module"] for info in made.values()} == {"pyiron_assyst.workflow.forms"}
+    assert all(label.startswith("cfg_") for label in made)
+    assert {"assyst_cache_directory_constant_0", "assyst_retry_failed_constant_0"} <= set(
+        recipe["nodes"])
     assert str(out / "cache") in project.load_recipe(run)
 
 

@@ -19,10 +19,10 @@ import pyiron_workflow as pwf
 import pytest
 
 from pyiron_assyst.calculators import EMT
-from pyiron_assyst.core.config import config_from_json
 from pyiron_assyst.execution.executors import KINDS, Executor
 from pyiron_assyst.stages.relax import FullRelax
 from pyiron_assyst.stages.sample import Formulas, SampleConfig
+from pyiron_assyst.workflow import forms
 from pyiron_assyst.workflow.macro import OUTPUTS, assyst, build_workflow
 from pyiron_assyst.workflow.pipeline import CONFIGS as PIPELINE_CONFIGS
 
@@ -47,6 +47,21 @@ BUILDERS = {  # the typed JSON builder node of each macro input
 
 def builder_path(kind: str) -> str:
     return f"pyiron_assyst.workflow.nodes.{kind}_from_json"
+
+
+FORMS = {  # the form node of each config of build_workflow(FORMULAS, **CONFIGS)
+    "formulas": "formulas", "sample_config": "sample_config", "sample_filter": "aspect_filter",
+    "volume_relax": "volume_relax", "full_relax": "full_relax",
+    "perturb_config": "perturb_config", "final_filter": "all_of", "calculator": "emt",
+    "reference": "emt", "curation": "curation_config", "executor": "executor"}
+CHILDREN = {  # nested configs: child form nodes feeding a port of their parent's form
+    "perturb_config_filter": ("distance_filter", "perturb_config", "filter"),
+    "final_filter_first": ("distance_filter", "final_filter", "first"),
+    "final_filter_second": ("volume_filter", "final_filter", "second")}
+
+
+def form_path(form: str) -> str:
+    return f"pyiron_assyst.workflow.forms.{form}"
 
 
 STAGE_EDGES = {  # inside the macro, after ungrouping (labels without the prefix)
@@ -171,26 +186,44 @@ def test_macro_inputs_are_the_pipeline_declaration():
         c.name: c.builder.removesuffix("_from_json") for c in PIPELINE_CONFIGS}} == BUILDERS
 
 
-def test_config_nodes_hold_each_config_as_editable_json(recipe_gui):
+def test_config_nodes_show_each_config_field_by_field(recipe_gui):
     gui = recipe_gui
     nodes = gui.nodes()
-    builders = {label: data for label, data in nodes.items()
-                if data["import_path"].endswith("_from_json")}
-    assert sorted(builders) == sorted(f"workflow_cfg_{k}" for k in MACRO_INPUTS)
-    for name in MACRO_INPUTS:
-        assert builders[f"workflow_cfg_{name}"]["import_path"] == builder_path(BUILDERS[name])
+    config_nodes = {label.removeprefix("workflow_cfg_"): data["import_path"]
+                    for label, data in nodes.items() if label.startswith("workflow_cfg_")}
+    assert config_nodes == {**{k: form_path(f) for k, f in FORMS.items()},
+                            **{k: form_path(f) for k, (f, _, _) in CHILDREN.items()}}
     expected = {"formulas": FORMULAS, **{k: p.default for k, p in _macro_defaults().items()},
                 **CONFIGS}
     expected["reference"] = expected["calculator"]  # the recipe names the label calculator
-    for name in MACRO_INPUTS:
-        label = f"workflow_cfg_{name}"
-        assert gui.ports(label) == {"text": {"types": "text", "types_raw": "str",
-                                             "defaults": None, "has_default": False}}
-        text = gui.widget.locked[port_cache_key(label, "text")]  # a constant, shown locked
-        assert config_from_json(text) == expected[name]
-        assert nodes[label]["target_locked"]["text"]["releasable"] is True
+    for name in MACRO_INPUTS:  # each config node rebuilds its config from what it shows
+        assert _built(gui, f"workflow_cfg_{name}") == expected[name], name
+    sample = gui.ports("workflow_cfg_sample_config")
+    assert {k: (p["types"], p["types_raw"], p["defaults"]) for k, p in sample.items()
+            if k in ("max_atoms", "repeat", "symprec", "spacegroups")} == {
+        "max_atoms": ("text", "int", "10"), "repeat": ("text", "int", "1"),
+        "symprec": ("text", "float", "0.001"), "spacegroups": ("text", "list", "[]")}
+    locked = nodes["workflow_cfg_sample_config"]["target_locked"]
+    assert sorted(locked) == ["seed", "spacegroups"]  # given to build_workflow: constants
+    assert all(entry["releasable"] for entry in locked.values())  # unlock, then type
+    assert gui.ports("workflow_cfg_full_relax")["max_steps"]["defaults"] == "100"
+    assert gui.ports("workflow_cfg_executor")["kind"]["types"] == "text"
     assert gui.edges() == {f"workflow_cfg_{k}.config->workflow_assyst.{k}"
-                           for k in MACRO_INPUTS}
+                           for k in MACRO_INPUTS} | {
+        f"workflow_cfg_{child}.config->workflow_cfg_{parent}.{port}"
+        for child, (_, parent, port) in CHILDREN.items()}
+
+
+def _built(gui: Gui, label: str) -> object:
+    """The config a form node of the widget builds from its locked fields and children."""
+    data = gui.nodes()[label]
+    fields = {port: gui.widget.locked[port_cache_key(label, port)]
+              for port in data["target_locked"]}
+    for edge in gui.edges():
+        source, target = edge.split("->")
+        if target.startswith(label + "."):
+            fields[target.split(".")[1]] = _built(gui, source.split(".")[0])
+    return getattr(forms, data["import_path"].rsplit(".", 1)[1])(**fields)
 
 
 def test_ungrouped_macro_shows_stage_nodes_typed_ports_and_edges(recipe_gui):
@@ -198,7 +231,8 @@ def test_ungrouped_macro_shows_stage_nodes_typed_ports_and_edges(recipe_gui):
     gui.command("ungroup_node: workflow_assyst")
     nodes = gui.nodes()
     paths = Counter(data["import_path"] for data in nodes.values())
-    builders = Counter(builder_path(kind) for kind in BUILDERS.values())
+    builders = Counter(form_path(f) for f in [*FORMS.values(),
+                                              *(f for f, _, _ in CHILDREN.values())])
     stage_nodes = {"sample": 1, "relax": 2, "apply_filter": 2, "perturb": 1, "concatenate": 1,
                    "reference_calculator": 1}
     assert paths == {**builders,
@@ -216,6 +250,8 @@ def test_ungrouped_macro_shows_stage_nodes_typed_ports_and_edges(recipe_gui):
     expected = {prefix + e.replace("->", "->" + prefix) for e in STAGE_EDGES}
     expected |= {f"workflow_cfg_{k}.config->{prefix}{target}"
                  for k, targets in CONFIG_EDGES.items() for target in targets}
+    expected |= {f"workflow_cfg_{child}.config->workflow_cfg_{parent}.{port}"
+                 for child, (_, parent, port) in CHILDREN.items()}
     assert gui.edges() == expected
 
 
@@ -223,8 +259,12 @@ def test_runs_from_the_widget_with_an_edited_config(recipe_gui):
     gui = recipe_gui
     edited = SampleConfig(spacegroups=(221,), seed=2)
     label = "workflow_cfg_sample_config"
-    assert gui.widget.unlock_port(label, "text")["error"] is None
-    assert gui.widget.commit_entry(label, "text", edited.to_json())["error"] is None
+    for port, text in (("spacegroups", "[221]"), ("seed", "2")):  # field by field
+        assert gui.widget.unlock_port(label, port)["error"] is None
+        assert gui.widget.commit_entry(label, port, text)["error"] is None
+    assert gui.widget.commit_entry(label, "max_atoms", "'ten'")["error"] == (
+        "'ten' is not a valid int.")  # the field's type, checked as typed
+    assert gui.widget.commit_entry(label, "max_atoms", "")["cleared"] is True
     gui.command("ungroup_node: workflow_assyst")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)

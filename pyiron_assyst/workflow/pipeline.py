@@ -2,7 +2,8 @@
 
 Everything that needs to know what the pipeline looks like reads this module: the macro
 :func:`~pyiron_assyst.workflow.macro.assyst` (its parameters, their defaults and its output
-ports), :func:`~pyiron_assyst.workflow.macro.build_workflow` (one JSON builder node per config),
+ports), :func:`~pyiron_assyst.workflow.macro.build_workflow` (one node per config, its inputs
+the config's fields),
 the TOML settings (one table per config), the command line (which outputs are stored as stages
 of a run, which stages report progress in the cache), :func:`~pyiron_assyst.workflow.plan.plan`
 (the defaults), the summary and the figures (stage order).
@@ -84,7 +85,9 @@ class ConfigInput:
     default
         The macro's default (``None``: ``reference`` means "the relaxation calculator").
     builder
-        Name of the typed JSON builder node in :mod:`pyiron_assyst.workflow.nodes`.
+        Name of the typed JSON builder node in :mod:`pyiron_assyst.workflow.nodes`, which
+        :func:`~pyiron_assyst.workflow.macro.build_workflow` uses for a value without a form
+        (:mod:`~pyiron_assyst.workflow.forms`).
     """
 
     name: str
