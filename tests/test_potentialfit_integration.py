@@ -1,21 +1,30 @@
 """Consumers' own code reads our exports, each in its own virtual environment (slow).
 
-- pyiron_potentialfit (pins older ase / pyiron_base, so it cannot live in our environment): the
-  documented lines turn our ``TrainingContainer`` file into a ``TrainingContainer`` job that is
-  passed to ``PacemakerJob.add_training_data``; the job's training DataFrame and the
-  ``df_training.pckl.gzip`` it writes for pacemaker must hold our numbers exactly. The same
-  environment (pandas 2) loads our pacemaker pickle, and MLIP's own ``cfgs`` reader (mlippy, as
-  vendored by pyiron_potentialfit) reads our MTP file.
+- pyiron_potentialfit, in the **shared environment**: pyiron_potentialfit 0.3.15 (with
+  pyiron_atomistics 0.8.12) and pyiron_assyst installed together, pip resolving our
+  ``pyproject.toml`` ranges (pyiron_base 0.15.18, executorlib 1.9.2, pysqa 0.3.5, numpy 2.4.3,
+  pandas 2.3.3; recorded in ``installed.json``). In one process a tiny EMT run
+  (sample → relax → perturb → label → curate) becomes a ``TrainingContainer`` job through
+  :func:`~pyiron_assyst.export.to_training_container` and its node, is passed to
+  ``PacemakerJob.add_training_data`` and ``write_input``, and every number is compared exactly,
+  ``energy_uncorrected`` included; pyiron_atomistics' ``StructureStorage``,
+  pyiron_potentialfit's ``TrainingStorage`` and ``pyiron_base.Project`` open the run's stage
+  files. The file route is tested there too: the documented lines turn our
+  ``TrainingContainer`` file into a job whose training DataFrame and ``df_training.pckl.gzip``
+  hold our numbers exactly; pandas 2 loads our pacemaker pickle, and MLIP's own ``cfgs`` reader
+  (mlippy, as vendored by pyiron_potentialfit) reads our MTP file.
 - python-ace (pacemaker's data tools; its only wheel is 0.4.0rc1, academic licence):
   ``pyace.preparedata.ACEDataset`` loads our pacemaker DataFrame as ``pacemaker`` does.
 
 The environments are created once under ``$PYIRON_ASSYST_VENV_CACHE`` (default
-``~/.cache/pyiron_assyst``) and reused; the install time and size are recorded in
-``<venv>/installed.json`` (measured here: pyiron_potentialfit 0.3.15 in 154 s from a cold pip
-cache, 83 s warm, 1.3 GB; python-ace in 70 s cold, 23 s warm, 0.5 GB; with both environments
-cached the two tests take ~7 s). A failed install for lack of network skips the test.
+``~/.cache/pyiron_assyst``) and reused (the shared one is rebuilt when ``pyproject.toml``
+changes; scripts import this checkout's code through ``PYTHONPATH``); the install time, size
+and versions are recorded in ``<venv>/installed.json``. Measured on a loaded 2-core machine
+(pip 23.2, ``nice``): the shared environment in 739 s from a cold pip cache, 705 s warm (pip's
+resolution and ~340 packages' installation dominate, not downloads), 1.3 GB; then the three
+tests that use it take ~50 s (the shared one ~31 s, its EMT run ~15-20 s). python-ace: 70 s
+cold, 23 s warm, 0.5 GB. A failed install for lack of network skips the test.
 """
-
 from __future__ import annotations
 
 import hashlib
