@@ -129,7 +129,9 @@ def test_files_of_format_version_1_are_still_read(stored):
     with h5py.File(path, "r+") as f:
         f.attrs["format_version"] = 1
         for name in f["structures/chunk_arrays"]:
-            del f["structures/chunk_arrays"][name].attrs["crc32"]
+            attrs = f["structures/chunk_arrays"][name].attrs
+            if "crc32" in attrs:  # ``identifier`` is a hard link to ``info.uuid``
+                del attrs["crc32"]
     assert digest(project.load_stage("run", "sample")) == digest(stages["sample"])
 
 
