@@ -17,13 +17,13 @@
   ``pyace.preparedata.ACEDataset`` loads our pacemaker DataFrame as ``pacemaker`` does.
 
 The environments are created once under ``$PYIRON_ASSYST_VENV_CACHE`` (default
-``~/.cache/pyiron_assyst``) and reused (the shared one is rebuilt when ``pyproject.toml``
-changes; scripts import this checkout's code through ``PYTHONPATH``); the install time, size
-and versions are recorded in ``<venv>/installed.json``. Measured on a loaded 2-core machine
-(pip 23.2, ``nice``): the shared environment in 739 s from a cold pip cache, 705 s warm (pip's
-resolution and ~340 packages' installation dominate, not downloads), 1.3 GB; then the three
-tests that use it take ~50 s (the shared one ~31 s, its EMT run ~15-20 s). python-ace: 70 s
-cold, 23 s warm, 0.5 GB. A failed install for lack of network skips the test.
+``~/.cache/pyiron_assyst``) and reused (the shared one is rebuilt when ``pyproject.toml``'s
+dependencies change; scripts import this checkout's code through ``PYTHONPATH``); the install
+time, size and versions are recorded in ``<venv>/installed.json``. Measured on a loaded 2-core
+machine (pip 23.2, ``nice``): the shared environment in 739 s from a cold pip cache, 705 s warm
+(pip's resolution and the installation of ~340 packages dominate, not downloads), 1.3 GB; then
+the three tests that use it take ~50 s (the shared one ~31 s, its EMT run 15-20 s).
+python-ace: 70 s cold, 23 s warm, 0.5 GB. A failed install for lack of network skips the test.
 """
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -118,11 +119,12 @@ def consumer_python(name: str, requirement: str, key: str | None = None,
 
 def shared_python() -> Path:
     """Python of the shared environment: :data:`SHARED` and pyiron_assyst from this checkout,
-    its dependencies resolved by pip from ``pyproject.toml``'s ranges (rebuilt when that file
-    changes). Scripts run with ``pythonpath=ROOT`` import this checkout's code."""
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
+    its dependencies resolved by pip from ``pyproject.toml``'s ranges (rebuilt when those
+    change). Scripts run with ``pythonpath=ROOT`` import this checkout's code."""
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    digest = hashlib.sha256(json.dumps(dependencies).encode()).hexdigest()[:16]
     return consumer_python("shared-venv", SHARED, local=ROOT,
-                           key=f"{SHARED} pyiron_assyst(pyproject {digest})")
+                           key=f"{SHARED} pyiron_assyst(dependencies {digest})")
 
 
 def run_script(python: Path, script: str, *args: str, cwd: Path,
