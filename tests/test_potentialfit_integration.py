@@ -21,8 +21,9 @@ The environments are created once under ``$PYIRON_ASSYST_VENV_CACHE`` (default
 dependencies change; scripts import this checkout's code through ``PYTHONPATH``); the install
 time, size and versions are recorded in ``<venv>/installed.json``. Measured on a loaded 2-core
 machine (pip 23.2, ``nice``): the shared environment in 739 s from a cold pip cache, 705 s warm
-(pip's resolution and the installation of ~340 packages dominate, not downloads), 1.3 GB; then
-the three tests that use it take ~50 s (the shared one ~31 s, its EMT run 15-20 s).
+and 452 s warm with ``--no-compile`` (as done here; pip's resolution and the installation of
+~340 packages dominate, not downloads), 1.3 GB; then the three tests that use it take ~50-150 s
+(the shared one 31-74 s, its EMT run 15-20 s).
 python-ace: 70 s cold, 23 s warm, 0.5 GB. A failed install for lack of network skips the test.
 """
 from __future__ import annotations
@@ -99,7 +100,10 @@ def consumer_python(name: str, requirement: str, key: str | None = None,
     venv.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     start = time.perf_counter()
-    proc = subprocess.run([str(python), "-m", "pip", "install", "--quiet", *requirement.split(),
+    # --no-compile: byte-compiling ~340 packages took a third of the install; the few modules
+    # the tests import are compiled when first imported
+    proc = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-compile",
+                           *requirement.split(),
                            *([str(local)] if local else [])],
                           capture_output=True, text=True, timeout=1800, cwd=venv)
     seconds = time.perf_counter() - start
