@@ -25,6 +25,7 @@ from pyiron_assyst.core.config import config_from_json as _config_from_json
 from pyiron_assyst.core.report import StageReport
 from pyiron_assyst.execution import executors
 from pyiron_assyst.execution.cache import ResultCache
+from pyiron_assyst.export.nodes import training_container
 from pyiron_assyst.fitting import mace as _fit
 from pyiron_assyst.fitting import transferability as _transferability
 from pyiron_assyst.stages import curate as curation
@@ -59,6 +60,7 @@ __all__ = [
     "sample_config_from_json",
     "select",
     "split",
+    "training_container",
     "transferability",
 ]
 
