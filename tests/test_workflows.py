@@ -17,6 +17,7 @@ from pyiron_assyst.stages.filters import DistanceFilter
 from pyiron_assyst.stages.perturbations import PerturbConfig, Rattle, Stretch
 from pyiron_assyst.stages.relax import SymmetryRelax
 from pyiron_assyst.stages.sample import Formulas, SampleConfig
+from pyiron_assyst.stages.short_range import ShortRangeConfig
 from pyiron_assyst.workflow import nodes, pipeline
 from pyiron_assyst.workflow.macro import OUTPUTS, assyst, build_workflow
 from tests.support.relaxers import GoldenVolumeRelax
@@ -59,7 +60,7 @@ def test_outputs_are_the_filtered_union_of_the_stages(serial):
 
 
 def test_the_training_set_is_the_labelled_curated_filtered_union(serial):
-    filtered, labelled = serial["filtered"], serial["labelled"]
+    filtered, labelled = serial["filtered"] + serial["short_range"], serial["labelled"]
     emt = EMT().config_hash()
     assert len(labelled) == len(filtered) == serial["label_report"].n_out
     for before, after in zip(filtered, labelled, strict=True):
@@ -84,6 +85,42 @@ def test_the_training_set_is_the_labelled_curated_filtered_union(serial):
     assert set(curate.drop_counts()) <= {"duplicate", "energy_cap", "force_cap"}
 
 
+def test_short_range_structures_join_after_the_filter_and_reach_the_training_set(serial):
+    """On by default: one isolated atom, 9 dimers, 5 trimers and one compressed copy of every
+    relaxed crystal, labelled by the reference and all kept by curate, although the final
+    filter drops every ordinary structure with a pair closer than 2 Å."""
+    short, report = serial["short_range"], serial["short_range_report"]
+    n_relaxed = len(serial["relaxed"])
+    assert dict(report.notes) == {"isolated": 1, "dimer": 9, "trimer": 5,
+                                  "compressed": n_relaxed}
+    assert len(short) == report.n_out == 15 + n_relaxed
+    short_uuids = {s.info["uuid"] for s in short}
+    assert not short_uuids & {s.info["uuid"] for s in serial["filtered"]}
+    labelled = [s for s in serial["labelled"] if s.info["parent"] in short_uuids]
+    assert len(labelled) == len(short)  # every one labelled by the reference
+    trained = [s for s in serial["training_set"] if s.info["parent"] in short_uuids]
+    dropped = {d.uuid: d.reason for d in serial["curate_report"].drops}
+    lost = [s for s in labelled if s.info["uuid"] in dropped]
+    # only compressed copies of relaxed crystals that were duplicates already are dropped
+    assert {dropped[s.info["uuid"]] for s in lost} <= {"duplicate"}
+    assert {s.info["short_range"] for s in lost} <= {"compressed"}
+    assert len(trained) + len(lost) == len(short)
+    assert sum(s.info["short_range"] != "compressed" for s in trained) == 15
+    closest = min(float(s.get_all_distances(mic=True)[0, 1]) for s in trained
+                  if s.info["short_range"] == "dimer")
+    assert closest == pytest.approx(0.5 * 2.64)  # half the Cu-Cu bond, far below the filter
+    dimers = [s for s in short if s.info["short_range"] == "dimer"]
+    # the final filter would drop the four dimers closer than 2 Å (0.5-0.7 x 2.64 Å)
+    assert sum(not pipeline.DEFAULT_FINAL_FILTER(s) for s in dimers) == 4
+    curate = serial["curate_report"]
+    assert dict(curate.notes) == {"short-range structures exempt from distance and caps":
+                                  len(short)}
+    off = run_macro(executor=Executor(kind="serial"),
+                    short_range_config=ShortRangeConfig(enabled=False))
+    assert off["short_range"] == []
+    assert len(off["labelled"]) == len(off["filtered"])
+
+
 def test_isolated_atom_energies_come_from_the_reference_calculator(serial):
     atom = isolated_atom("Cu")
     atom.calc = EMT().calculator_for(atom)
@@ -100,7 +137,7 @@ def test_another_reference_labels_every_structure_again(serial):
                     curation=CurationConfig())
     assert [s.info["uuid"] for s in out["filtered"]] == [
         s.info["uuid"] for s in serial["filtered"]]  # the reference changes no relaxation
-    assert out["label_report"].force_calls == len(out["filtered"])
+    assert out["label_report"].force_calls == len(out["filtered"]) + len(out["short_range"])
     assert all(s.info[LABEL_CALCULATOR] == morse.config_hash() for s in out["labelled"])
     atom = isolated_atom("Cu")
     atom.calc = morse.calculator_for(atom)

@@ -55,8 +55,9 @@ def add_fit_command(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--held-out", type=float, default=0.2,
                         help="fraction of lineages held out of the fit (default 0.2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of everything (default 0)")
-    parser.add_argument("--threads", type=int, default=2,
-                        help="torch threads of the training (default 2)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads of the training (default 1: on a loaded 2-core "
+                             "host 2 threads made an epoch 10-20 times slower)")
     parser.add_argument("--workers", type=int, default=0,
                         help="worker processes of relax/label (0: all cores)")
     parser.add_argument("-o", "--output", default="assyst-fit", help="output directory")

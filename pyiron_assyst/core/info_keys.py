@@ -76,6 +76,9 @@ _KEYS = (
     InfoKey("perturbation_applied", str, "", "perturb",
             "the branch a RandomChoice applied (innermost choice wins; absent without one)"),
     InfoKey("attempt", int, "", "perturb", "retry index at which the perturbation passed"),
+    InfoKey("short_range", str, "", "short_range",
+            "kind of short-range structure ('isolated', 'dimer', 'trimer', 'compressed'); such"
+            " structures are exempt from curate's distance check and caps"),
     InfoKey("selection_score", float, "", "select",
             "regularised leverage of the structure's descriptor in the pool it was chosen from"),
     InfoKey("predicted_cost", float, "core-h", "select",

@@ -54,6 +54,7 @@ __all__ = [
     "FitReport",
     "MaceModel",
     "fit",
+    "isolated_energies",
     "split_by_lineage",
     "training_targets",
 ]
@@ -63,6 +64,8 @@ logger = logging.getLogger(__name__)
 BACKENDS = ("mace",)
 """Fitting backends behind :func:`fit`."""
 _DEVICES = ("auto", "cpu", "cuda")
+E0S = ("isolated", "average")
+"""Sources of the fit's isolated-atom energies (see :class:`FitConfig`)."""
 _DTYPES = ("float32", "float64")
 
 
@@ -116,6 +119,17 @@ class FitConfig(Config):
         ``"float64"`` (MACE's default, accurate) or ``"float32"`` (faster on GPUs; on CPUs
         only ~1.2 times for a small model); both are reproducible. The returned model
         evaluates in the same type.
+    e0s
+        Isolated-atom energies of the model (its energy of an atom with no neighbour):
+        ``"isolated"`` (default) takes them from the labelled isolated atoms in the set (one
+        atom whose periodic images are all beyond ``r_max``, e.g. from the short-range stage),
+        so the model's cohesive energy is the reference's; if an element has none, the fit
+        falls back to ``"average"`` with a warning and the report says so. ``"average"``:
+        MACE's least-squares estimate from the set's energies (an isolated atom then comes
+        out eV off, and so does every extrapolation towards clusters and dimers).
+    pair_repulsion
+        Add MACE's ZBL pair repulsion (``--pair_repulsion``): a universal screened-nuclear
+        repulsion that makes the model repulsive at distances the set never reaches.
     """
 
     backend: str = "mace"
@@ -137,6 +151,8 @@ class FitConfig(Config):
     device: str = "auto"
     threads: int = 1
     default_dtype: str = "float64"
+    e0s: str = "isolated"
+    pair_repulsion: bool = True
 
     def __post_init__(self) -> None:
         name = "FitConfig"
@@ -165,6 +181,9 @@ class FitConfig(Config):
         require(self.device in _DEVICES, name, "device", f"one of {_DEVICES}", self.device)
         require(self.default_dtype in _DTYPES, name, "default_dtype", f"one of {_DTYPES}",
                 self.default_dtype)
+        require(self.e0s in E0S, name, "e0s", f"one of {E0S}", self.e0s)
+        require(isinstance(self.pair_repulsion, bool), name, "pair_repulsion", "a bool",
+                self.pair_repulsion)
 
     def resolved_device(self, executor: Executor | None) -> str:
         """The device the fit runs on: ``"cuda"`` for ``"auto"`` when ``executor`` has GPUs."""
@@ -248,6 +267,11 @@ class FitReport(Config):
         Whether the model came from an earlier identical fit.
     model_path
         The model file.
+    e0s
+        Isolated-atom energies the model uses, ``(symbol, eV)`` (empty for ``"average"``:
+        MACE estimates them and logs them).
+    e0s_source
+        ``"isolated"``, or ``"average"`` with the reason when ``"isolated"`` was asked for.
     """
 
     backend: str
@@ -263,6 +287,8 @@ class FitReport(Config):
     wall_time: float = 0.0
     cached: bool = False
     model_path: str = ""
+    e0s: tuple[tuple[str, float], ...] = ()
+    e0s_source: str = ""
 
     def summary(self) -> str:
         """One line: sizes of both sides, drops, final epoch, time."""
@@ -271,6 +297,8 @@ class FitReport(Config):
                 f"lineages)")
         if self.drops:
             text += f"; dropped {len(self.drops)}"
+        e0s = ", ".join(f"{s} {e:.4g} eV" for s, e in self.e0s)
+        text += f"; E0s {self.e0s_source}" + (f" ({e0s})" if e0s else "")
         return text + f"; final epoch {self.final_epoch}; {self.wall_time:.1f} s" + (
             " (cached)" if self.cached else "")
 
@@ -291,6 +319,11 @@ def split_by_lineage(structures: Sequence[Atoms], fraction: float, seed: int = 0
                      ) -> tuple[list[Atoms], list[Atoms]]:
     """Split into ``(kept, held_out)`` with whole lineages on one side.
 
+    Isolated atoms, dimers and trimers of the short-range stage (``info['short_range']`` of
+    kind ``"isolated"``, ``"dimer"``, ``"trimer"``) are no lineage of the method: they are
+    always kept (the fit's isolated-atom energies come from them); compressed crystals follow
+    their lineage.
+
     The held-out side holds ``round(fraction * n_lineages)`` lineages (at least one when
     ``fraction > 0`` and there are two or more), chosen by a hash of ``(seed, root)``, so the
     split of a lineage does not depend on the order or on the other structures given. Order
@@ -306,13 +339,34 @@ def split_by_lineage(structures: Sequence[Atoms], fraction: float, seed: int = 0
         Seed of the choice.
     """
     require(0 <= fraction < 1, "split_by_lineage", "fraction", "in [0, 1)", fraction)
-    roots = sorted({root_of(s) for s in structures}, key=lambda r: _root_key(seed, r))
+    roots = sorted({root_of(s) for s in structures if not _anchor(s)},
+                   key=lambda r: _root_key(seed, r))
     n_held = round(fraction * len(roots))
     if fraction > 0 and len(roots) >= 2:
         n_held = min(max(n_held, 1), len(roots) - 1)
     held = set(roots[:n_held])
-    kept = [s for s in structures if root_of(s) not in held]
-    return kept, [s for s in structures if root_of(s) in held]
+    kept = [s for s in structures if _anchor(s) or root_of(s) not in held]
+    return kept, [s for s in structures if not _anchor(s) and root_of(s) in held]
+
+
+def _anchor(atoms: Atoms) -> bool:
+    """An isolated atom, dimer or trimer of the short-range stage (never held out)."""
+    return atoms.info.get("short_range") in ("isolated", "dimer", "trimer")
+
+
+def isolated_energies(structures: Sequence[Atoms], r_max: float) -> dict[str, float]:
+    """``{symbol: E}`` in eV (``free_energy``) of the labelled single atoms whose periodic
+    images are all at least ``r_max`` Å away (what a model of cutoff ``r_max`` sees as an
+    isolated atom); the first one of an element wins."""
+    from pyiron_assyst.calculators.structure_settings import is_isolated_atom
+
+    found: dict[str, float] = {}
+    for atoms in structures:
+        if len(atoms) == 1 and has_labels(atoms) and is_isolated_atom(atoms, r_max):
+            results = atoms.calc.results
+            found.setdefault(atoms.get_chemical_symbols()[0],
+                             float(results.get("free_energy", results["energy"])))
+    return found
 
 
 # --------------------------------------------------------------------------- data
@@ -361,13 +415,14 @@ class _Task:
     threads: int
 
 
-def _mace_arguments(config: FitConfig, device: str, has_valid: bool) -> list[str]:
+def _mace_arguments(config: FitConfig, device: str, has_valid: bool,
+                    e0s: dict[str, float] | None = None) -> list[str]:
     hidden = " + ".join(f"{config.num_channels}x{ell}{'e' if ell % 2 == 0 else 'o'}"
                         for ell in range(config.max_L + 1))
     args = [
         "--name", "model", "--seed", str(config.seed), "--model", "MACE",
         "--train_file", "train.xyz", "--energy_key", "REF_energy", "--forces_key", "REF_forces",
-        "--stress_key", "REF_stress", "--E0s", "average",
+        "--stress_key", "REF_stress", "--E0s", "e0s.json" if e0s else "average",
         "--r_max", repr(config.r_max), "--hidden_irreps", hidden,
         "--correlation", str(config.correlation),
         "--num_interactions", str(config.num_interactions),
@@ -388,8 +443,30 @@ def _mace_arguments(config: FitConfig, device: str, has_valid: bool) -> list[str
         args += ["--loss", "weighted"]
     if config.ema_decay is not None:
         args += ["--ema", "--ema_decay", repr(config.ema_decay)]
+    if config.pair_repulsion:
+        args.append("--pair_repulsion")
     args += ["--valid_file", "valid.xyz"] if has_valid else ["--valid_fraction", "0.0"]
     return args
+
+
+def _e0s(config: FitConfig, structures: Sequence[Atoms]) -> tuple[dict[str, float], str]:
+    """The isolated-atom energies to give MACE (empty: ``average``) and their source."""
+    if config.e0s == "average":
+        return {}, "average"
+    found = isolated_energies(structures, config.r_max)
+    elements = sorted({s for atoms in structures for s in atoms.get_chemical_symbols()})
+    missing = [s for s in elements if s not in found]
+    if missing:
+        logger.warning("fit: no labelled isolated atom of %s in the set; MACE's E0s fall back "
+                       "to 'average' (add the short-range stage's isolated atoms)", missing)
+        return {}, f"average (no isolated atom of {', '.join(missing)})"
+    return {s: found[s] for s in elements}, "isolated"
+
+
+def _write_e0s(path: Path, e0s: dict[str, float]) -> None:
+    from ase.data import atomic_numbers
+
+    path.write_text(json.dumps({str(atomic_numbers[s]): e for s, e in e0s.items()}))
 
 
 def _train(task: _Task) -> str:
@@ -475,6 +552,9 @@ def fit(structures: Sequence[Atoms], config: FitConfig = FitConfig(),
     staging = Path(directory).resolve() / f"fit_staging_{os.getpid()}"
     staging.mkdir(parents=True, exist_ok=True)
     _write_xyz(staging / "train.xyz", [training_targets(s) for s in train])
+    e0s, e0s_source = _e0s(config, train)
+    if e0s:
+        _write_e0s(staging / "e0s.json", e0s)
     if valid:
         _write_xyz(staging / "valid.xyz", [training_targets(s) for s in valid])
     key = _fit_key(config, device, staging / "train.xyz", staging / "valid.xyz" if valid else None)
@@ -485,23 +565,26 @@ def fit(structures: Sequence[Atoms], config: FitConfig = FitConfig(),
         final_epoch = json.loads((work / "fit.json").read_text())["final_epoch"]
         shutil.rmtree(staging)
     else:
-        final_epoch = _run_training(config, device, staging, work, valid, executor)
+        final_epoch = _run_training(config, device, staging, work, valid, executor, e0s)
     report = FitReport(
         backend=config.backend, n_in=len(structures), n_train=len(train), n_valid=len(valid),
         train_roots=tuple(sorted({root_of(s) for s in train})),
         valid_roots=tuple(sorted({root_of(s) for s in valid})), drops=tuple(drops),
         final_epoch=final_epoch, device=device, threads=config.threads,
-        wall_time=time.perf_counter() - start, cached=cached, model_path=str(model_file))
+        wall_time=time.perf_counter() - start, cached=cached, model_path=str(model_file),
+        e0s=tuple(e0s.items()), e0s_source=e0s_source)
     model = MaceModel(str(model_file), _sha256(model_file), "cpu", config.default_dtype)
     return model, report
 
 
 def _run_training(config: FitConfig, device: str, staging: Path, work: Path,
-                  valid: Sequence[Atoms], executor: Executor | None) -> int:
+                  valid: Sequence[Atoms], executor: Executor | None,
+                  e0s: dict[str, float]) -> int:
     if work.exists():  # an interrupted run: start clean, stale checkpoints would be reloaded
         shutil.rmtree(work)
     staging.rename(work)
-    task = _Task(str(work), tuple(_mace_arguments(config, device, bool(valid))), config.threads)
+    task = _Task(str(work), tuple(_mace_arguments(config, device, bool(valid), e0s)),
+                 config.threads)
     executor = executor or Executor(kind="serial")
     (result,) = run_tasks(_train, [task], executor, desc="fit")
     if isinstance(result, TaskError):

@@ -15,7 +15,15 @@ system on
   reference calculator: energy MAE (meV/atom) and force RMSE (eV/Å);
 - held-out structures (a lineage-split part of the generated set the model never saw): energy
   MAE and RMSE (meV/atom) and force RMSE (eV/Å), over all and over those within
-  ``energy_window`` eV/atom of the lowest reference energy per atom.
+  ``energy_window`` eV/atom of the lowest reference energy per atom;
+- the isolated atom's energy (eV) and the cohesive energy of fcc (eV/atom);
+- **the model driving itself** (:mod:`~pyiron_assyst.fitting.stability`): Langevin NVT MD of
+  an fcc supercell with a vacancy driven by the model at each of ``stability_temperatures``
+  (the highest should lie above the reference's melting point), with the shortest distance and
+  the model's and the reference's energy along the model's own trajectory; and dimer and
+  trimer curves against the reference. These are pass/fail checks
+  (:attr:`TransferabilityResult.checks`): a model that collapses fails, and the report says so
+  at its top, whatever its errors elsewhere.
 
 :func:`write_report` writes ``transferability.csv``, ``transferability.md`` and the pictures
 ``ev_curves.png``, ``parity_energy.png`` and ``parity_forces.png`` into a directory.
@@ -36,9 +44,19 @@ from ase.calculators.calculator import BaseCalculator
 from pyiron_assyst.calculators import CalculatorConfig
 from pyiron_assyst.calculators.evaluation import has_labels
 from pyiron_assyst.core.config import Config, require
+from pyiron_assyst.fitting.stability import (
+    Check,
+    MDTrace,
+    cluster_checks,
+    cluster_curves,
+    md_checks,
+    md_trace,
+    vacancy_cell,
+)
 
 __all__ = [
     "PHASES",
+    "Check",
     "Row",
     "TransferabilityConfig",
     "TransferabilityResult",
@@ -92,6 +110,29 @@ class TransferabilityConfig(Config):
     energy_window
         Held-out structures within this many eV/atom of the lowest reference energy per atom
         form the "near minimum" subset.
+    stability_temperatures
+        Temperatures (K) of the MD driven by the model; empty: no MD check.
+    stability_steps
+        MD steps per temperature (1000 × 2 fs = 2 ps).
+    stability_every
+        Steps between two observations (shortest distance, reference energy).
+    stability_repeat
+        The MD cell is ``stability_repeat``³ cubic fcc cells at the reference's lattice
+        constant, less one atom.
+    min_distance
+        The MD passes while its shortest distance stays at or above this fraction of the
+        reference's fcc nearest-neighbour distance (EMT Cu itself reaches 0.75-0.78 of it in
+        2 ps at 1500-2500 K, so 0.8 would fail the reference).
+    md_tolerance
+        The MD passes while ``|E_model - E_ref|`` per atom stays within this (eV/atom) at
+        every observation.
+    cluster_fractions
+        Distances of the dimer and trimer curves, as fractions of the reference's fcc
+        nearest-neighbour distance; empty: no curves.
+    cluster_down_to
+        The curves are checked from this fraction of the nearest-neighbour distance up.
+    cluster_tolerance
+        Largest ``|E_model - E_ref|`` per atom (eV/atom) of the checked part of the curves.
     """
 
     element: str = "Cu"
@@ -108,6 +149,15 @@ class TransferabilityConfig(Config):
     md_snapshots: int = 10
     seed: int = 0
     energy_window: float = 1.0
+    stability_temperatures: tuple[float, ...] = (600.0, 1500.0, 2000.0)
+    stability_steps: int = 1000
+    stability_every: int = 10
+    stability_repeat: int = 2
+    min_distance: float = 0.65
+    md_tolerance: float = 0.02
+    cluster_fractions: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2, 1.5)
+    cluster_down_to: float = 0.7
+    cluster_tolerance: float = 0.1
 
     def __post_init__(self) -> None:
         from ase.data import atomic_numbers
@@ -127,9 +177,17 @@ class TransferabilityConfig(Config):
         require(self.seed >= 0, name, "seed", "an integer >= 0", self.seed)
         require(self.md_snapshots <= self.md_steps, name, "md_snapshots", "<= md_steps",
                 self.md_snapshots)
-        for key in ("relax_fmax", "vacuum", "md_temperature", "md_timestep", "energy_window"):
+        for key in ("relax_fmax", "vacuum", "md_temperature", "md_timestep", "energy_window",
+                    "min_distance", "md_tolerance", "cluster_down_to", "cluster_tolerance"):
             value = getattr(self, key)
             require(value > 0, name, key, "> 0", value)
+        for key in ("stability_temperatures", "cluster_fractions"):
+            values = tuple(float(v) for v in getattr(self, key))
+            object.__setattr__(self, key, values)
+            require(all(v > 0 for v in values), name, key, "a tuple of numbers > 0", values)
+        for key in ("stability_steps", "stability_every", "stability_repeat"):
+            value = getattr(self, key)
+            require(isinstance(value, int) and value >= 1, name, key, "an integer >= 1", value)
 
 
 @dataclass(frozen=True)
@@ -155,12 +213,22 @@ class TransferabilityResult:
 
     ``rows`` hold the table; ``curves[phase]`` the volumes (Å³/atom) and energies per atom (eV)
     of reference and model; ``parity[name]`` reference and model values of the held-out and MD
-    energies per atom (eV) and force components (eV/Å).
+    energies per atom (eV) and force components (eV/Å); ``checks`` the pass/fail criteria,
+    ``md`` the traces of the MD driven by the model and ``clusters`` the dimer and trimer
+    curves (distance in Å, energies per atom in eV).
     """
 
     rows: list[Row] = field(default_factory=list)
     curves: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     parity: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    checks: list[Check] = field(default_factory=list)
+    md: list[MDTrace] = field(default_factory=list)
+    clusters: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        """Whether every pass/fail check holds (``True`` when there are none)."""
+        return all(check.passed for check in self.checks)
 
     def value(self, quantity: str) -> Row:
         """The row of ``quantity``."""
@@ -480,7 +548,44 @@ def transferability(model: CalculatorConfig, reference: CalculatorConfig,
     _errors("MD snapshots", snapshots, ref, mod, result)
     if held_out:
         _errors("held-out", list(held_out), ref, mod, result, window=config.energy_window)
+    _cohesion(config, fcc, ref, mod, result)
+    _stability(config, fcc["reference"]["a"], ref, mod, result)
     return result
+
+
+def _cohesion(config: TransferabilityConfig, fcc: dict[str, dict[str, float]], ref: Callable,
+              model: Callable, result: TransferabilityResult) -> None:
+    """Isolated-atom energy (eV) and cohesive energy of fcc (eV/atom) of both calculators."""
+    from pyiron_assyst.stages.curate import isolated_atom
+
+    atom = isolated_atom(config.element)
+    e_ref, e_mod = _energy(atom, ref), _energy(atom, model)
+    result.rows += [Row("isolated atom energy", "eV", e_ref, e_mod),
+                    Row("cohesive energy (fcc)", "eV/atom", e_ref - fcc["reference"]["e"],
+                        e_mod - fcc["model"]["e"])]
+
+
+def _stability(config: TransferabilityConfig, a: float, ref: Callable, model: Callable,
+               result: TransferabilityResult) -> None:
+    """MD driven by the model at every temperature, and the cluster curves; their checks."""
+    if not math.isfinite(a):
+        result.checks.append(Check("stability", False, math.nan, math.nan, "",
+                                   "no reference lattice constant"))
+        return
+    nearest = a / math.sqrt(2.0)
+    start = vacancy_cell(config.element, a, config.stability_repeat)
+    limit = config.min_distance * nearest
+    for temperature in config.stability_temperatures:
+        trace = md_trace(start, model, ref, temperature, config.stability_steps,
+                         config.stability_every, config.md_timestep, config.seed,
+                         collapse=limit)
+        result.md.append(trace)
+        result.checks += md_checks(trace, limit, config.md_tolerance)
+    if config.cluster_fractions:
+        distances = [f * nearest for f in config.cluster_fractions]
+        result.clusters = cluster_curves(config.element, distances, model, ref)
+        result.checks += cluster_checks(result.clusters, config.cluster_down_to * nearest,
+                                        config.cluster_tolerance)
 
 
 def write_report(result: TransferabilityResult, directory: str | Path) -> list[Path]:
@@ -495,8 +600,24 @@ def write_report(result: TransferabilityResult, directory: str | Path) -> list[P
     return paths
 
 
+def _verdict(result: TransferabilityResult) -> list[str]:
+    """The pass/fail checks, failures in red, above the table."""
+    if not result.checks:
+        return []
+    failed = [c for c in result.checks if not c.passed]
+    head = ('<span style="color:red">**FAIL**</span>: ' + ", ".join(c.name for c in failed)
+            if failed else "**PASS**: every check holds")
+    lines = [f"Verdict: {head}", "", "| check | result | value | limit | unit | detail |",
+             "|---|---|---|---|---|---|"]
+    for c in result.checks:
+        mark = "pass" if c.passed else '<span style="color:red">**FAIL**</span>'
+        lines.append(f"| {c.name} | {mark} | {c.value:.4g} | {c.limit:.4g} | {c.unit} | "
+                     f"{c.detail} |")
+    return [*lines, ""]
+
+
 def _markdown(result: TransferabilityResult) -> str:
-    lines = ["| quantity | unit | reference | model | difference | note |",
+    lines = [*_verdict(result), "| quantity | unit | reference | model | difference | note |",
              "|---|---|---|---|---|---|"]
     lines += [f"| {r.quantity} | {r.unit} | {r.reference:.4g} | {r.model:.4g} | "
               f"{r.difference:.3g} | {r.note} |" for r in result.rows]
@@ -528,7 +649,40 @@ def _pictures(result: TransferabilityResult, directory: Path) -> list[Path]:
         ax.set(xlabel=f"reference ({unit})", ylabel=f"model ({unit})")
         ax.legend(fontsize=7)
         paths.append(_save(fig, directory / f"parity_{kind}.png"))
+    if result.md:
+        paths.append(_md_picture(result, directory / "md_traces.png"))
+    if result.clusters:
+        paths.append(_cluster_picture(result, directory / "clusters.png"))
     return paths
+
+
+def _md_picture(result: TransferabilityResult, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(5, 5), sharex=True)
+    for trace in result.md:
+        line = top.plot(np.asarray(trace.time) / 1000, trace.shortest, "-",
+                        label=f"{trace.temperature:g} K" + (" (stopped)" if trace.stopped
+                                                            else ""))
+        bottom.plot(np.asarray(trace.time) / 1000, 1000 * trace.error(), "-",
+                    color=line[0].get_color())
+    top.set(ylabel="shortest distance (Å)")
+    top.legend(fontsize=7)
+    bottom.set(xlabel="time (ps)", ylabel="E_model - E_ref (meV/atom)")
+    return _save(fig, path)
+
+
+def _cluster_picture(result: TransferabilityResult, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for kind, curve in result.clusters.items():
+        line = ax.plot(curve["distance"], curve["reference"], "o", label=f"{kind} reference")
+        ax.plot(curve["distance"], curve["model"], "-", color=line[0].get_color(),
+                label=f"{kind} model")
+    ax.set(xlabel="distance (Å)", ylabel="energy (eV/atom)")
+    ax.legend(fontsize=7)
+    return _save(fig, path)
 
 
 def _save(fig, path: Path) -> Path:

@@ -16,6 +16,11 @@
    ``duplicate_tolerance`` (Å). The first structure of a set of duplicates survives unchanged
    (its lineage is kept); each removed one names it in its drop detail.
 
+Structures of the short-range stage (``info['short_range']``, see
+:mod:`~pyiron_assyst.stages.short_range`) are exempt from steps 2-4: they exist to be close and
+hot. They are still dropped when unlabelled, non-finite or duplicates; the report's notes count
+them.
+
 Energies are the fitting target, ``free_energy`` (``energy`` where there is none).
 
 Duplicates are found through a fingerprint (:func:`fingerprint`) that is invariant under those
@@ -57,6 +62,9 @@ from pyiron_assyst.execution.cache import ResultCache
 from pyiron_assyst.execution.executors import Executor
 from pyiron_assyst.numerics.distances import image_distances
 from pyiron_assyst.stages.filters import DistanceFilter
+
+SHORT_RANGE_KEY = "short_range"
+"""``Atoms.info`` key of the short-range stage's structures (exempt from distance and caps)."""
 
 __all__ = [
     "CurationConfig",
@@ -420,15 +428,16 @@ def curate(structures: Sequence[Atoms], config: CurationConfig | None = None,
     start = time.perf_counter()
     config = config or CurationConfig()
     drops: dict[int, Drop] = {}
+    exempt = {i for i, atoms in enumerate(structures) if SHORT_RANGE_KEY in atoms.info}
     for i, atoms in enumerate(structures):
-        problem = _geometry_drop(atoms, config)
+        problem = _check_labels(atoms) if i in exempt else _geometry_drop(atoms, config)
         if problem is not None:
             drops[i] = Drop(uuid_of(atoms), *problem)
-    alive = [i for i in range(len(structures)) if i not in drops]
+    alive = [i for i in range(len(structures)) if i not in drops and i not in exempt]
     energy = _energy_drops([structures[i] for i in alive], config, reference_energies)
     for local, detail in energy.items():
         drops[alive[local]] = Drop(uuid_of(structures[alive[local]]), "energy_cap", detail)
-    alive = [i for i in alive if i not in drops]
+    alive = [i for i in range(len(structures)) if i not in drops]
     if config.deduplicate:
         survivor = find_duplicates([structures[i] for i in alive], config.duplicate_tolerance,
                                    config.neighbors)
@@ -441,4 +450,6 @@ def curate(structures: Sequence[Atoms], config: CurationConfig | None = None,
     kept = [a for i, a in enumerate(structures) if i not in drops]
     return kept, StageReport(
         stage=CURATE_STEP, n_in=len(structures), n_candidates=len(structures), n_out=len(kept),
-        drops=tuple(drops[i] for i in sorted(drops)), wall_time=time.perf_counter() - start)
+        drops=tuple(drops[i] for i in sorted(drops)), wall_time=time.perf_counter() - start,
+        notes=(("short-range structures exempt from distance and caps", len(exempt)),)
+        if exempt else ())

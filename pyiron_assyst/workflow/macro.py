@@ -4,7 +4,8 @@
 
     formulas ─► sample ─► aspect filter ─► relax(volume) ─► relax(full) ─► perturb
                    └──────────────┴───────────────┴──────────────┴────────────┴─► union ─► filter
-    filter ─► label ─► curate ─► training set;   isolated atoms ─► reference energies ─┘
+    filter + short range (relaxed ─► isolated atoms, dimers, trimers, compressed crystals)
+      ─► label ─► curate ─► training set;   isolated atoms ─► reference energies ─┘
 
 The shape (inputs, defaults, TOML tables, outputs, stored stages) is declared once in
 :mod:`pyiron_assyst.workflow.pipeline`; this module wires the calls. Defaults follow the
@@ -37,9 +38,11 @@ from pyiron_assyst.stages.filters import Filter
 from pyiron_assyst.stages.perturbations import PerturbConfig
 from pyiron_assyst.stages.relax import Relaxation
 from pyiron_assyst.stages.sample import Formulas, SampleConfig
+from pyiron_assyst.stages.short_range import ShortRangeConfig
 from pyiron_assyst.workflow import forms, nodes
 from pyiron_assyst.workflow import pipeline as _pipeline
 from pyiron_assyst.workflow.nodes import (
+    add_short_range,
     apply_filter,
     concatenate,
     curate,
@@ -50,6 +53,7 @@ from pyiron_assyst.workflow.nodes import (
     reference_calculator,
     relax,
     sample,
+    short_range,
 )
 from pyiron_assyst.workflow.pipeline import (
     DEFAULT_CURATION,
@@ -118,6 +122,7 @@ def assyst(
     full_relax: Relaxation = _D["full_relax"],
     perturb_config: PerturbConfig = _D["perturb_config"],
     final_filter: Filter = _D["final_filter"],
+    short_range_config: ShortRangeConfig = _D["short_range_config"],
     calculator: CalculatorConfig = _D["calculator"],
     reference: CalculatorConfig | None = _D["reference"],
     curation: CurationConfig = _D["curation"],
@@ -125,10 +130,13 @@ def assyst(
     cache_directory: str | None = None,
     retry_failed: bool = False,
 ) -> tuple[list[Atoms], list[Atoms], list[Atoms], list[Atoms], list[Atoms], list[Atoms],
-           list[Atoms], list[Atoms], StageReport, StageReport, StageReport, StageReport,
-           StageReport, StageReport, StageReport, StageReport, StageReport, dict[str, float]]:
-    """The ASSYST pipeline: sample, relax twice, perturb, filter the union of all stages, label
-    it with the ``reference`` calculator (``None``: the relaxation ``calculator``) and curate it.
+           list[Atoms], list[Atoms], list[Atoms], StageReport, StageReport, StageReport,
+           StageReport, StageReport, StageReport, StageReport, StageReport, StageReport,
+           StageReport, dict[str, float]]:
+    """The ASSYST pipeline: sample, relax twice, perturb, filter the union of all stages, add
+    the short-range structures (isolated atoms, dimers, trimers, compressed relaxed crystals;
+    ``short_range_config``), label everything with the ``reference`` calculator (``None``: the
+    relaxation ``calculator``) and curate it (which keeps the short-range structures).
 
     With ``cache_directory`` the relaxations and single points are cached there by content (a
     killed run started again recomputes only what had not finished); ``retry_failed`` retries
@@ -143,14 +151,17 @@ def assyst(
     perturbed, perturb_report = perturb(relaxed, perturb_config)
     union = concatenate(sampled, volume_relaxed, relaxed, perturbed)
     filtered, filter_report = apply_filter(union, final_filter, "final_filter")
+    short, short_range_report = short_range(formulas, relaxed, short_range_config)
+    to_label = add_short_range(filtered, short)
     labeller = reference_calculator(calculator, reference)
     (training_set, labelled, atoms, label_report, reference_report, curate_report,
-     reference_energies) = label_and_curate(filtered, formulas, labeller, curation, executor,
+     reference_energies) = label_and_curate(to_label, formulas, labeller, curation, executor,
                                             cache_directory, retry_failed)
     return (
-        training_set, sampled, volume_relaxed, relaxed, perturbed, filtered, labelled, atoms,
-        sample_report, sample_filter_report, volume_report, relax_report, perturb_report,
-        filter_report, label_report, reference_report, curate_report, reference_energies,
+        training_set, sampled, volume_relaxed, relaxed, perturbed, filtered, short, labelled,
+        atoms, sample_report, sample_filter_report, volume_report, relax_report,
+        perturb_report, filter_report, short_range_report, label_report, reference_report,
+        curate_report, reference_energies,
     )
 
 

@@ -35,8 +35,10 @@ from pyiron_assyst.stages import perturb as perturb_stage
 from pyiron_assyst.stages import relax as relaxations
 from pyiron_assyst.stages import sample as crystals
 from pyiron_assyst.stages import select as selection
+from pyiron_assyst.stages import short_range as short
 
 __all__ = [
+    "add_short_range",
     "apply_filter",
     "calculator_from_json",
     "concatenate",
@@ -59,6 +61,8 @@ __all__ = [
     "sample",
     "sample_config_from_json",
     "select",
+    "short_range",
+    "short_range_config_from_json",
     "split",
     "training_container",
     "transferability",
@@ -128,6 +132,24 @@ def concatenate(
     return [*sampled, *volume_relaxed, *relaxed, *perturbed]
 
 
+@fr.atomic("structures", "report")
+def short_range(
+    formulas: crystals.Formulas,
+    relaxed: list[Atoms],
+    config: short.ShortRangeConfig = short.ShortRangeConfig(),
+) -> tuple[list[Atoms], StageReport]:
+    """Isolated atoms, dimers, trimers and compressed crystals of the elements of ``formulas``
+    (see :func:`pyiron_assyst.stages.short_range.short_range`)."""
+    made, report = short.short_range(relaxed, config, sorted(formulas.elements))
+    return made, report
+
+
+@fr.atomic("structures")
+def add_short_range(filtered: list[Atoms], short_range: list[Atoms]) -> list[Atoms]:
+    """The filtered set followed by the short-range structures (what the label stage gets)."""
+    return [*filtered, *short_range]
+
+
 @fr.atomic("config")
 def config_from_json(text: str) -> Any:
     """Build any config (also nested ones) from its JSON text (``config.to_json()``)."""
@@ -186,6 +208,12 @@ def calculator_from_json(text: str) -> calculators.CalculatorConfig:
 def curation_config_from_json(text: str) -> curation.CurationConfig:
     """:class:`~pyiron_assyst.stages.curate.CurationConfig` from JSON text."""
     return _typed(text, curation.CurationConfig)
+
+
+@fr.atomic("config")
+def short_range_config_from_json(text: str) -> short.ShortRangeConfig:
+    """:class:`~pyiron_assyst.stages.short_range.ShortRangeConfig` from JSON text."""
+    return _typed(text, short.ShortRangeConfig)
 
 
 @fr.atomic("config")

@@ -12,6 +12,7 @@ of a run, which stages report progress in the cache), :func:`~pyiron_assyst.work
 
     formulas ─► sample ─► sample_filter ─► volume_relax ─► full_relax ─► perturb
                    sampled ──┴─ volume_relaxed ─┴── relaxed ──┴── perturbed ─┴─► final_filter
+    relaxed ─► short_range ─┐  (isolated atoms, dimers, trimers, compressed crystals)
     final_filter ─► label ─► curate ─► training_set
     formulas ─► isolated_atoms ─────────┘ (reference energies)
 
@@ -36,6 +37,7 @@ from pyiron_assyst.stages.filters import AspectFilter, DistanceFilter, Filter, V
 from pyiron_assyst.stages.perturbations import PerturbConfig
 from pyiron_assyst.stages.relax import FullRelax, Relaxation, VolumeRelax
 from pyiron_assyst.stages.sample import SampleConfig
+from pyiron_assyst.stages.short_range import ShortRangeConfig
 
 __all__ = [
     "CONFIGS",
@@ -109,6 +111,8 @@ CONFIGS: tuple[ConfigInput, ...] = (
                 "perturb_config_from_json"),
     ConfigInput("final_filter", "final_filter", Filter, DEFAULT_FINAL_FILTER,
                 "filter_from_json"),
+    ConfigInput("short_range_config", "short_range", ShortRangeConfig, ShortRangeConfig(),
+                "short_range_config_from_json"),
     ConfigInput("calculator", "calculator", calculators.CalculatorConfig, calculators.EMT(),
                 "calculator_from_json"),
     ConfigInput("reference", "label", calculators.CalculatorConfig, None,
@@ -176,7 +180,9 @@ STEPS: tuple[Step, ...] = (
          ("perturb_config",), stored=True),
     Step("final_filter", "apply_filter", "filtered", "filter_report",
          ("sampled", "volume_relaxed", "relaxed", "perturbed"), ("final_filter",)),
-    Step("label", "label", "labelled", "label_report", ("filtered",),
+    Step("short_range", "short_range", "short_range", "short_range_report", ("relaxed",),
+         ("short_range_config",), stored=True, figure=False),
+    Step("label", "label", "labelled", "label_report", ("filtered", "short_range"),
          ("reference", "executor"), progress="label"),
     Step("isolated_atoms", "isolated_atoms", "isolated_atoms", "reference_report",
          ("formulas",), ("reference", "executor"), stored=True, figure=False),
@@ -319,7 +325,7 @@ def _check_reads(step: Step, node: str, edges: dict[str, str],
                 ("constant_", "reference_calculator_")):
             continue
         through = source.split(".")[0]
-        if through.startswith(("concatenate_", "energies_of_")):
+        if through.startswith(("concatenate_", "energies_of_", "add_short_range_")):
             found += [port_of.get(v, v) for k, v in edges.items()
                       if k.startswith(through + ".")]
         else:

@@ -1,0 +1,234 @@
+"""Does a potential survive its own molecular dynamics? Checks for the transferability report.
+
+A fitted model can match the reference on every structure the reference drove and still fall
+apart when it drives the atoms itself: without repulsion below the training set's shortest
+distance, atoms fall onto each other within a few hundred steps. These plain functions run the
+model itself and compare with the reference along the model's own trajectory:
+
+- :func:`md_trace`: Langevin NVT MD driven by the model (:class:`ase.md.langevin.Langevin`);
+  every ``every`` steps the shortest interatomic distance (Å) and the energy per atom of the
+  model and of the reference on the same snapshot (eV/atom). It stops early when the shortest
+  distance falls below the collapse limit, when an energy is not finite or when the model
+  raises: the trace says why.
+- :func:`md_checks`: pass/fail of one trace: the shortest distance stays above a limit and the
+  model's energy per atom stays within a tolerance of the reference's (the largest error along
+  the trajectory, not a mean, so a collapse at the end is not averaged away).
+- :func:`cluster_curves`: energies per atom of dimers and equilateral trimers at distances
+  below and around the bond length, model and reference, and :func:`cluster_checks`.
+
+Energies are ``free_energy`` where the calculator gives one, in eV; distances in Å;
+temperatures in K; time steps in fs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from ase import Atoms, units
+from ase.calculators.calculator import BaseCalculator
+
+__all__ = ["Check", "MDTrace", "cluster_checks", "cluster_curves", "md_checks", "md_trace",
+           "shortest_distance", "vacancy_cell"]
+
+Source = Callable[[Atoms], BaseCalculator]
+"""A calculator for a structure (a live calculator, fresh state)."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One pass/fail criterion of the report.
+
+    Parameters
+    ----------
+    name
+        What was checked, e.g. ``"MD 1500 K: shortest distance"``.
+    passed
+        Whether the criterion holds.
+    value
+        The measured value (worst case over the run).
+    limit
+        The limit it is compared with.
+    unit
+        Unit of ``value`` and ``limit``.
+    detail
+        Why it failed (or what was measured), in words.
+    """
+
+    name: str
+    passed: bool
+    value: float
+    limit: float
+    unit: str
+    detail: str = ""
+
+
+@dataclass
+class MDTrace:
+    """Observables of one MD run every ``every`` steps: ``step``, ``time`` (fs), ``shortest``
+    (Å), ``model`` and ``reference`` energies per atom (eV/atom); ``stopped`` says why the run
+    ended before ``steps`` (empty when it ran to the end)."""
+
+    temperature: float
+    steps: int
+    step: list[int] = field(default_factory=list)
+    time: list[float] = field(default_factory=list)
+    shortest: list[float] = field(default_factory=list)
+    model: list[float] = field(default_factory=list)
+    reference: list[float] = field(default_factory=list)
+    stopped: str = ""
+
+    def error(self) -> np.ndarray:
+        """Model minus reference energy per atom along the trajectory (eV/atom)."""
+        return np.asarray(self.model) - np.asarray(self.reference)
+
+
+def shortest_distance(atoms: Atoms) -> float:
+    """Shortest distance between two atoms, periodic images included (Å; ``inf`` for one
+    atom without close images)."""
+    from pyiron_assyst.numerics.distances import image_distances
+
+    if len(atoms) == 1 and not atoms.pbc.any():
+        return math.inf
+    return float(np.min(image_distances(atoms.positions, atoms.cell.array, atoms.pbc, 6.0)))
+
+
+def vacancy_cell(element: str, a: float, repeat: int = 2) -> Atoms:
+    """A cubic fcc supercell of ``repeat``³ conventional cells at lattice constant ``a`` Å with
+    the first atom removed (31 atoms for ``repeat=2``)."""
+    from ase.build import bulk
+
+    atoms = bulk(element, "fcc", a=a, cubic=True).repeat((repeat,) * 3)
+    del atoms[0]
+    return atoms
+
+
+def _energy_per_atom(atoms: Atoms, source: Source) -> float:
+    work = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+    work.calc = source(work)
+    energy = work.get_potential_energy()
+    return float(work.calc.results.get("free_energy", energy)) / len(work)
+
+
+def md_trace(start: Atoms, model: Source, reference: Source, temperature: float,
+             steps: int, every: int = 10, timestep: float = 2.0, seed: int = 0,
+             collapse: float = 0.0, friction: float = 0.01) -> MDTrace:
+    """Langevin NVT MD of ``start`` driven by ``model``, observed every ``every`` steps.
+
+    Parameters
+    ----------
+    start
+        Initial structure (not modified); velocities are drawn at ``temperature``.
+    model, reference
+        Calculator sources; ``model`` drives, ``reference`` only evaluates snapshots.
+    temperature
+        Thermostat temperature in K.
+    steps
+        Largest number of MD steps.
+    every
+        Observation interval in steps.
+    timestep
+        Time step in fs.
+    seed
+        Seed of the velocities and the thermostat noise.
+    collapse
+        Stop when the shortest distance falls below this (Å): the run has failed.
+    friction
+        Langevin friction in 1/fs (0.01: the thermostat's relaxation time is 100 fs).
+    """
+    from ase.md import velocitydistribution
+    from ase.md.langevin import Langevin
+
+    rng = np.random.default_rng(seed)
+    atoms = Atoms(start.numbers, start.positions, cell=start.cell, pbc=start.pbc)
+    thermalize = getattr(velocitydistribution, "thermalize_momenta",  # ase >= 3.29
+                         velocitydistribution.MaxwellBoltzmannDistribution)
+    thermalize(atoms, temperature_K=temperature, rng=rng)
+    atoms.calc = model(atoms)
+    dynamics = Langevin(atoms, timestep * units.fs, temperature_K=temperature,
+                        friction=friction / units.fs, fixcm=False, rng=rng)
+    trace = MDTrace(temperature, steps)
+    done = 0
+    while done < steps:
+        try:
+            if done:
+                dynamics.run(min(every, steps - done))
+            energy = float(atoms.calc.results.get("free_energy", atoms.get_potential_energy()))
+        except Exception as error:  # a model that blows up is a failed run, not a crash
+            trace.stopped = f"model raised at step {done}: {type(error).__name__}: {error}"
+            break
+        done = dynamics.nsteps
+        trace.step.append(done)
+        trace.time.append(done * timestep)
+        trace.shortest.append(shortest_distance(atoms))
+        trace.model.append(energy / len(atoms))
+        trace.reference.append(_energy_per_atom(atoms, reference))
+        if not (math.isfinite(trace.model[-1]) and math.isfinite(trace.reference[-1])):
+            trace.stopped = f"non-finite energy at step {done}"
+            break
+        if trace.shortest[-1] < collapse:
+            trace.stopped = (f"collapsed at step {done}: shortest distance "
+                             f"{trace.shortest[-1]:.2f} Å")
+            break
+    return trace
+
+
+def md_checks(trace: MDTrace, min_distance: float, tolerance: float) -> list[Check]:
+    """Pass/fail of one trace: shortest distance ``>= min_distance`` Å over the whole run and
+    largest ``|E_model - E_ref|`` per atom ``<= tolerance`` eV/atom; a run that stopped early
+    fails both."""
+    name = f"MD {trace.temperature:g} K"
+    ran = f"{trace.step[-1] if trace.step else 0}/{trace.steps} steps"
+    shortest = min(trace.shortest, default=math.nan)
+    errors = np.abs(trace.error())
+    worst = float(errors.max()) if errors.size and np.all(np.isfinite(errors)) else math.inf
+    drift = float(trace.error()[-1] - trace.error()[0]) if errors.size > 1 else math.nan
+    stopped = f"; stopped: {trace.stopped}" if trace.stopped else ""
+    return [
+        Check(f"{name}: shortest distance", not trace.stopped and shortest >= min_distance,
+              shortest, min_distance, "Å", f"{ran}{stopped}"),
+        Check(f"{name}: |E_model - E_ref|", not trace.stopped and worst <= tolerance,
+              1000 * worst, 1000 * tolerance, "meV/atom",
+              f"{ran}; drift of the error {1000 * drift:.3g} meV/atom{stopped}"),
+    ]
+
+
+def _cluster(symbol: str, kind: str, distance: float, box: float = 12.0) -> Atoms:
+    from pyiron_assyst.stages.short_range import dimer, trimer
+
+    if kind == "dimer":
+        return dimer(symbol, symbol, distance, box)
+    return trimer((symbol,) * 3, distance, box)
+
+
+def cluster_curves(symbol: str, distances: Sequence[float], model: Source, reference: Source,
+                   ) -> dict[str, dict[str, np.ndarray]]:
+    """Energies per atom (eV/atom) of ``symbol`` dimers and equilateral trimers at
+    ``distances`` (Å): ``{"dimer": {"distance", "reference", "model"}, "trimer": {...}}``."""
+    curves: dict[str, dict[str, np.ndarray]] = {}
+    for kind in ("dimer", "trimer"):
+        structures = [_cluster(symbol, kind, d) for d in distances]
+        curves[kind] = {
+            "distance": np.asarray(distances, dtype=float),
+            "reference": np.array([_energy_per_atom(s, reference) for s in structures]),
+            "model": np.array([_energy_per_atom(s, model) for s in structures]),
+        }
+    return curves
+
+
+def cluster_checks(curves: dict[str, dict[str, np.ndarray]], down_to: float,
+                   tolerance: float) -> list[Check]:
+    """Largest ``|E_model - E_ref|`` per atom of each cluster curve at distances ``>= down_to``
+    Å, against ``tolerance`` eV/atom."""
+    checks = []
+    for kind, curve in curves.items():
+        near = curve["distance"] >= down_to - 1e-9
+        errors = np.abs(curve["model"] - curve["reference"])[near]
+        worst = float(errors.max()) if errors.size and np.all(np.isfinite(errors)) else math.inf
+        at = float(curve["distance"][near][int(np.argmax(errors))]) if errors.size else math.nan
+        checks.append(Check(f"{kind} curve: |E_model - E_ref| from {down_to:.2f} Å",
+                            worst <= tolerance, 1000 * worst, 1000 * tolerance, "meV/atom",
+                            f"worst at {at:.2f} Å"))
+    return checks

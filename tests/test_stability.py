@@ -1,0 +1,103 @@
+"""The model driving itself: MD checks and cluster curves of the transferability report.
+
+EMT against itself must pass with zero energy error; a deliberately attractive short-range
+Morse potential (equilibrium at 1.2 Å, long-ranged attraction) must collapse and be reported as
+failing, first in the checks and at the top of the written report.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from pyiron_assyst.calculators import EMT, Morse
+from pyiron_assyst.fitting.stability import (
+    cluster_checks,
+    cluster_curves,
+    md_checks,
+    md_trace,
+    shortest_distance,
+    vacancy_cell,
+)
+from pyiron_assyst.fitting.transferability import (
+    TransferabilityConfig,
+    TransferabilityResult,
+    _stability,
+    write_report,
+)
+
+A_EMT = 3.59  # Å, EMT Cu
+NEAREST = A_EMT / math.sqrt(2)
+COLLAPSING = Morse(epsilon=1.0, r0=1.2, rho0=2.0, rcut1=3.0, rcut2=4.0)
+SHORT = TransferabilityConfig(stability_temperatures=(1500.0,), stability_steps=60,
+                              stability_every=10, cluster_fractions=(0.6, 0.7, 1.0))
+
+
+def _source(config):
+    calc = config.get_calculator()
+    return lambda atoms: calc
+
+
+def test_vacancy_cell_and_shortest_distance():
+    cell = vacancy_cell("Cu", A_EMT, 2)
+    assert len(cell) == 31
+    assert shortest_distance(cell) == pytest.approx(NEAREST)
+
+
+def test_emt_driving_itself_passes_with_zero_error():
+    trace = md_trace(vacancy_cell("Cu", A_EMT), _source(EMT()), _source(EMT()), 1500.0, 60,
+                     every=10, seed=1, collapse=0.65 * NEAREST)
+    assert trace.step == [0, 10, 20, 30, 40, 50, 60]
+    assert trace.stopped == ""
+    assert trace.time[-1] == 120.0
+    assert np.all(trace.error() == 0.0)
+    assert trace.shortest[0] == pytest.approx(NEAREST)
+    assert min(trace.shortest) > 0.7 * NEAREST
+    checks = md_checks(trace, 0.65 * NEAREST, 0.02)
+    assert [c.passed for c in checks] == [True, True]
+    assert checks[1].value == 0.0
+
+
+def test_a_collapsing_model_fails_and_stops_early():
+    trace = md_trace(vacancy_cell("Cu", A_EMT), _source(COLLAPSING), _source(EMT()), 1500.0,
+                     1000, every=10, seed=1, collapse=0.65 * NEAREST)
+    assert trace.stopped.startswith("collapsed at step")
+    assert trace.step[-1] < 1000
+    assert trace.shortest[-1] < 0.65 * NEAREST
+    shortest, energy = md_checks(trace, 0.65 * NEAREST, 0.02)
+    assert not shortest.passed
+    assert not energy.passed
+    assert "collapsed" in shortest.detail
+
+
+def test_cluster_curves_and_checks():
+    distances = [0.6 * NEAREST, 0.7 * NEAREST, NEAREST]
+    same = cluster_curves("Cu", distances, _source(EMT()), _source(EMT()))
+    assert set(same) == {"dimer", "trimer"}
+    assert np.all(same["dimer"]["model"] == same["dimer"]["reference"])
+    # EMT dimers are repulsive towards short distances
+    assert np.all(np.diff(same["dimer"]["reference"]) < 0)
+    assert all(c.passed for c in cluster_checks(same, 0.7 * NEAREST, 0.1))
+    other = cluster_curves("Cu", distances, _source(COLLAPSING), _source(EMT()))
+    checks = cluster_checks(other, 0.7 * NEAREST, 0.1)
+    assert not any(c.passed for c in checks)
+    # the 0.6 point is below the checked range: it does not enter the worst error
+    worst = np.abs(other["dimer"]["model"] - other["dimer"]["reference"])[1:].max()
+    assert checks[0].value == pytest.approx(1000 * worst)
+
+
+def test_report_says_fail_at_the_top(tmp_path):
+    result = TransferabilityResult()
+    _stability(SHORT, A_EMT, _source(EMT()), _source(COLLAPSING), result)
+    assert not result.passed
+    write_report(result, tmp_path)
+    text = (tmp_path / "transferability.md").read_text()
+    assert text.startswith('Verdict: <span style="color:red">**FAIL**</span>: MD 1500 K')
+    assert (tmp_path / "md_traces.png").is_file()
+    assert (tmp_path / "clusters.png").is_file()
+    good = TransferabilityResult()
+    _stability(SHORT, A_EMT, _source(EMT()), _source(EMT()), good)
+    assert good.passed
+    assert len(good.checks) == 4
