@@ -52,12 +52,12 @@ def test_emt_driving_itself_passes_with_zero_error():
     assert trace.step == [0, 10, 20, 30, 40, 50, 60]
     assert trace.stopped == ""
     assert trace.time[-1] == 120.0
-    assert np.all(trace.error() == 0.0)
+    assert np.abs(trace.error()).max() < 1e-12  # round-off of the wrapped positions
     assert trace.shortest[0] == pytest.approx(NEAREST)
     assert min(trace.shortest) > 0.7 * NEAREST
     checks = md_checks(trace, 0.65 * NEAREST, 0.02)
     assert [c.passed for c in checks] == [True, True]
-    assert checks[1].value == 0.0
+    assert checks[1].value < 1e-9
 
 
 def test_a_collapsing_model_fails_and_stops_early():

@@ -150,11 +150,12 @@ def md_trace(start: Atoms, model: Source, reference: Source, temperature: float,
     dynamics = Langevin(atoms, timestep * units.fs, temperature_K=temperature,
                         friction=friction / units.fs, fixcm=False, rng=rng)
     trace = MDTrace(temperature, steps)
-    done = 0
-    while done < steps:
+    done, first = 0, True
+    while first or done < steps:
         try:
-            if done:
+            if not first:
                 dynamics.run(min(every, steps - done))
+            first = False
             energy = float(atoms.calc.results.get("free_energy", atoms.get_potential_energy()))
         except Exception as error:  # a model that blows up is a failed run, not a crash
             trace.stopped = f"model raised at step {done}: {type(error).__name__}: {error}"
