@@ -26,6 +26,7 @@ from pyiron_assyst.stages.filters import AspectFilter, DistanceFilter, VolumeFil
 from pyiron_assyst.stages.perturbations import PerturbConfig, RandomChoice, Rattle, Stretch
 from pyiron_assyst.stages.relax import FullRelax, VolumeRelax
 from pyiron_assyst.stages.sample import SampleConfig
+from pyiron_assyst.stages.short_range import ShortRangeConfig
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
@@ -179,6 +180,9 @@ def test_defaults_page_states_the_macro_defaults():
                                                        seed=0)
     assert defaults["final_filter"] == DistanceFilter(1.0) & VolumeFilter(maximum=300.0)
     assert defaults["calculator"] == EMT()
+    assert defaults["short_range_config"] == ShortRangeConfig(
+        enabled=True, isolated=True, dimer_fractions=(0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.15, 1.3, 1.5),
+        trimer_fractions=(0.6, 0.7, 0.8, 0.9, 1.0), compressions=(0.8,), box=12.0)
     assert defaults["executor"] == Executor(kind="process", max_workers=0)
     assert defaults["reference"] is None  # the relaxation calculator
     assert defaults["curation"] == CurationConfig(energy_cap=10.0, energy_mode="relative",
