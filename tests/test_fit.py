@@ -56,7 +56,9 @@ QUICK_MAE = 20.0  # meV/atom, the issue's target; measured 7.7
 QUICK_FORCES = 0.15  # eV/Å; measured 0.048
 QUICK_FCC_A = 0.01  # relative; measured -0.0072
 QUICK_REPORT = TransferabilityConfig(n_volumes=5, vacancy_repeat=2, relax_steps=20,
-                                     slab_layers=3, md_steps=10, md_snapshots=2)
+                                     slab_layers=3, md_steps=10, md_snapshots=2,
+                                     stability_temperatures=(1500.0,), stability_steps=20,
+                                     cluster_fractions=(0.7, 1.0))
 
 
 def _family(phase: str, volume_scale: float, index: int, copies: int = 2) -> list[Atoms]:
@@ -226,6 +228,71 @@ def test_seeded_fit_is_bit_reproducible(tiny_fit, labelled, tmp_path):
     assert all(torch.equal(first[k], second[k]) for k in first)
 
 
+# --------------------------------------------------------------------------- short range
+
+
+def _short_range_set():
+    """The short-range stage's clusters for Cu, labelled with EMT."""
+    from pyiron_assyst.stages.short_range import ShortRangeConfig, short_range
+
+    made, _ = short_range([], ShortRangeConfig(compressions=()), ["Cu"])
+    return [evaluate(s, EMT()).value for s in made]
+
+
+def test_mace_arguments_use_zbl_and_the_isolated_atoms():
+    from pyiron_assyst.fitting.mace import _e0s, _mace_arguments
+
+    clusters = _short_range_set()
+    e0s, source = _e0s(TINY, clusters)
+    assert source == "isolated"
+    assert e0s == {"Cu": pytest.approx(3.5101, abs=1e-3)}
+    args = _mace_arguments(TINY, "cpu", True, e0s)
+    assert args[args.index("--E0s") + 1] == "e0s.json"
+    assert "--pair_repulsion" in args
+    plain = _mace_arguments(FitConfig(pair_repulsion=False, e0s="average"), "cpu", True, {})
+    assert plain[plain.index("--E0s") + 1] == "average"
+    assert "--pair_repulsion" not in plain
+    # a set without isolated atoms falls back to average, saying why
+    e0s, source = _e0s(TINY, [a for a in clusters if len(a) > 1])
+    assert (e0s, source) == ({}, "average (no isolated atom of Cu)")
+    with pytest.raises(ConfigError, match="e0s"):
+        FitConfig(e0s="zero")
+
+
+def test_split_never_holds_out_isolated_atoms_dimers_or_trimers(labelled):
+    clusters = _short_range_set()
+    for seed in range(5):
+        kept, held = split_by_lineage(clusters + labelled, 0.5, seed)
+        assert all(c in kept for c in clusters)
+        assert {root_of(s) for s in held} == {root_of(s) for s in split_by_lineage(
+            labelled, 0.5, seed)[1]}
+
+
+@pytest.mark.slow
+def test_fit_with_zbl_keeps_the_isolated_atom_and_repels(labelled, tmp_path):
+    """A tiny fit on the families plus the short-range clusters: the model's isolated atom is
+    EMT's to round-off (E0s from the isolated atom, no neighbour within r_max) and its dimer
+    is repulsive below the bond length (ZBL plus the dimers it saw)."""
+    from pyiron_assyst.stages.curate import isolated_atom
+    from pyiron_assyst.stages.short_range import dimer
+
+    clusters = _short_range_set()
+    model, report = fit(labelled + clusters, TINY, directory=str(tmp_path))
+    assert report.e0s_source == "isolated"
+    assert dict(report.e0s) == {"Cu": pytest.approx(3.5101, abs=1e-3)}
+    assert "E0s isolated (Cu 3.51 eV)" in report.summary()
+    calc = model.get_calculator()
+    atom = isolated_atom("Cu")
+    atom.calc = calc
+    assert atom.get_potential_energy() == pytest.approx(dict(report.e0s)["Cu"], abs=1e-6)
+    energies = []
+    for distance in (1.0, 1.5, 2.0, 2.5):
+        pair = dimer("Cu", "Cu", distance)
+        pair.calc = calc
+        energies.append(pair.get_potential_energy())
+    assert np.all(np.diff(energies) < 0), energies  # ever more repulsive inwards
+
+
 # --------------------------------------------------------------------------- the report
 
 
@@ -247,7 +314,16 @@ def test_report_of_reference_against_itself_is_exact(labelled, tmp_path):
     paths = write_report(result, tmp_path / "report")
     assert {p.name for p in paths} == {"transferability.csv", "transferability.md",
                                        "ev_curves.png", "parity_energy.png",
-                                       "parity_forces.png"}
+                                       "parity_forces.png", "md_traces.png", "clusters.png"}
+    # EMT Cu: isolated atom 3.51 eV, cohesive energy 3.51 eV/atom (fcc at -0.007 eV/atom)
+    assert result.value("isolated atom energy").reference == pytest.approx(3.5101, abs=1e-3)
+    assert result.value("cohesive energy (fcc)").reference == pytest.approx(3.517, abs=2e-3)
+    assert result.passed
+    assert [c.name for c in result.checks] == [
+        "MD 1500 K: shortest distance", "MD 1500 K: |E_model - E_ref|",
+        "dimer curve: |E_model - E_ref| from 1.78 Å", "trimer curve: |E_model - E_ref| from 1.78 Å"]
+    assert (tmp_path / "report" / "transferability.md").read_text().startswith(
+        "Verdict: **PASS**")
     assert all(p.stat().st_size > 0 for p in paths)
 
 

@@ -33,15 +33,17 @@ FORMULAS = Formulas.range("Cu", 1, 3)
 CONFIGS = {"sample_config": SampleConfig(spacegroups=(221, 229), seed=1),
            "executor": Executor(kind="serial")}
 MACRO_INPUTS = ["formulas", "sample_config", "sample_filter", "volume_relax", "full_relax",
-                "perturb_config", "final_filter", "calculator", "reference", "curation",
-                "executor"]
+                "perturb_config", "final_filter", "short_range_config", "calculator",
+                "reference", "curation", "executor"]
 MACRO_TYPES = ["Formulas", "SampleConfig", "Filter", "Relaxation", "Relaxation",
-               "PerturbConfig", "Filter", "CalculatorConfig", ["CalculatorConfig", "NoneType"],
+               "PerturbConfig", "Filter", "ShortRangeConfig", "CalculatorConfig",
+               ["CalculatorConfig", "NoneType"],
                "CurationConfig", "Executor"]
 BUILDERS = {  # the typed JSON builder node of each macro input
     "formulas": "formulas", "sample_config": "sample_config", "sample_filter": "filter",
     "volume_relax": "relaxation", "full_relax": "relaxation", "perturb_config": "perturb_config",
-    "final_filter": "filter", "calculator": "calculator", "reference": "calculator",
+    "final_filter": "filter", "short_range_config": "short_range_config",
+    "calculator": "calculator", "reference": "calculator",
     "curation": "curation_config", "executor": "executor"}
 
 
@@ -74,11 +76,14 @@ STAGE_EDGES = {  # inside the macro, after ungrouping (labels without the prefix
     "relax_1.structures->concatenate_0.relaxed",
     "perturb_0.structures->concatenate_0.perturbed",
     "concatenate_0.structures->apply_filter_1.structures",
-    "apply_filter_1.structures->label_and_curate_0.structures",
+    "apply_filter_1.structures->add_short_range_0.filtered",
+    "relax_1.structures->short_range_0.relaxed",
+    "short_range_0.structures->add_short_range_0.short_range",
+    "add_short_range_0.structures->label_and_curate_0.structures",
     "reference_calculator_0.calculator->label_and_curate_0.reference",
 }
 CONFIG_EDGES = {  # config node -> stage port, after ungrouping the macro
-    "formulas": ["sample_0.formulas", "label_and_curate_0.formulas"],
+    "formulas": ["sample_0.formulas", "short_range_0.formulas", "label_and_curate_0.formulas"],
     "sample_config": ["sample_0.config"],
     "executor": ["sample_0.executor", "relax_0.executor", "relax_1.executor",
                  "label_and_curate_0.executor"],
@@ -91,6 +96,7 @@ CONFIG_EDGES = {  # config node -> stage port, after ungrouping the macro
     "full_relax": ["relax_1.config"],
     "perturb_config": ["perturb_0.config"],
     "final_filter": ["apply_filter_1.filter"],
+    "short_range_config": ["short_range_0.config"],
 }
 
 
