@@ -110,8 +110,11 @@ def test_short_range_structures_join_after_the_filter_and_reach_the_training_set
                   if s.info["short_range"] == "dimer")
     assert closest == pytest.approx(0.5 * 2.64)  # half the Cu-Cu bond, far below the filter
     dimers = [s for s in short if s.info["short_range"] == "dimer"]
-    # the final filter would drop the four dimers closer than 2 Å (0.5-0.7 x 2.64 Å)
-    assert sum(not pipeline.DEFAULT_FINAL_FILTER(s) for s in dimers) == 4
+    # the final filter would drop every cluster (more than 300 Å³/atom in its box), its
+    # distance part the three dimers closer than 2 Å (0.5-0.7 x 2.64 Å)
+    clusters = [s for s in short if s.info["short_range"] != "compressed"]
+    assert not any(pipeline.DEFAULT_FINAL_FILTER(s) for s in clusters)
+    assert sum(not DistanceFilter(1.0)(s) for s in dimers) == 3
     curate = serial["curate_report"]
     assert dict(curate.notes) == {"short-range structures exempt from distance and caps":
                                   len(short)}
