@@ -163,7 +163,7 @@ def test_macro_outputs_are_typed():
     gui = Gui([pwf.node(assyst)])
     types = [p["types_raw"] for p in gui.ports("assyst", "source").values()]
     gui.flow.close()
-    assert types == ["list"] * 8 + ["StageReport"] * 9 + ["dict"]
+    assert types == ["list"] * 9 + ["StageReport"] * 10 + ["dict"]
 
 
 def test_workflow_object_loads_directly():
@@ -240,7 +240,7 @@ def test_ungrouped_macro_shows_stage_nodes_typed_ports_and_edges(recipe_gui):
     builders = Counter(form_path(f) for f in [*FORMS.values(),
                                               *(f for f, _, _ in CHILDREN.values())])
     stage_nodes = {"sample": 1, "relax": 2, "apply_filter": 2, "perturb": 1, "concatenate": 1,
-                   "reference_calculator": 1}
+                   "short_range": 1, "add_short_range": 1, "reference_calculator": 1}
     assert paths == {**builders,
                      **{f"pyiron_assyst.workflow.nodes.{k}": n for k, n in stage_nodes.items()},
                      "pyiron_assyst.workflow.macro.label_and_curate": 1}
