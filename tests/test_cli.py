@@ -126,6 +126,7 @@ def test_example_file_spells_out_the_macro_defaults():
     assert configs["final_filter"] == workflows.DEFAULT_FINAL_FILTER
     assert configs["sample_filter"] == workflows.DEFAULT_SAMPLE_FILTER
     assert configs["curation"] == workflows.DEFAULT_CURATION
+    assert configs["short_range_config"] == pipeline.defaults()["short_range_config"]
     assert configs["reference"] == configs["calculator"]
     assert set(configs) == {c.name for c in pipeline.CONFIGS}  # every table spelled out
     assert [sum(f.values()) for f in formulas] == [1, 2, 3]
@@ -158,7 +159,7 @@ def test_run_writes_a_project_training_set_and_summary(finished):
     assert stored["volume_relax"] == VolumeRelax()
     assert stored["executor"] == configs["executor"]
     assert project.stages(run) == ["sampled", "volume_relaxed", "relaxed", "perturbed",
-                                   "isolated_atoms", "training_set"]
+                                   "short_range", "isolated_atoms", "training_set"]
     assert project.stages(run) == list(pipeline.stored_stages())
     assert all(s.calc is not None and s.get_forces().shape == (len(s), 3) for s in structures)
     assert stored["reference"] == stored["calculator"] == EMT()

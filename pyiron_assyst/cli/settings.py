@@ -30,6 +30,7 @@ from pyiron_assyst.stages import filters, perturbations
 from pyiron_assyst.stages import relax as relaxations
 from pyiron_assyst.stages import sample as crystals
 from pyiron_assyst.stages import select as selection
+from pyiron_assyst.stages import short_range
 from pyiron_assyst.workflow.pipeline import CONFIGS
 
 __all__ = [
@@ -45,7 +46,7 @@ CONFIG_TABLES = tuple(c.table for c in CONFIGS)
 """TOML table of each config input of the pipeline, in order."""
 
 CONFIG_MODULES = (calculators, cost, crystals, curation, executors, filters, gpaw, perturbations,
-                  relaxations, repair, selection, structure_settings)
+                  relaxations, repair, selection, short_range, structure_settings)
 """Modules whose public config classes TOML tables (and graph nodes) can name."""
 
 
