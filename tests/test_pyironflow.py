@@ -54,7 +54,8 @@ def builder_path(kind: str) -> str:
 FORMS = {  # the form node of each config of build_workflow(FORMULAS, **CONFIGS)
     "formulas": "formulas", "sample_config": "sample_config", "sample_filter": "aspect_filter",
     "volume_relax": "volume_relax", "full_relax": "full_relax",
-    "perturb_config": "perturb_config", "final_filter": "all_of", "calculator": "emt",
+    "perturb_config": "perturb_config", "final_filter": "all_of",
+    "short_range_config": "short_range_config", "calculator": "emt",
     "reference": "emt", "curation": "curation_config", "executor": "executor"}
 CHILDREN = {  # nested configs: child form nodes feeding a port of their parent's form
     "perturb_config_filter": ("distance_filter", "perturb_config", "filter"),

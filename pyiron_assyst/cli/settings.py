@@ -26,11 +26,10 @@ from pyiron_assyst.calculators import cost, gpaw, repair, structure_settings
 from pyiron_assyst.core.config import Config, ConfigError
 from pyiron_assyst.execution import executors
 from pyiron_assyst.stages import curate as curation
-from pyiron_assyst.stages import filters, perturbations
+from pyiron_assyst.stages import filters, perturbations, short_range
 from pyiron_assyst.stages import relax as relaxations
 from pyiron_assyst.stages import sample as crystals
 from pyiron_assyst.stages import select as selection
-from pyiron_assyst.stages import short_range
 from pyiron_assyst.workflow.pipeline import CONFIGS
 
 __all__ = [

@@ -35,7 +35,7 @@ import flowrep as fr
 from pyiron_assyst import calculators
 from pyiron_assyst.core.config import Config, config_from_dict
 from pyiron_assyst.execution import executors
-from pyiron_assyst.stages import curate, filters, perturbations, relax, sample
+from pyiron_assyst.stages import curate, filters, perturbations, relax, sample, short_range
 
 __all__ = [
     "FORMS",
@@ -53,6 +53,7 @@ __all__ = [
     "morse",
     "perturb_config",
     "sample_config",
+    "short_range_config",
     "volume_filter",
     "volume_relax",
 ]
@@ -65,6 +66,7 @@ _CURATION = curate.CurationConfig()
 _PERTURB = perturbations.PerturbConfig()
 _MORSE = calculators.Morse()
 _LJ = calculators.LennardJones()
+_SHORT = short_range.ShortRangeConfig()
 
 
 @fr.atomic("config")
@@ -223,6 +225,22 @@ def curation_config(
 
 
 @fr.atomic("config")
+def short_range_config(
+    enabled: bool = _SHORT.enabled,
+    isolated: bool = _SHORT.isolated,
+    dimer_fractions: list = list(_SHORT.dimer_fractions),  # noqa: B006 - a JSON constant
+    trimer_fractions: list = list(_SHORT.trimer_fractions),  # noqa: B006
+    compressions: list = list(_SHORT.compressions),  # noqa: B006
+    box: float = _SHORT.box,
+) -> short_range.ShortRangeConfig:
+    """:class:`~pyiron_assyst.stages.short_range.ShortRangeConfig` field by field (fractions
+    of the bond length; compressions as linear factors; box in Å)."""
+    return short_range.ShortRangeConfig(
+        enabled=enabled, isolated=isolated, dimer_fractions=tuple(dimer_fractions),
+        trimer_fractions=tuple(trimer_fractions), compressions=tuple(compressions), box=box)
+
+
+@fr.atomic("config")
 def executor(
     kind: str = _EXECUTOR.kind,
     max_workers: int = _EXECUTOR.max_workers,
@@ -259,6 +277,7 @@ FORMS: dict[type, Callable[..., Any]] = {
     calculators.Morse: morse,
     calculators.LennardJones: lennard_jones,
     curate.CurationConfig: curation_config,
+    short_range.ShortRangeConfig: short_range_config,
     executors.Executor: executor,
 }
 """The form node of each config class that has one (exact classes, not subclasses)."""
