@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -33,8 +34,11 @@ HERE = Path(__file__).resolve().parent
 
 
 def labelled_pool(elements: list[str], max_atoms: int, group_step: int, seed: int,
-                  workers: int) -> list[Atoms]:
-    """The ASSYST set of the canonical macro, labelled with EMT."""
+                  workers: int, cache: Path | None = None) -> list[Atoms]:
+    """The ASSYST set of the canonical macro, labelled with EMT (read from ``cache`` if there)."""
+    if cache is not None and cache.exists():
+        with open(cache, "rb") as handle:
+            return pickle.load(handle)
     import pyiron_workflow as pwf
 
     from pyiron_assyst.calculators import EMT
@@ -53,6 +57,10 @@ def labelled_pool(elements: list[str], max_atoms: int, group_step: int, seed: in
     if run.exception is not None:
         raise run.exception
     labelled, _ = label(list(run.outputs["training_set"]), EMT(), executor)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with open(cache, "wb") as handle:
+            pickle.dump(labelled, handle)
     return labelled
 
 
@@ -77,6 +85,12 @@ def held_out_errors(model: object, held_out: list[Atoms]) -> dict[str, float]:
 
 def fit_and_score(train: list[Atoms], held_out: list[Atoms], epochs: int, seed: int,
                   directory: Path) -> dict[str, float]:
+    """Fit on ``train`` (or read the scores of the same fit from ``directory``) and score it."""
+    done = directory / "scores.json"
+    if done.exists():
+        scores = json.loads(done.read_text())
+        if scores.get("epochs") == epochs and scores.get("n_train") == len(train):
+            return scores
     from pyiron_assyst.execution.executors import Executor
     from pyiron_assyst.fitting.mace import FitConfig, fit
 
@@ -88,64 +102,117 @@ def fit_and_score(train: list[Atoms], held_out: list[Atoms], epochs: int, seed: 
     scores = held_out_errors(model, held_out)
     scores["fit_seconds"] = time.perf_counter() - start
     scores["n_train"] = len(train)
+    scores["epochs"] = epochs
+    done.write_text(json.dumps(scores))
     return scores
 
 
-def chosen(pool: list[Atoms], method: str, fraction: float, seed: int) -> tuple[list[Atoms], dict]:
+def chosen(pool: list[Atoms], method: str, fraction: float, seed: int, descriptor: str
+           ) -> tuple[list[Atoms], dict]:
     from pyiron_assyst.stages.select import SelectConfig, select
 
-    kept, report = select(pool, SelectConfig(method=method, fraction=fraction, seed=seed))
+    config = SelectConfig(method=method, fraction=fraction, seed=seed,
+                          descriptor=DESCRIPTORS[descriptor]())
+    kept, report = select(pool, config)
     return kept, dict(report.notes)
+
+
+def epochs_for(args: argparse.Namespace, n_train: int, n_pool: int) -> int:
+    """Epochs of a fit on ``n_train`` of ``n_pool`` structures.
+
+    With ``--equal-steps`` (the default) a subset is trained for ``epochs * n_pool / n_train``
+    epochs, so every fit takes the same number of optimizer steps: a selection saves DFT labels,
+    and the fit's own cost (minutes on a CPU) is negligible next to one DFT label per structure,
+    so it must not also be handed a shorter training. Without it every fit runs ``epochs``.
+    """
+    if not args.equal_steps:
+        return args.epochs
+    return max(1, round(args.epochs * n_pool / max(n_train, 1)))
 
 
 def run_case(name: str, elements: list[str], max_atoms: int, args: argparse.Namespace) -> dict:
     from pyiron_assyst.fitting.mace import split_by_lineage
 
-    work = Path(args.work) / name
+    slug = name.split()[0]
+    work = Path(args.work) / slug
     work.mkdir(parents=True, exist_ok=True)
-    labelled = labelled_pool(elements, max_atoms, args.group_step, 0, args.workers)
+    labelled = labelled_pool(elements, max_atoms, args.group_step, 0, args.workers,
+                             Path(args.work) / f"pool_{slug}_{args.group_step}.pkl")
     pool, held_out = split_by_lineage(labelled, 0.2, seed=0)
+    steps = "equal steps" if args.equal_steps else "equal epochs"
     out: dict = {"case": name, "n_pool": len(pool), "n_held_out": len(held_out),
-                 "fraction": args.fraction, "seeds": args.seeds, "epochs": args.epochs}
-    out["whole"] = fit_and_score(pool, held_out, args.epochs, 0, work / "whole")
+                 "fraction": args.fraction, "seeds": args.seeds, "epochs": args.epochs,
+                 "protocol": steps, "descriptor": args.descriptor}
+    tag = f"{'steps' if args.equal_steps else 'epochs'}{args.epochs}"
+
+    def run(subset: list[Atoms], label: str) -> dict:
+        return fit_and_score(subset, held_out, epochs_for(args, len(subset), len(pool)), 0,
+                             work / f"{tag}_{label}")
+
+    if "whole" in args.arms:
+        out["whole"] = run(pool, "whole")
     for method in ("leverage", "random"):
+        if method not in args.arms:
+            continue
         runs = []
-        for seed in range(args.seeds):
-            subset, notes = chosen(pool, method, args.fraction, seed)
-            scores = fit_and_score(subset, held_out, args.epochs, 0, work / f"{method}_{seed}")
-            runs.append({**scores, "seed": seed, **notes})
+        for seed in args.seed_list or range(args.seeds):
+            subset, notes = chosen(pool, method, args.fraction, seed, args.descriptor)
+            where = f"{method}_{args.descriptor}_{args.fraction}_{seed}" if method == "leverage" \
+                else f"random_{args.fraction}_{seed}"
+            runs.append({**run(subset, where), "seed": seed, **notes})
         out[method] = runs
     out["sweep"] = []
     for fraction in args.sweep:
-        subset, notes = chosen(pool, "leverage", fraction, 0)
-        scores = fit_and_score(subset, held_out, args.epochs, 0, work / f"sweep_{fraction}")
+        subset, notes = chosen(pool, "leverage", fraction, 0, args.descriptor)
+        scores = run(subset, f"leverage_{args.descriptor}_{fraction}_0")
         out["sweep"].append({**scores, "fraction": fraction, **notes})
     return out
 
 
 def markdown(result: dict) -> str:
-    whole = result["whole"]["energy_mae_mev_per_atom"]
+    whole = result.get("whole", {}).get("energy_mae_mev_per_atom", float("nan"))
 
     def stats(runs: list[dict], key: str) -> tuple[float, float]:
         values = [r[key] for r in runs]
         return float(np.mean(values)), float(np.std(values, ddof=1) if len(values) > 1 else 0.0)
 
     lines = [f"**{result['case']}**: pool {result['n_pool']}, held out {result['n_held_out']}, "
-             f"{result['epochs']} epochs, {result['seeds']} seeds",
-             "", "| training set | n | energy MAE (meV/atom) | force RMSE (eV/Å) | vs whole |",
-             "|---|---|---|---|---|",
-             f"| whole pool | {result['whole']['n_train']} | {whole:.1f} | "
-             f"{result['whole']['force_rmse_ev_per_a']:.3f} | 1.00 |"]
+             f"{result['epochs']} epochs of the whole pool, {result['protocol']}, "
+             f"descriptor {result['descriptor']}",
+             "", "| training set | n | epochs | energy MAE (meV/atom) | force RMSE (eV/Å) "
+             "| vs whole |", "|---|---|---|---|---|---|"]
+    if "whole" in result:
+        lines.append(f"| whole pool | {result['whole']['n_train']} | {result['whole']['epochs']} "
+                     f"| {whole:.1f} | {result['whole']['force_rmse_ev_per_a']:.3f} | 1.00 |")
     for method in ("leverage", "random"):
-        e, se = stats(result[method], "energy_mae_mev_per_atom")
-        f, sf = stats(result[method], "force_rmse_ev_per_a")
-        n = result[method][0]["n_train"]
-        lines.append(f"| {int(100 * result['fraction'])} % by {method} | {n} | {e:.1f} ± {se:.1f} "
+        if not result.get(method):
+            continue
+        runs = result[method]
+        e, se = stats(runs, "energy_mae_mev_per_atom")
+        f, sf = stats(runs, "force_rmse_ev_per_a")
+        lines.append(f"| {round(100 * result['fraction'])} % by {method} ({len(runs)} seeds) "
+                     f"| {runs[0]['n_train']} | {runs[0]['epochs']} | {e:.1f} ± {se:.1f} "
                      f"| {f:.3f} ± {sf:.3f} | {e / whole:.2f} |")
-    lines.extend(f"| {int(100 * run['fraction'])} % by leverage (seed 0) | {run['n_train']} "
-                 f"| {run['energy_mae_mev_per_atom']:.1f} | {run['force_rmse_ev_per_a']:.3f} "
+    lines.extend(f"| {round(100 * run['fraction'])} % by leverage (seed 0) | {run['n_train']} "
+                 f"| {run['epochs']} | {run['energy_mae_mev_per_atom']:.1f} "
+                 f"| {run['force_rmse_ev_per_a']:.3f} "
                  f"| {run['energy_mae_mev_per_atom'] / whole:.2f} |" for run in result["sweep"])
     return "\n".join(lines)
+
+
+def _descriptors() -> dict:
+    from pyiron_assyst.stages import select
+
+    return {"radial": select.RadialDescriptor, "power": getattr(select, "PowerSpectrum", None)}
+
+
+class _Lazy(dict):
+    def __missing__(self, key: str) -> type:
+        self.update(_descriptors())
+        return dict.__getitem__(self, key)
+
+
+DESCRIPTORS = _Lazy()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,12 +220,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="Cu only, 1 seed, 5 epochs")
     parser.add_argument("--fraction", type=float, default=0.4)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--seed-list", type=int, nargs="*", default=None,
+                        help="run these selection seeds instead of range(--seeds)")
+    parser.add_argument("--epochs", type=int, default=100, help="epochs of the whole-pool fit")
+    parser.add_argument("--equal-steps", action=argparse.BooleanOptionalAction, default=True,
+                        help="train subsets for epochs / fraction (same optimizer steps; "
+                             "default on)")
+    parser.add_argument("--descriptor", choices=("power", "radial"), default="power")
+    parser.add_argument("--arms", nargs="*", default=["whole", "leverage", "random"],
+                        choices=("whole", "leverage", "random"))
     parser.add_argument("--group-step", type=int, default=3)
     parser.add_argument("--sweep", type=float, nargs="*", default=[0.2, 0.3, 0.6])
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--work", default=os.environ.get("TMPDIR", "/tmp") + "/bench_select")
+    parser.add_argument("--work", default=os.environ.get("TMPDIR", "/tmp") + "/bench_select",
+                        help="pool cache and fits; a fit already done there is read back")
     parser.add_argument("--markdown", help="also write the tables to this file")
+    parser.add_argument("--json", help="write the results here (default: "
+                        "results/select_<case>.json)")
     parser.add_argument("--cases", nargs="*", default=["unary", "binary"],
                         help="which cases to run (default both)")
     args = parser.parse_args(argv)
@@ -171,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, elements, max_atoms in cases:
         result = run_case(name, elements, max_atoms, args)
         slug = name.split()[0] + ("_quick" if args.quick else "")
-        (HERE / "results" / f"select_{slug}.json").write_text(json.dumps(result, indent=1))
+        target = Path(args.json) if args.json else HERE / "results" / f"select_{slug}.json"
+        target.write_text(json.dumps(result, indent=1))
         tables.append(markdown(result))
         print(tables[-1], flush=True)
     if args.markdown:

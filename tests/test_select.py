@@ -16,6 +16,7 @@ from pyiron_assyst.calculators.cost import CostModel, kpoint_count, predicted_co
 from pyiron_assyst.calculators.structure_settings import StructureSettings
 from pyiron_assyst.core.config import ConfigError, config_from_json
 from pyiron_assyst.core.lineage import child_uuid, stamp_root
+from pyiron_assyst.stages.descriptors import PowerSpectrum, legendre
 from pyiron_assyst.stages.select import (
     METHODS,
     RadialDescriptor,
@@ -24,6 +25,9 @@ from pyiron_assyst.stages.select import (
     leverage_scores,
     select,
 )
+
+RADIAL = RadialDescriptor()
+"""The cheap descriptor, for tests of the selection logic that call the stage many times."""
 
 
 def pool(n_cu: int = 24, n_cuag: int = 6, n_big: int = 0) -> list[Atoms]:
@@ -94,7 +98,7 @@ def test_counts_reasons_and_notes(method):
 @given(st.integers(0, 2**31), st.permutations(list(range(30))))
 def test_choice_depends_on_pool_and_seed_only(seed, permutation):
     structures = pool()
-    config = SelectConfig(method="leverage", fraction=0.3, seed=seed)
+    config = SelectConfig(method="leverage", fraction=0.3, seed=seed, descriptor=RADIAL)
     kept = {a.info["uuid"] for a in select(structures, config)[0]}
     shuffled = {a.info["uuid"] for a in select([structures[i] for i in permutation], config)[0]}
     assert kept == shuffled
@@ -103,11 +107,12 @@ def test_choice_depends_on_pool_and_seed_only(seed, permutation):
 def test_seeds_change_the_sampled_choice_but_not_the_top_k():
     structures = pool()
     choices = {frozenset(a.info["uuid"] for a in select(
-        structures, SelectConfig(method=m, fraction=0.3, seed=s))[0])
+        structures, SelectConfig(method=m, fraction=0.3, seed=s, descriptor=RADIAL))[0])
         for m in ("leverage",) for s in range(5)}
     assert len(choices) > 1
     tops = {frozenset(a.info["uuid"] for a in select(
-        structures, SelectConfig(method="leverage_top", fraction=0.3, seed=s))[0])
+        structures, SelectConfig(method="leverage_top", fraction=0.3, seed=s,
+                                 descriptor=RADIAL))[0])
         for s in range(5)}
     assert len(tops) == 1
 
@@ -127,7 +132,8 @@ def test_leverage_sampling_prefers_high_leverage_over_random():
     than 5 standard errors of the difference."""
     structures = pool()
     means = {m: [np.mean([a.info["selection_score"] for a in select(
-        structures, SelectConfig(method=m, fraction=0.3, seed=s, keep_compositions=False))[0]])
+        structures, SelectConfig(method=m, fraction=0.3, seed=s, keep_compositions=False,
+                                 descriptor=RADIAL))[0]])
         for s in range(40)] for m in ("leverage", "random")}
     diff = np.mean(means["leverage"]) - np.mean(means["random"])
     error = np.sqrt(np.var(means["leverage"]) / 40 + np.var(means["random"]) / 40)
@@ -188,18 +194,126 @@ def test_bad_settings_name_their_field(kwargs, field):
         RadialDescriptor(n_radial=0)
 
 
+@pytest.mark.parametrize(("kwargs", "field"), [
+    ({"cutoff": 0.0}, "cutoff"), ({"cutoff": float("inf")}, "cutoff"),
+    ({"n_radial": 0}, "n_radial"), ({"l_max": -1}, "l_max"), ({"l_max": 9}, "l_max"),
+    ({"l_max": 2.0}, "l_max"), ({"reduce": "max"}, "reduce"),
+])
+def test_bad_power_spectrum_settings_name_their_field(kwargs, field):
+    with pytest.raises(ConfigError, match=rf"PowerSpectrum\.{field}"):
+        PowerSpectrum(**kwargs)
+    with pytest.raises(ConfigError, match=r"SelectConfig\.descriptor.*PowerSpectrum"):
+        SelectConfig(descriptor=CostModel())
+
+
 def test_config_round_trips_through_json():
     config = SelectConfig(method="farthest", count=5, cost_aware=True,
                           cost_model=CostModel(0.2, 2.5), descriptor=RadialDescriptor(4.0, 6))
     assert config_from_json(config.to_json()) == config
     assert json.loads(config.to_json())["@config"] == "SelectConfig"
     assert hash(config) == hash(config_from_json(config.to_json()))
+    power = SelectConfig(descriptor=PowerSpectrum(4.5, 5, 3, "mean"))
+    assert config_from_json(power.to_json()) == power
+    assert hash(power) == hash(config_from_json(power.to_json())) != hash(SelectConfig())
+    assert json.loads(power.to_json())["descriptor"]["@config"] == "PowerSpectrum"
+
+
+def _radial(d: float, cutoff: float, n_radial: int) -> np.ndarray:
+    centres, width = np.linspace(cutoff / n_radial, cutoff, n_radial), cutoff / n_radial
+    return np.exp(-0.5 * ((d - centres) / width) ** 2) * 0.5 * (np.cos(np.pi * d / cutoff) + 1)
+
+
+def test_legendre_polynomials_are_exact():
+    x = np.array([-1.0, -0.3, 0.0, 0.5, 1.0])
+    p = legendre(x, 4)
+    np.testing.assert_allclose(p[2], (3 * x**2 - 1) / 2, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(p[3], (5 * x**3 - 3 * x) / 2, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(p[4], (35 * x**4 - 30 * x**2 + 3) / 8, rtol=0, atol=1e-15)
+
+
+def test_power_spectrum_of_a_dimer_is_exact():
+    """Each atom of a Cu dimer sees one neighbour: p[n, n', l] = (2l+1)/(4π) g_n g_n' (P_l(1)
+    = 1), summed over the two atoms; averaged, one atom's worth; the composition appended."""
+    d, cutoff, n_r, l_max = 2.5, 3.0, 3, 2
+    dimer = Atoms("Cu2", positions=[[0, 0, 0], [d, 0, 0]])
+    g = _radial(d, cutoff, n_r)
+    one = np.array([(2 * ell + 1) / (4 * np.pi) * g[n] * g[m] for n in range(n_r)
+                    for m in range(n, n_r) for ell in range(l_max + 1)])
+    summed = PowerSpectrum(cutoff, n_r, l_max, "sum").of(dimer, [29])
+    np.testing.assert_allclose(summed, [*(2 * one), 2.0], rtol=1e-12, atol=0)
+    mean = PowerSpectrum(cutoff, n_r, l_max, "mean").of(dimer, [29])
+    np.testing.assert_allclose(mean, [*one, 1.0], rtol=1e-12, atol=0)
+    # a CuAg dimer: the Cu centre sees only Ag, the Ag centre only Cu; blocks (Cu,Cu), (Cu,Ag),
+    # (Ag,Ag) of each centre, the (Cu,Ag) block a full n x n' matrix
+    mixed = PowerSpectrum(cutoff, n_r, l_max).of(Atoms("CuAg", positions=dimer.positions),
+                                                 [29, 47])
+    n_same, n_cross = len(one), n_r * n_r * (l_max + 1)
+    assert mixed.shape == (2 * (2 * n_same + n_cross) + 2,)
+    cu_centre, ag_centre = mixed[:2 * n_same + n_cross], mixed[2 * n_same + n_cross:-2]
+    np.testing.assert_allclose(cu_centre[n_same + n_cross:], one, rtol=1e-12)  # (Ag, Ag)
+    np.testing.assert_allclose(ag_centre[:n_same], one, rtol=1e-12)  # (Cu, Cu)
+    assert not cu_centre[:n_same + n_cross].any()
+    assert not ag_centre[n_same:].any()
+    np.testing.assert_array_equal(mixed[-2:], [1.0, 1.0])
+
+
+def test_power_spectrum_is_invariant_under_rotation_translation_and_permutation():
+    rng = np.random.default_rng(4)
+    for atoms in pool(n_cu=2, n_cuag=2, n_big=1):
+        reference = PowerSpectrum().of(atoms, [29, 47])
+        q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+        turned = atoms.copy()
+        turned.set_cell(atoms.cell.array @ q.T, scale_atoms=False)
+        turned.positions = atoms.positions @ q.T + rng.normal(size=3)
+        order = rng.permutation(len(atoms))
+        for other in (turned, turned[order]):
+            np.testing.assert_allclose(PowerSpectrum().of(other, [29, 47]), reference,
+                                       rtol=1e-9, atol=1e-12)
+
+
+def test_power_spectrum_sees_angles_the_radial_descriptor_cannot():
+    """A bent and a straight Cu trimer (bonds 2.5 Å at 90° and 180°; the outer atoms 3.5 and
+    5 Å apart, beyond the 3 Å cutoff) have the same distances within the cutoff."""
+    def trimer(angle: float) -> Atoms:
+        return Atoms("Cu3", positions=[[0, 0, 0], [2.5, 0, 0],
+                                       [2.5 * np.cos(angle), 2.5 * np.sin(angle), 0]])
+    bent, straight = trimer(np.pi / 2), trimer(np.pi)
+    radial = RadialDescriptor(cutoff=3.0, n_radial=4)
+    np.testing.assert_allclose(radial.of(bent, [29]), radial.of(straight, [29]), atol=1e-15)
+    power = PowerSpectrum(cutoff=3.0, n_radial=2, l_max=2)
+    # the centre atom's cross term 2 g_n g_n' (2l+1)/(4π) P_l(cos θ): P_1 = 0 bent, -1 straight
+    g = _radial(2.5, 3.0, 2)
+    diff = power.of(straight, [29]) - power.of(bent, [29])
+    expected = np.array([2 * g[n] * g[m] * (2 * ell + 1) / (4 * np.pi)
+                         * (legendre(np.array(-1.0), 2)[ell] - legendre(np.array(0.0), 2)[ell])
+                         for n in range(2) for m in range(n, 2) for ell in range(3)])
+    np.testing.assert_allclose(diff, [*expected, 0.0], rtol=1e-12, atol=1e-15)
+    assert np.abs(diff).max() > 1e-3
 
 
 def test_small_and_large_cell_routes_give_the_same_descriptor(monkeypatch):
-    from pyiron_assyst.stages import select as stage
+    from pyiron_assyst.stages import descriptors as module
 
     structures = pool(n_cu=6, n_cuag=3, n_big=3)
-    table = descriptors(structures)
-    monkeypatch.setattr(stage, "_SMALL", 0)  # every cell through ASE's neighbour list
-    np.testing.assert_allclose(descriptors(structures), table, rtol=0, atol=1e-12)
+    table = descriptors(structures, RadialDescriptor())
+    monkeypatch.setattr(module, "_SMALL", 0)  # every cell through ASE's neighbour list
+    np.testing.assert_allclose(descriptors(structures, RadialDescriptor()), table, rtol=0,
+                               atol=1e-12)
+
+
+def test_pair_vectors_match_ase_neighbor_list():
+    from ase.neighborlist import neighbor_list
+
+    from pyiron_assyst.numerics.distances import pair_vectors
+
+    rng = np.random.default_rng(2)
+    molecule = Atoms("Cu3", positions=rng.random((3, 3)) * 4)
+    slab = bulk("Cu", "fcc", a=3.6) * (1, 1, 2)
+    slab.pbc = (True, True, False)
+    for atoms in [*pool(n_cu=3, n_cuag=2, n_big=1), molecule, slab]:
+        expected = neighbor_list("ijD", atoms, 5.0)
+        got = pair_vectors(atoms.positions, atoms.cell.array, atoms.pbc, 5.0)
+        order = [np.lexsort((*np.round(d, 9).T, j, i)) for i, j, d in (expected, got)]
+        assert len(got[0]) == len(expected[0]) > 0
+        for a, b in zip(expected, got):
+            np.testing.assert_allclose(b[order[1]], a[order[0]], rtol=0, atol=1e-9)

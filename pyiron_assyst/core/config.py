@@ -76,6 +76,7 @@ CONFIG_MODULES = (
     "pyiron_assyst.stages.perturbations",
     "pyiron_assyst.stages.filters",
     "pyiron_assyst.stages.curate",
+    "pyiron_assyst.stages.descriptors",
     "pyiron_assyst.stages.select",
     "pyiron_assyst.fitting.mace",
     "pyiron_assyst.fitting.transferability",

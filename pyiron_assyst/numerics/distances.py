@@ -1,7 +1,8 @@
 """Periodic pair distances (Å): the one engine behind sampling, filters, curation and figures.
 
 :func:`image_distances` gives every distance from an atom to the periodic images of every atom
-up to a cutoff, and :func:`nearest_distances` each atom's nearest neighbour.
+up to a cutoff, :func:`pair_vectors` the vectors of the pairs within it, and
+:func:`nearest_distances` each atom's nearest neighbour.
 
 :func:`has_pair_closer` compares every pair ``i, j`` (an atom and its own periodic images
 included) with a per-pair limit (the sampler's check); :func:`has_close_pair` is the case of
@@ -17,7 +18,8 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["has_close_pair", "has_pair_closer", "image_distances", "nearest_distances"]
+__all__ = ["has_close_pair", "has_pair_closer", "image_distances", "nearest_distances",
+           "pair_vectors"]
 
 _BRUTE_FORCE_ENTRIES = 500_000
 """Above this many (pair, image) entries the distance check uses ASE's binned neighbor list."""
@@ -103,6 +105,38 @@ def image_distances(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray,
         return d
     full, inverse, images = _lattice(cell, pbc, cutoff)
     return np.sqrt(_squared_image_distances(positions, full, inverse, pbc, images))
+
+
+def pair_vectors(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every pair within ``cutoff`` (Å): atom ``i``, atom ``j`` and the vector (Å) from ``i`` to
+    that image of ``j`` (an atom's own nonzero images included), as ASE's ``neighbor_list("ijD")``.
+
+    Small structures go through the same wrapped all-image table as :func:`image_distances`,
+    large ones through ASE's binned neighbour list; the order of the pairs is unspecified.
+    """
+    pbc = np.asarray(pbc, dtype=bool)
+    n = len(positions)
+    diff = positions[None, :, :] - positions[:, None, :]
+    if not pbc.any():
+        first, second = np.nonzero(np.ones((n, n), dtype=bool) & ~np.eye(n, dtype=bool))
+        vectors = diff[first, second]
+        keep = np.einsum("pk,pk->p", vectors, vectors) <= cutoff * cutoff
+        return first[keep], second[keep], vectors[keep]
+    full, inverse, images = _lattice(cell, pbc, cutoff)
+    if n * n * _n_images(images) > _BRUTE_FORCE_ENTRIES:
+        from ase.neighborlist import primitive_neighbor_list
+
+        return primitive_neighbor_list("ijD", pbc, full, positions, cutoff)
+    wrap = np.round(diff @ inverse)
+    wrap[..., ~pbc] = 0.0
+    shifts, zero = _shifts(images)
+    d = (diff - wrap @ full)[:, :, None, :] + (shifts @ full)[None, None, :, :]
+    d2 = np.einsum("ijsk,ijsk->ijs", d, d)
+    index = np.arange(n)
+    d2[index, index, zero] = np.inf
+    first, second, image = np.nonzero(d2 <= cutoff * cutoff)
+    return first, second, d[first, second, image]
 
 
 def nearest_distances(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray,

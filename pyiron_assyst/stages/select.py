@@ -1,10 +1,11 @@
 """The select stage: choose what to label before paying for it.
 
 A fit learns most from the structures that are least like the rest. :func:`select` describes
-every structure of the pool by a radial descriptor (:class:`RadialDescriptor`: Gaussian radial
-basis functions per element pair, averaged over the atoms, and the composition), ranks the pool
-by the regularised *leverage* of each structure in that design matrix -- how much a linear model
-of the descriptor depends on it -- and keeps a fraction or a count:
+every structure of the pool by a descriptor (:mod:`~pyiron_assyst.stages.descriptors`: by
+default a SOAP-like power spectrum summed over the atoms, :class:`PowerSpectrum`; or radial
+basis functions averaged per element, :class:`RadialDescriptor`), ranks the pool by the
+regularised *leverage* of each structure in that design matrix -- how much a linear model of the
+descriptor depends on it -- and keeps a fraction or a count:
 
 * ``"leverage"``: sampled without replacement with probability proportional to the leverage
   (Efraimidis-Spirakis keys from the seeded stream);
@@ -32,7 +33,6 @@ from typing import Literal
 
 import numpy as np
 from ase import Atoms
-from ase.neighborlist import neighbor_list
 
 from pyiron_assyst.calculators import CalculatorConfig
 from pyiron_assyst.calculators.cost import CostModel, predicted_costs
@@ -40,82 +40,19 @@ from pyiron_assyst.core.config import Config, require
 from pyiron_assyst.core.info_keys import set_info
 from pyiron_assyst.core.lineage import uuid_of
 from pyiron_assyst.core.report import Drop, StageReport
-from pyiron_assyst.numerics.distances import image_distances
+from pyiron_assyst.stages.descriptors import DESCRIPTORS, PowerSpectrum, RadialDescriptor
 
-__all__ = ["METHODS", "RadialDescriptor", "SelectConfig", "descriptors", "leverage_scores",
-           "select"]
+__all__ = ["METHODS", "Descriptor", "PowerSpectrum", "RadialDescriptor", "SelectConfig",
+           "descriptors", "leverage_scores", "select"]
 
 METHODS = ("leverage", "leverage_top", "farthest", "random")
 Method = Literal["leverage", "leverage_top", "farthest", "random"]
+Descriptor = RadialDescriptor | PowerSpectrum
 
 
 def _number(value: object) -> bool:
     return (isinstance(value, (int, float)) and not isinstance(value, bool)
             and math.isfinite(value))
-
-
-@dataclass(frozen=True)
-class RadialDescriptor(Config):
-    """Per-structure descriptor: radial basis functions per element pair, and the composition.
-
-    For every atom ``i`` of element ``a`` and every neighbour ``j`` of element ``b`` within
-    ``cutoff``, Gaussians of width ``cutoff / n_radial`` centred at ``n_radial`` distances
-    evenly spaced in ``(0, cutoff]``, times a cosine cutoff, are summed; the sums are averaged
-    over the atoms of ``a``. The composition (fraction of each element) is appended.
-
-    Parameters
-    ----------
-    cutoff
-        Neighbour cutoff in Å (> 0).
-    n_radial
-        Number of radial basis functions per element pair (>= 1).
-    """
-
-    cutoff: float = 5.0
-    n_radial: int = 8
-
-    def __post_init__(self) -> None:
-        require(_number(self.cutoff) and self.cutoff > 0, "RadialDescriptor", "cutoff",
-                "a finite number > 0 (Å)", self.cutoff)
-        require(isinstance(self.n_radial, int) and not isinstance(self.n_radial, bool)
-                and self.n_radial >= 1, "RadialDescriptor", "n_radial", "an int >= 1",
-                self.n_radial)
-        object.__setattr__(self, "cutoff", float(self.cutoff))
-
-    def of(self, atoms: Atoms, species: Sequence[int]) -> np.ndarray:
-        """The descriptor of ``atoms`` over the elements ``species`` (atomic numbers)."""
-        index = {z: k for k, z in enumerate(species)}
-        n_s, n_r = len(species), self.n_radial
-        centres = np.linspace(self.cutoff / n_r, self.cutoff, n_r)
-        width = self.cutoff / n_r
-        per_atom = np.zeros((len(atoms), n_s, n_r))
-        if len(atoms):
-            first, second, distance = _pairs(atoms, self.cutoff)
-            damp = 0.5 * (np.cos(np.pi * distance / self.cutoff) + 1.0)
-            basis = np.exp(-0.5 * ((distance[:, None] - centres) / width) ** 2) * damp[:, None]
-            other = np.array([index[z] for z in atoms.numbers[second]], dtype=int)
-            np.add.at(per_atom, (first, other), basis)
-        blocks = np.zeros((n_s, n_s, n_r))
-        counts = np.zeros(n_s)
-        for z, k in index.items():
-            mine = atoms.numbers == z
-            counts[k] = mine.sum()
-            if counts[k]:
-                blocks[k] = per_atom[mine].mean(axis=0)
-        return np.concatenate([blocks.ravel(), counts / max(len(atoms), 1)])
-
-
-_SMALL = 64
-"""Up to this many atoms the pairs come from the distance engine's all-image table."""
-
-
-def _pairs(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Atom ``i``, neighbour ``j`` and distance (Å) of every pair within ``cutoff``."""
-    if len(atoms) > _SMALL:
-        return neighbor_list("ijd", atoms, cutoff)
-    d = image_distances(atoms.positions, atoms.cell.array, atoms.pbc, cutoff)
-    first, second, _ = np.nonzero(d <= cutoff)
-    return first, second, d[d <= cutoff]
 
 
 @dataclass(frozen=True)
@@ -142,7 +79,9 @@ class SelectConfig(Config):
     keep_compositions
         Keep the best structure of every composition first, so that none vanishes.
     descriptor
-        The per-structure descriptor.
+        The per-structure descriptor: :class:`~pyiron_assyst.stages.descriptors.PowerSpectrum`
+        (angular, summed over the atoms; the default) or
+        :class:`~pyiron_assyst.stages.descriptors.RadialDescriptor` (radial, averaged).
     """
 
     method: Method = "leverage"
@@ -153,7 +92,7 @@ class SelectConfig(Config):
     cost_aware: bool = False
     cost_model: CostModel = CostModel()
     keep_compositions: bool = True
-    descriptor: RadialDescriptor = RadialDescriptor()
+    descriptor: Descriptor = PowerSpectrum()
 
     def __post_init__(self) -> None:
         owner = "SelectConfig"
@@ -172,8 +111,8 @@ class SelectConfig(Config):
                     getattr(self, field))
         require(isinstance(self.cost_model, CostModel), owner, "cost_model", "a CostModel",
                 self.cost_model)
-        require(isinstance(self.descriptor, RadialDescriptor), owner, "descriptor",
-                "a RadialDescriptor", self.descriptor)
+        require(isinstance(self.descriptor, DESCRIPTORS), owner, "descriptor",
+                "one of " + ", ".join(d.__name__ for d in DESCRIPTORS), self.descriptor)
         object.__setattr__(self, "fraction", float(self.fraction))
         object.__setattr__(self, "regularization", float(self.regularization))
 
@@ -185,7 +124,7 @@ class SelectConfig(Config):
         return min(n, max(1, wanted))
 
 
-def descriptors(structures: Sequence[Atoms], descriptor: RadialDescriptor = RadialDescriptor()
+def descriptors(structures: Sequence[Atoms], descriptor: Descriptor = PowerSpectrum()
                 ) -> np.ndarray:
     """Design matrix (structures × features) of ``descriptor`` over the pool's elements."""
     species = sorted({int(z) for atoms in structures for z in atoms.numbers})
