@@ -203,7 +203,7 @@ def markdown(result: dict) -> str:
 def _descriptors() -> dict:
     from pyiron_assyst.stages import select
 
-    return {"radial": select.RadialDescriptor, "power": getattr(select, "PowerSpectrum", None)}
+    return {"radial": select.RadialDescriptor, "power": select.PowerSpectrum}
 
 
 class _Lazy(dict):

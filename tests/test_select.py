@@ -317,3 +317,21 @@ def test_pair_vectors_match_ase_neighbor_list():
         assert len(got[0]) == len(expected[0]) > 0
         for a, b in zip(expected, got):
             np.testing.assert_allclose(b[order[1]], a[order[0]], rtol=0, atol=1e-9)
+
+
+def test_benchmark_trains_a_subset_for_the_same_optimizer_steps():
+    """bench_select: a fit on 40 % of the pool runs 1/0.4 the epochs (same steps) by default."""
+    import argparse
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_select.py"
+    spec = importlib.util.spec_from_file_location("bench_select", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    equal = argparse.Namespace(epochs=60, equal_steps=True)
+    assert bench.epochs_for(equal, 181, 453) == 150  # 60 × 453 / 181 = 150.2
+    assert bench.epochs_for(equal, 453, 453) == 60
+    assert bench.epochs_for(argparse.Namespace(epochs=60, equal_steps=False), 181, 453) == 60
+    assert bench.DESCRIPTORS["power"] is PowerSpectrum
+    assert bench.DESCRIPTORS["radial"] is RadialDescriptor
