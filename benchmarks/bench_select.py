@@ -190,9 +190,13 @@ def markdown(result: dict) -> str:
         runs = result[method]
         e, se = stats(runs, "energy_mae_mev_per_atom")
         f, sf = stats(runs, "force_rmse_ev_per_a")
-        lines.append(f"| {round(100 * result['fraction'])} % by {method} ({len(runs)} seeds) "
-                     f"| {runs[0]['n_train']} | {runs[0]['epochs']} | {e:.1f} ± {se:.1f} "
-                     f"| {f:.3f} ± {sf:.3f} | {e / whole:.2f} |")
+        seeds = ", ".join(str(r["seed"]) for r in runs)
+        spread = (f"{e:.1f} ± {se:.1f} | {f:.3f} ± {sf:.3f}" if len(runs) > 1
+                  else f"{e:.1f} | {f:.3f}")
+        label = f"seed{'s' * (len(runs) > 1)} {seeds}"
+        lines.append(f"| {round(100 * result['fraction'])} % by {method} ({label}) "
+                     f"| {runs[0]['n_train']} | {runs[0]['epochs']} | {spread} "
+                     f"| {e / whole:.2f} |")
     lines.extend(f"| {round(100 * run['fraction'])} % by leverage (seed 0) | {run['n_train']} "
                  f"| {run['epochs']} | {run['energy_mae_mev_per_atom']:.1f} "
                  f"| {run['force_rmse_ev_per_a']:.3f} "
