@@ -10,10 +10,21 @@ and fits the quick MACE model of ``pyiron-assyst fit`` on
 
 then a sweep of fractions with (b). Every model is evaluated on the held-out set: energy MAE
 (meV/atom) and force RMSE (eV/Å). Target (the issue's): (b) within 1.2x of (a)'s energy MAE and
-better than (c) beyond its seed scatter. Results: ``results/select_<case>.json`` and a markdown
-table on stdout (``--markdown`` writes it to a file as well).
+better than (c) beyond its seed scatter. Results: ``results/select_<case>.json`` (or ``--json``)
+and a markdown table on stdout (``--markdown`` writes it to a file as well).
+
+**Training protocol.** A subset is trained for ``epochs / fraction`` epochs (``--equal-steps``,
+the default), so every fit takes the same number of optimizer steps: a fit on 40 % of the pool
+for the same epochs gets 40 % of the steps, and the comparison would confound less data with
+less training. What a selection saves is DFT labels; the fit's own cost (minutes on a CPU) is
+negligible next to one DFT calculation per structure. ``--no-equal-steps`` trains every fit
+for ``--epochs``.
+
+The labelled pool and every finished fit are kept under ``--work`` and read back, so arms and
+seeds can be run one invocation at a time (``--arms``, ``--seed-list``) on a busy machine.
 
     python benchmarks/bench_select.py                 # both cases, 3 seeds, 100 epochs
+    python benchmarks/bench_select.py --cases unary --epochs 60 --arms random --seed-list 0
     python benchmarks/bench_select.py --quick         # smoke run: Cu only, 1 seed, 5 epochs
 """
 
