@@ -38,4 +38,21 @@ python -m pip install --quiet ".[test,fit,uip]"
 # GPAW (the [dft] extra) compiles as C++: with CC=gcc it fails on `#include <algorithm>`;
 # about 4 minutes the first time, nothing when it is installed
 CC=g++ OMPI_CC=g++ python -m pip install --quiet ".[dft]"
-python -m pytest "$@"
+if [ "$#" -gt 0 ]; then
+  exec python -m pytest "$@"
+fi
+# The whole suite as two pytest processes, one per core: most tests use one core, and three
+# files are long and independent of the rest (MACE fits on one torch thread, a venv with
+# pyiron_potentialfit built by pip, JupyterLab in a browser); none of them starts SLURM.
+# Their output follows the main run's; the exit status is non-zero if either failed.
+side=(tests/test_fit.py tests/test_potentialfit_integration.py tests/test_browser.py)
+log=$(mktemp)
+python -m pytest "${side[@]}" >"$log" 2>&1 &
+pid=$!
+status=0
+python -m pytest "${side[@]/#/--ignore=}" || status=$?
+wait "$pid" || status=$?
+echo "---- ${side[*]} ----"
+cat "$log"
+rm -f "$log"
+exit "$status"
