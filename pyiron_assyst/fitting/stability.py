@@ -96,8 +96,8 @@ def shortest_distance(atoms: Atoms) -> float:
 
 
 def vacancy_cell(element: str, a: float, repeat: int = 2) -> Atoms:
-    """A cubic fcc supercell of ``repeat``³ conventional cells at lattice constant ``a`` Å with
-    the first atom removed (31 atoms for ``repeat=2``)."""
+    """A cubic fcc supercell of ``repeat`` × ``repeat`` × ``repeat`` conventional cells at
+    lattice constant ``a`` Å with the first atom removed (31 atoms for ``repeat=2``)."""
     from ase.build import bulk
 
     atoms = bulk(element, "fcc", a=a, cubic=True).repeat((repeat,) * 3)

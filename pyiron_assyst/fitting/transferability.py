@@ -117,7 +117,8 @@ class TransferabilityConfig(Config):
     stability_every
         Steps between two observations (shortest distance, reference energy).
     stability_repeat
-        The MD cell is ``stability_repeat``³ cubic fcc cells at the reference's lattice
+        The MD cell is a cube of ``stability_repeat`` × ``stability_repeat`` ×
+        ``stability_repeat`` cubic fcc cells at the reference's lattice
         constant, less one atom.
     min_distance
         The MD passes while its shortest distance stays at or above this fraction of the

@@ -111,7 +111,7 @@ def _pairs(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def legendre(x: np.ndarray, l_max: int) -> np.ndarray:
-    """Legendre polynomials ``P_0 .. P_l_max`` at ``x`` (Bonnet's recursion); shape
+    """Legendre polynomials ``P_0`` to ``P_l_max`` at ``x`` (Bonnet's recursion); shape
     ``(l_max + 1, *x.shape)``."""
     out = [np.ones_like(x), x]
     for ell in range(1, l_max):
