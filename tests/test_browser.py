@@ -153,6 +153,39 @@ def _failed(text: str) -> bool:
     return any(marker in text for marker in FAILED)
 
 
+def _on_top(driver, element) -> bool:
+    """Whether ``element`` is what a click at its centre hits (not clipped or covered)."""
+    return driver.execute_script(
+        "const r = arguments[0].getBoundingClientRect();"
+        "const hit = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);"
+        "return r.width > 0 && !!hit && (hit === arguments[0] || arguments[0].contains(hit));",
+        element)
+
+
+def _bring_into_view(driver, wait, node_id: str) -> None:
+    """Pan the graph (drag its background, as a user does) until ``node_id`` is unclipped.
+
+    The ungrouped pipeline is wider than the pane even at react-flow's smallest zoom, so
+    "fit view" leaves its first nodes clipped; and the pane narrows when a run fills the
+    output panel.
+    """
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    for _ in range(5):
+        if _on_top(driver, _node(driver, node_id)):
+            return
+        pane = driver.find_element(By.CSS_SELECTOR, ".react-flow__pane")
+        box, node = pane.rect, _node(driver, node_id).rect
+        dx = box["x"] + box["width"] / 2 - (node["x"] + node["width"] / 2)
+        dy = box["y"] + box["height"] / 2 - (node["y"] + node["height"] / 2)
+        start = (0, -box["height"] / 2 + 120)  # background below the toolbar, above the nodes
+        (ActionChains(driver).move_to_element_with_offset(pane, *start).click_and_hold()
+         .move_by_offset(dx / 2, dy / 2).move_by_offset(dx / 2, dy / 2).release().perform())
+        time.sleep(0.5)
+    wait.until(lambda d: _on_top(d, _node(d, node_id)))
+
+
 def _run(driver, wait, expected: str) -> None:
     from selenium.webdriver.common.by import By
     button = driver.find_element(
@@ -183,8 +216,7 @@ def test_workflow_is_drawn_edited_and_run_in_the_browser(lab, browser):
     wait.until(lambda d: all(d.find_elements(By.CSS_SELECTOR, f'.react-flow__node[data-id="{s}"]')
                              for s in STAGES))
 
-    fit = browser.find_element(By.CSS_SELECTOR, ".react-flow__controls-fitview")
-    fit.click()  # every node inside the pane, so that its fields can be clicked
+    _bring_into_view(browser, wait, SAMPLE)  # so that its fields can be clicked
     sample_ports = _ports(browser, SAMPLE)
     assert {"spacegroups", "seed", "max_atoms", "repeat", "tolerance"} <= set(sample_ports)
     assert {"max_steps", "force_tolerance"} <= set(_ports(browser, "pipeline_cfg_full_relax"))
@@ -199,6 +231,8 @@ def test_workflow_is_drawn_edited_and_run_in_the_browser(lab, browser):
     repeat = _node(browser, SAMPLE).find_element(
         By.CSS_SELECTOR, '[data-testid="port-in-repeat"] input[data-testid="port-entry"]')
     assert repeat.get_attribute("placeholder") == "1"  # the default, shown
+    _bring_into_view(browser, wait, SAMPLE)
+    wait.until(lambda d: _on_top(d, repeat))
     repeat.click()
     repeat.send_keys("2", Keys.ENTER)
     wait.until(lambda d: "port-entry--default" not in repeat.get_attribute("class"))
