@@ -9,6 +9,7 @@ two real calculations. Without GPAW (the ``[dft]`` extra) the GPAW tests skip, e
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
@@ -24,6 +25,8 @@ from ase.build import bulk
 from pyiron_assyst.calculators.gpaw import Gpaw, GpawCalculator, GpawProcess
 from pyiron_assyst.calculators.repair import FAILURE_KINDS, Repair, Repairing, RepairPolicy
 from pyiron_assyst.calculators.structure_settings import kpoints_from_density
+from pyiron_assyst.cli import settings
+from pyiron_assyst.cli.plan import add_plan_command, run_plan
 from pyiron_assyst.core.config import ConfigError, config_from_json
 from pyiron_assyst.core.lineage import stamp_root
 from pyiron_assyst.execution.cache import ResultCache
@@ -185,6 +188,24 @@ def test_with_parameters_changes_the_right_settings():
     assert changed.base.base.kwargs == (("asap_cutoff", True),)
     assert changed.policy == wrapped.policy
     assert changed.repair_policy() is wrapped.policy
+
+
+def test_the_gpaw_example_loads_and_plans_as_the_docs_say(capsys, monkeypatch):
+    monkeypatch.chdir(REPO)
+    example = "examples/al_gpaw.toml"
+    _, configs, _ = settings.load_settings(example)
+    dft = configs["calculator"]
+    assert isinstance(dft, Gpaw)
+    assert (dft.ecut, dft.kpoint_density, dft.maxiter, dft.launch) == (250.0, 1.5, 60, "")
+    assert [rule.name for rule in dft.repair.rules] == ["gentle_mixing", "no_symmetry"]
+    assert "reference" not in configs  # labels by the calculator: relaxed ones keep theirs
+    argv = ["plan", example, "--cost-per-calculation", "0.0006"]
+    shown = (REPO / "docs" / "hpc.md").read_text().split(
+        f"$ pyiron-assyst {' '.join(argv)}\n")[1].split("```")[0]
+    parser = argparse.ArgumentParser(prog="pyiron-assyst")
+    add_plan_command(parser.add_subparsers(dest="command"))
+    assert run_plan(parser.parse_args(argv)) == 0
+    assert capsys.readouterr().out == shown
 
 
 # ------------------------------------------------------------------ real GPAW
