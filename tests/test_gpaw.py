@@ -208,6 +208,29 @@ def test_the_gpaw_example_loads_and_plans_as_the_docs_say(capsys, monkeypatch):
     assert capsys.readouterr().out == shown
 
 
+UNCONVERGED = ("printf '%s' '{\"error\": \"KohnShamConvergenceError\", "
+               "\"message\": \"Did not converge!\"}' > output.json; exit 1;")
+"""A launcher prefix that does what GPAW's worker does when the SCF fails, without GPAW."""
+
+
+@pytest.mark.parametrize(("launch", "kind", "text", "history"), [
+    ("kill -9 $$;", "crashed", "(killed by signal 9) wrote no output.json", "crashed"),
+    (UNCONVERGED, "scf_not_converged", "(exit 1): KohnShamConvergenceError: Did not converge!",
+     "scf_not_converged -> more_scf_iterations; scf_not_converged"),
+])
+def test_a_failed_gpaw_program_is_classified_and_repaired_by_kind(launch, kind, text, history,
+                                                                    tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where GpawProcess makes its directories
+    config = Gpaw(ecut=200.0, launch=launch, repair=RepairPolicy((MORE_SCF,), max_attempts=2))
+    out, report = label([bulk_al()], config, SERIAL)
+    assert not out
+    (drop,) = report.drops
+    assert drop.reason == kind
+    assert f"GPAW under {launch!r} {text}" in drop.detail
+    assert drop.detail.endswith(f"[attempts: {history}]")
+    assert list(tmp_path.iterdir()) == []  # no directory left behind
+
+
 # ------------------------------------------------------------------ real GPAW
 
 
