@@ -311,6 +311,20 @@ def test_gpaw_runs_on_two_mpi_ranks_with_the_serial_numbers(gpaw, tmp_path, monk
 
 
 @pytest.mark.slow
+def test_an_scf_failure_on_two_mpi_ranks_is_repaired(gpaw, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cell = sampled()[1]
+    mpi = Gpaw(ecut=200.0, kpoint_density=1.2, smearing=0.2, maxiter=3, launch="mpiexec -n 2",
+               repair=RepairPolicy((MORE_SCF,), max_attempts=2))
+    (repaired,), report = label([cell], mpi, SERIAL)
+    assert repaired.info["repairs"] == "scf_not_converged -> more_scf_iterations"
+    assert repaired.info["calculation_attempts"] == 2
+    assert report.force_calls == 2
+    reference = direct(Gpaw(ecut=200.0, kpoint_density=1.2, smearing=0.2, maxiter=100), cell)
+    assert repaired.get_potential_energy() == pytest.approx(reference["energy"], abs=1e-6)
+
+
+@pytest.mark.slow
 def test_scf_failures_are_repaired_in_order_and_recorded(gpaw, tmp_path):
     crystals = sampled()[1:2]
     tight = Gpaw(ecut=200.0, kpoint_density=1.2, smearing=0.2, maxiter=3)
