@@ -25,19 +25,23 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v chromedri
     || echo "run-tests: chromium not installed; the browser test will fail" >&2
 fi
 DFT_APT="libxc-dev libopenblas-dev liblapack-dev libopenmpi-dev openmpi-bin g++"
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v mpicc >/dev/null; then
+# installed unless all are there (a machine with Open MPI may still lack libxc)
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! dpkg -s $DFT_APT >/dev/null 2>&1; then
   { apt-get install -y -qq --no-install-recommends $DFT_APT >/dev/null 2>&1 \
     || { apt-get update -qq >/dev/null 2>&1 \
          && apt-get install -y -qq --no-install-recommends $DFT_APT >/dev/null 2>&1; }; } \
-    || echo "run-tests: GPAW's build dependencies not installed; the DFT tests will fail" >&2
+    || echo "run-tests: GPAW's build dependencies not installed; GPAW will not build" >&2
 fi
 # torch first, pinned: the CPU wheel of 2.13.0 lies on this machine's disk; an unpinned torch
 # (asked for by mace-torch) would fetch a CUDA build of several GB.
 python -m pip install --quiet "torch==2.13.0"
 python -m pip install --quiet ".[test,fit,uip]"
 # GPAW (the [dft] extra) compiles as C++: with CC=gcc it fails on `#include <algorithm>`;
-# about 4 minutes the first time, nothing when it is installed
-CC=g++ OMPI_CC=g++ python -m pip install --quiet ".[dft]"
+# about 4 minutes the first time, nothing when it is installed. Without its libraries (not
+# root, no apt) the build fails: the rest of the suite still runs, the GPAW tests skip (under
+# CI, with CI set, they fail)
+CC=g++ OMPI_CC=g++ python -m pip install --quiet ".[dft]" \
+  || echo "run-tests: GPAW (the [dft] extra) did not build; the DFT tests skip" >&2
 if [ "$#" -gt 0 ]; then
   exec python -m pytest "$@"
 fi

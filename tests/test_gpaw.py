@@ -9,6 +9,7 @@ two real calculations. Without GPAW (the ``[dft]`` extra) the GPAW tests skip, e
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
@@ -24,6 +25,8 @@ from ase.build import bulk
 from pyiron_assyst.calculators.gpaw import Gpaw, GpawCalculator, GpawProcess
 from pyiron_assyst.calculators.repair import FAILURE_KINDS, Repair, Repairing, RepairPolicy
 from pyiron_assyst.calculators.structure_settings import kpoints_from_density
+from pyiron_assyst.cli import settings
+from pyiron_assyst.cli.plan import add_plan_command, run_plan
 from pyiron_assyst.core.config import ConfigError, config_from_json
 from pyiron_assyst.core.lineage import stamp_root
 from pyiron_assyst.execution.cache import ResultCache
@@ -187,6 +190,47 @@ def test_with_parameters_changes_the_right_settings():
     assert changed.repair_policy() is wrapped.policy
 
 
+def test_the_gpaw_example_loads_and_plans_as_the_docs_say(capsys, monkeypatch):
+    monkeypatch.chdir(REPO)
+    example = "examples/al_gpaw.toml"
+    _, configs, _ = settings.load_settings(example)
+    dft = configs["calculator"]
+    assert isinstance(dft, Gpaw)
+    assert (dft.ecut, dft.kpoint_density, dft.maxiter, dft.launch) == (250.0, 1.5, 60, "")
+    assert [rule.name for rule in dft.repair.rules] == ["gentle_mixing", "no_symmetry"]
+    assert "reference" not in configs  # labels by the calculator: relaxed ones keep theirs
+    argv = ["plan", example, "--cost-per-calculation", "0.0006"]
+    shown = (REPO / "docs" / "hpc.md").read_text().split(
+        f"$ pyiron-assyst {' '.join(argv)}\n")[1].split("```")[0]
+    parser = argparse.ArgumentParser(prog="pyiron-assyst")
+    add_plan_command(parser.add_subparsers(dest="command"))
+    assert run_plan(parser.parse_args(argv)) == 0
+    assert capsys.readouterr().out == shown
+
+
+UNCONVERGED = ("printf '%s' '{\"error\": \"KohnShamConvergenceError\", "
+               "\"message\": \"Did not converge!\"}' > output.json; exit 1;")
+"""A launcher prefix that does what GPAW's worker does when the SCF fails, without GPAW."""
+
+
+@pytest.mark.parametrize(("launch", "kind", "text", "history"), [
+    ("kill -9 $$;", "crashed", "(killed by signal 9) wrote no output.json", "crashed"),
+    (UNCONVERGED, "scf_not_converged", "(exit 1): KohnShamConvergenceError: Did not converge!",
+     "scf_not_converged -> more_scf_iterations; scf_not_converged"),
+])
+def test_a_failed_gpaw_program_is_classified_and_repaired_by_kind(launch, kind, text, history,
+                                                                    tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where GpawProcess makes its directories
+    config = Gpaw(ecut=200.0, launch=launch, repair=RepairPolicy((MORE_SCF,), max_attempts=2))
+    out, report = label([bulk_al()], config, SERIAL)
+    assert not out
+    (drop,) = report.drops
+    assert drop.reason == kind
+    assert f"GPAW under {launch!r} {text}" in drop.detail
+    assert drop.detail.endswith(f"[attempts: {history}]")
+    assert list(tmp_path.iterdir()) == []  # no directory left behind
+
+
 # ------------------------------------------------------------------ real GPAW
 
 
@@ -264,6 +308,20 @@ def test_gpaw_runs_on_two_mpi_ranks_with_the_serial_numbers(gpaw, tmp_path, monk
     assert calc.results["energy"] == pytest.approx(reference["energy"], abs=1e-6)
     np.testing.assert_allclose(calc.results["forces"], reference["forces"], atol=1e-5)
     np.testing.assert_allclose(calc.results["stress"], reference["stress"], atol=1e-6)
+
+
+@pytest.mark.slow
+def test_an_scf_failure_on_two_mpi_ranks_is_repaired(gpaw, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cell = sampled()[1]
+    mpi = Gpaw(ecut=200.0, kpoint_density=1.2, smearing=0.2, maxiter=3, launch="mpiexec -n 2",
+               repair=RepairPolicy((MORE_SCF,), max_attempts=2))
+    (repaired,), report = label([cell], mpi, SERIAL)
+    assert repaired.info["repairs"] == "scf_not_converged -> more_scf_iterations"
+    assert repaired.info["calculation_attempts"] == 2
+    assert report.force_calls == 2
+    reference = direct(Gpaw(ecut=200.0, kpoint_density=1.2, smearing=0.2, maxiter=100), cell)
+    assert repaired.get_potential_energy() == pytest.approx(reference["energy"], abs=1e-6)
 
 
 @pytest.mark.slow

@@ -344,14 +344,26 @@ class GpawProcess(Calculator):
             output = directory / "output.json"
             data = json.loads(output.read_text()) if output.is_file() else None
         if data is None or "error" in data:
-            kind = data["error"] if data else ""
-            message = data["message"] if data else (proc.stderr or proc.stdout)[-2000:]
-            error = GpawConvergenceError if kind.endswith("ConvergenceError") else GpawProcessError
-            raise error(f"GPAW under {self.launch!r} (exit {proc.returncode}): "
-                        f"{kind}: {message}".strip())
+            raise _process_failure(self.launch, proc, data)
         self.ranks = int(data["ranks"])
         self.results = {key: np.array(value) if isinstance(value, list) else float(value)
                         for key, value in data["results"].items()}
+
+
+def _process_failure(launch: str, proc: subprocess.CompletedProcess[str],
+                     data: dict[str, Any] | None) -> CalculationFailed:
+    """The error of a failed GPAW program: the worker's own error (an SCF failure as
+    :class:`GpawConvergenceError`), or, without ``output.json``, a :class:`GpawProcessError`
+    with the exit status (a signal when it was killed) and the tail of its output."""
+    status = (f"killed by signal {-proc.returncode}" if proc.returncode < 0
+              else f"exit {proc.returncode}")
+    if data is None:
+        tail = (proc.stderr or proc.stdout)[-2000:].strip()
+        return GpawProcessError(f"GPAW under {launch!r} ({status}) wrote no output.json"
+                                + (f": {tail}" if tail else ""))
+    kind = str(data["error"])
+    error = GpawConvergenceError if kind.endswith("ConvergenceError") else GpawProcessError
+    return error(f"GPAW under {launch!r} ({status}): {kind}: {data['message']}")
 
 
 def worker_main(directory: str) -> int:
