@@ -461,6 +461,40 @@ def test_a_killed_label_run_shows_its_progress_and_resumes_without_recomputing(
     assert len(resumed) == needed - done  # nothing that had finished is computed again
 
 
+@pytest.mark.slow
+def test_a_run_killed_while_labelling_shows_label_progress_and_resumes(tmp_path, capsys):
+    """``status`` of a ``run`` killed in its label stage: relaxations done, labels part-way;
+    the same command again computes only the labels that had not finished."""
+    log = tmp_path / "labels.log"
+    path = tmp_path / "run.toml"  # EMT relaxes; a slowed, logging EMT labels everything
+    path.write_text(SMALL + LABEL_SETTINGS.split("[executor]")[0].format(log=log))
+    project_dir = tmp_path / "project"
+    env = {**os.environ, "ASSYST_TEST_DELAY": "0.05", "PYTHONPATH": str(REPO)}
+    child = subprocess.Popen([sys.executable, "-c", KILLABLE, "run", str(path), "-o",
+                              str(project_dir), "--no-figures"], env=env, cwd=REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    labels = ResultCache(project_dir / "cache").namespace("label")
+    kill_when(child, lambda: len(labels.listing()[0]) >= 4)
+    done = len(labels.listing()[0])
+    assert main(["status", str(project_dir)]) == 0
+    status = capsys.readouterr().out
+    progress = status.split("incomplete (running or killed)")[1]
+    counts = {step.strip(): [int(w) for w in numbers.split()[:3:2]]
+              for step, numbers in (line.rsplit(":", 1) for line in progress.splitlines()
+                                    if " of " in line)}
+    assert counts["relax:volume"][0] == counts["relax:volume"][1] > 0
+    assert counts["relax:full"][0] == counts["relax:full"][1] > 0
+    finished_labels, total = counts["label"]
+    assert 3 <= finished_labels < total
+    before = len(evaluations(log))
+    assert main(["run", str(path), "-o", str(project_dir), "--no-figures"]) == 0
+    (run,) = Project(project_dir, create=False).runs()
+    reports = Project(project_dir, create=False).load_reports(run)
+    needed = reports["label_report"].n_in + reports["reference_report"].n_in
+    assert reports["label_report"].force_calls == reports["label_report"].n_in  # all anew
+    assert len(evaluations(log)[before:]) == needed - done  # no finished label again
+
+
 def test_bad_projects_exit_2_with_one_line_naming_the_file(finished, tmp_path, capsys):
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "notes.txt").write_text("mine")
