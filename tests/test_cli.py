@@ -187,6 +187,27 @@ def test_run_writes_a_project_training_set_and_summary(finished):
     assert str(out / "cache") in project.load_recipe(run)
 
 
+def test_summary_and_stage_count_figure_count_every_removal_by_reason(finished, tmp_path,
+                                                                     monkeypatch):
+    from pyiron_assyst.cli._outputs import write_outputs
+
+    project = Project(finished, create=False)
+    (run,) = project.runs()
+    reports = project.load_reports(run)
+    assert reports["curate_report"].drop_counts().get("duplicate", 0) > 0
+    text = (finished / "summary.txt").read_text()
+    for report in reports.values():  # each stage's line, with its drops per reason
+        assert report.summary() in text
+    drawn = []
+    monkeypatch.setattr("pyiron_assyst.figures.files.stage_counts",
+                        lambda given, ax: drawn.append(list(given)) or ax)
+    write_outputs({**reports, "training_set": project.load_stage(run, "training_set")},
+                  tmp_path / "again")
+    (bars,) = drawn
+    assert [r.stage for r in bars][-3:] == ["label", "isolated_atoms", "curate"]
+    assert bars[-1].drop_counts() == reports["curate_report"].drop_counts()
+
+
 def test_status_of_a_finished_run(finished, capsys):
     assert main(["status", str(finished)]) == 0
     out = capsys.readouterr().out
