@@ -229,6 +229,21 @@ def test_the_label_table_is_the_reference_calculator(tmp_path):
         force_cap=20.0)}
 
 
+def test_the_reference_flag_sets_only_the_label_calculator(tmp_path):
+    from pyiron_assyst.cli.main import build_parser
+    from pyiron_assyst.cli.run import _resolve
+
+    def resolved(*flags: str) -> dict:
+        args = build_parser().parse_args(["run", *flags, "-o", str(tmp_path / "p")])
+        return _resolve(args)[1]
+
+    flagged = resolved("--reference", "morse")
+    assert (flagged["calculator"], flagged["reference"]) == (EMT(), Morse())
+    plain = resolved()
+    assert plain["reference"] == plain["calculator"] == EMT()  # default: the relaxations'
+    assert not (tmp_path / "p").exists()  # resolving runs nothing
+
+
 def test_export_right_after_run_works_for_every_format(finished, tmp_path, capsys,
                                                        monkeypatch):
     project = Project(finished, create=False)
