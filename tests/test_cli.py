@@ -187,6 +187,27 @@ def test_run_writes_a_project_training_set_and_summary(finished):
     assert str(out / "cache") in project.load_recipe(run)
 
 
+def test_summary_and_stage_count_figure_count_every_removal_by_reason(finished, tmp_path,
+                                                                     monkeypatch):
+    from pyiron_assyst.cli._outputs import write_outputs
+
+    project = Project(finished, create=False)
+    (run,) = project.runs()
+    reports = project.load_reports(run)
+    assert reports["curate_report"].drop_counts().get("duplicate", 0) > 0
+    text = (finished / "summary.txt").read_text()
+    for report in reports.values():  # each stage's line, with its drops per reason
+        assert report.summary() in text
+    drawn = []
+    monkeypatch.setattr("pyiron_assyst.figures.files.stage_counts",
+                        lambda given, ax: drawn.append(list(given)) or ax)
+    write_outputs({**reports, "training_set": project.load_stage(run, "training_set")},
+                  tmp_path / "again")
+    (bars,) = drawn
+    assert [r.stage for r in bars][-3:] == ["label", "isolated_atoms", "curate"]
+    assert bars[-1].drop_counts() == reports["curate_report"].drop_counts()
+
+
 def test_status_of_a_finished_run(finished, capsys):
     assert main(["status", str(finished)]) == 0
     out = capsys.readouterr().out
@@ -206,6 +227,21 @@ def test_the_label_table_is_the_reference_calculator(tmp_path):
     _, configs, _ = settings.load_settings(path)
     assert configs == {"reference": Morse(epsilon=0.3), "curation": workflows.CurationConfig(
         force_cap=20.0)}
+
+
+def test_the_reference_flag_sets_only_the_label_calculator(tmp_path):
+    from pyiron_assyst.cli.main import build_parser
+    from pyiron_assyst.cli.run import _resolve
+
+    def resolved(*flags: str) -> dict:
+        args = build_parser().parse_args(["run", *flags, "-o", str(tmp_path / "p")])
+        return _resolve(args)[1]
+
+    flagged = resolved("--reference", "morse")
+    assert (flagged["calculator"], flagged["reference"]) == (EMT(), Morse())
+    plain = resolved()
+    assert plain["reference"] == plain["calculator"] == EMT()  # default: the relaxations'
+    assert not (tmp_path / "p").exists()  # resolving runs nothing
 
 
 def test_export_right_after_run_works_for_every_format(finished, tmp_path, capsys,
@@ -459,6 +495,40 @@ def test_a_killed_label_run_shows_its_progress_and_resumes_without_recomputing(
     needed = reports["label_report"].n_in + reports["reference_report"].n_in
     resumed = evaluations(log)[before:]
     assert len(resumed) == needed - done  # nothing that had finished is computed again
+
+
+@pytest.mark.slow
+def test_a_run_killed_while_labelling_shows_label_progress_and_resumes(tmp_path, capsys):
+    """``status`` of a ``run`` killed in its label stage: relaxations done, labels part-way;
+    the same command again computes only the labels that had not finished."""
+    log = tmp_path / "labels.log"
+    path = tmp_path / "run.toml"  # EMT relaxes; a slowed, logging EMT labels everything
+    path.write_text(SMALL + LABEL_SETTINGS.split("[executor]")[0].format(log=log))
+    project_dir = tmp_path / "project"
+    env = {**os.environ, "ASSYST_TEST_DELAY": "0.05", "PYTHONPATH": str(REPO)}
+    child = subprocess.Popen([sys.executable, "-c", KILLABLE, "run", str(path), "-o",
+                              str(project_dir), "--no-figures"], env=env, cwd=REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    labels = ResultCache(project_dir / "cache").namespace("label")
+    kill_when(child, lambda: len(labels.listing()[0]) >= 4)
+    done = len(labels.listing()[0])
+    assert main(["status", str(project_dir)]) == 0
+    status = capsys.readouterr().out
+    progress = status.split("incomplete (running or killed)")[1]
+    counts = {step.strip(): [int(w) for w in numbers.split()[:3:2]]
+              for step, numbers in (line.rsplit(":", 1) for line in progress.splitlines()
+                                    if " of " in line)}
+    assert counts["relax:volume"][0] == counts["relax:volume"][1] > 0
+    assert counts["relax:full"][0] == counts["relax:full"][1] > 0
+    finished_labels, total = counts["label"]
+    assert 3 <= finished_labels < total
+    before = len(evaluations(log))
+    assert main(["run", str(path), "-o", str(project_dir), "--no-figures"]) == 0
+    (run,) = Project(project_dir, create=False).runs()
+    reports = Project(project_dir, create=False).load_reports(run)
+    needed = reports["label_report"].n_in + reports["reference_report"].n_in
+    assert reports["label_report"].force_calls == reports["label_report"].n_in  # all anew
+    assert len(evaluations(log)[before:]) == needed - done  # no finished label again
 
 
 def test_bad_projects_exit_2_with_one_line_naming_the_file(finished, tmp_path, capsys):
