@@ -358,6 +358,7 @@ def test_a_wrong_type_in_any_config_field_names_the_field(data):
 
 def test_the_validation_gaps_of_the_issue_are_closed(tmp_path, capsys):
     from pyiron_assyst.fitting.transferability import TransferabilityConfig
+    from pyiron_assyst.stages.select import SelectConfig
 
     cases = [(lambda: EMT(fixed_cutoff="no"), "EMT.fixed_cutoff"),
              (lambda: Executor(max_workers=1.5), "Executor.max_workers"),
@@ -365,6 +366,7 @@ def test_the_validation_gaps_of_the_issue_are_closed(tmp_path, capsys):
              (lambda: Executor(cores=True), "Executor.cores"),
              (lambda: TransferabilityConfig(seed=-1), "TransferabilityConfig.seed"),
              (lambda: TransferabilityConfig(seed=0.5), "TransferabilityConfig.seed"),
+             (lambda: SelectConfig(seed=-1), "SelectConfig.seed"),  # default_rng refuses it
              (lambda: AseCalculator("ase.calculators.emt:EMT", kwargs="abc"),
               "AseCalculator.kwargs"),
              (lambda: AseCalculator("ase.calculators.emt:EMT", kwargs=[("a",)]),
