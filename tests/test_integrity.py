@@ -288,6 +288,30 @@ def test_import_paths_name_only_objects_defined_in_allowed_modules(tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
+def test_an_allow_listed_function_that_is_not_a_calculator_is_refused(tmp_path, capsys):
+    """``genericfileio:read_stdout`` is defined in an allowed module and runs any command:
+    a path into ase or this package must name a calculator class."""
+    marker = tmp_path / "pwned"
+    with pytest.raises(ConfigError, match="AseCalculator.import_path must be an ASE calculator"):
+        AseCalculator("ase.calculators.genericfileio:read_stdout",
+                      kwargs={"args": ["touch", str(marker)]})
+    with pytest.raises(ConfigError, match="AseCalculator.import_path must be an ASE calculator"):
+        AseCalculator("pyiron_assyst.core.config:import_object", kwargs={"path": "os:system"})
+    with pytest.raises(ConfigError, match="__main__"):  # importing it would run the command line
+        import_object("pyiron_assyst.cli.__main__:main")
+    settings_file = tmp_path / "s.toml"
+    settings_file.write_text('[calculator]\ntype = "AseCalculator"\n'
+                             'import_path = "ase.calculators.genericfileio:read_stdout"\n'
+                             f'kwargs = {{args = ["touch", "{marker}"]}}\n')
+    assert main(["run", str(settings_file), "-o", str(tmp_path / "p"), "--max-atoms", "1"]) == 2
+    assert "must be an ASE calculator class" in capsys.readouterr().err
+    assert not marker.exists()
+    assert not (tmp_path / "p").exists()
+    # registered packages may still name factory functions; ase's calculator classes still work
+    assert AseCalculator("tests.support.faulty_calculators:LoggedEMT").persistable
+    assert AseCalculator("ase.calculators.emt:EMT").get_calculator() is not None
+
+
 # ---------------------------------------------------------------- config validation
 
 
@@ -334,6 +358,7 @@ def test_a_wrong_type_in_any_config_field_names_the_field(data):
 
 def test_the_validation_gaps_of_the_issue_are_closed(tmp_path, capsys):
     from pyiron_assyst.fitting.transferability import TransferabilityConfig
+    from pyiron_assyst.stages.select import SelectConfig
 
     cases = [(lambda: EMT(fixed_cutoff="no"), "EMT.fixed_cutoff"),
              (lambda: Executor(max_workers=1.5), "Executor.max_workers"),
@@ -341,6 +366,7 @@ def test_the_validation_gaps_of_the_issue_are_closed(tmp_path, capsys):
              (lambda: Executor(cores=True), "Executor.cores"),
              (lambda: TransferabilityConfig(seed=-1), "TransferabilityConfig.seed"),
              (lambda: TransferabilityConfig(seed=0.5), "TransferabilityConfig.seed"),
+             (lambda: SelectConfig(seed=-1), "SelectConfig.seed"),  # default_rng refuses it
              (lambda: AseCalculator("ase.calculators.emt:EMT", kwargs="abc"),
               "AseCalculator.kwargs"),
              (lambda: AseCalculator("ase.calculators.emt:EMT", kwargs=[("a",)]),
@@ -367,6 +393,34 @@ def test_the_validation_gaps_of_the_issue_are_closed(tmp_path, capsys):
         assert main(["run", str(path), "-o", str(tmp_path / "never")]) == 2
         assert message in capsys.readouterr().err
         assert not (tmp_path / "never").exists()
+
+
+def test_a_list_field_never_splits_a_string_or_takes_a_number(tmp_path, capsys):
+    """A string given for a list field is not split into characters, and a number or a bad
+    element names the field (before: ``log_files = "OUTCAR"`` became six file names,
+    ``dimer_fractions = "12"`` the fractions 1 and 2, others a bare TypeError)."""
+    from pyiron_assyst.calculators.repair import RepairPolicy
+    from pyiron_assyst.stages.short_range import ShortRangeConfig
+
+    cases = [(lambda: RepairPolicy(log_files="OUTCAR"), "RepairPolicy.log_files"),
+             (lambda: RepairPolicy(log_files={"OUTCAR": 1}), "RepairPolicy.log_files"),
+             (lambda: Executor(scheduler_args="--mem=1G"), "Executor.scheduler_args"),
+             (lambda: Executor(scheduler_args=3), "Executor.scheduler_args"),
+             (lambda: ShortRangeConfig(dimer_fractions="12"), "ShortRangeConfig.dimer_fractions"),
+             (lambda: ShortRangeConfig(compressions=[0.9, "x"]), "ShortRangeConfig.compressions"),
+             (lambda: ShortRangeConfig(trimer_fractions=1.5), "ShortRangeConfig.trimer_fractions")]
+    for build, field in cases:
+        with pytest.raises(ConfigError, match=f"{field} must be a list"):
+            build()
+    assert RepairPolicy(log_files=["OUTCAR"]).log_files == ("OUTCAR",)
+    assert ShortRangeConfig(dimer_fractions=[1, 1.5]).dimer_fractions == (1.0, 1.5)
+    assert Formulas({"Cu": 1}) == Formulas([{"Cu": 1}])  # one mapping is one formula
+    path = tmp_path / "s.toml"
+    path.write_text('[short_range]\ntype = "ShortRangeConfig"\ndimer_fractions = "no"\n')
+    assert main(["run", str(path), "-o", str(tmp_path / "never")]) == 2
+    assert "ShortRangeConfig.dimer_fractions must be a list of real numbers" in (
+        capsys.readouterr().err)
+    assert not (tmp_path / "never").exists()
 
 
 def test_formulas_that_are_not_sampled_are_reported(caplog):

@@ -170,6 +170,12 @@ class LennardJones(CalculatorConfig):
         return _LJ(sigma=self.sigma, epsilon=self.epsilon, rc=self.rc, smooth=self.smooth)
 
 
+_CALCULATOR_CLASSES_ONLY = ("ase", "pyiron_assyst")
+"""Packages whose allow-listed import paths must name an ASE calculator class: the allow-list
+prefix alone would also admit their other functions (``ase.calculators.genericfileio:
+read_stdout`` runs any command)."""
+
+
 @dataclass(frozen=True)
 class AseCalculator(CalculatorConfig):
     """Any ASE calculator, named by import path, with keyword arguments.
@@ -179,7 +185,9 @@ class AseCalculator(CalculatorConfig):
     import_path
         ``"module:Class"`` or ``"module.Class"``; the module must be on the allow-list
         (``ase.calculators``, this package, and prefixes added with
-        :func:`~pyiron_assyst.core.config.register_import_prefix`).
+        :func:`~pyiron_assyst.core.config.register_import_prefix`). In ``ase`` and this
+        package it must name an ASE calculator class; in a registered package it may also
+        name a factory function (e.g. ``"mace.calculators:mace_mp"``).
     kwargs
         Keyword arguments; a dict is accepted and frozen into sorted ``(name, value)`` pairs.
     reuse
@@ -207,6 +215,14 @@ class AseCalculator(CalculatorConfig):
         except ConfigError as error:
             raise ConfigError(f"AseCalculator.import_path: {error}") from None
         require(callable(cls), "AseCalculator", "import_path", "a callable class", cls)
+        module = self.import_path.partition(":")[0] if ":" in self.import_path else (
+            self.import_path.rpartition(".")[0])
+        if any(module == p or module.startswith(p + ".") for p in _CALCULATOR_CLASSES_ONLY):
+            require(isinstance(cls, type) and issubclass(cls, BaseCalculator), "AseCalculator",
+                    "import_path", "an ASE calculator class (a path into ase or pyiron_assyst "
+                    "names a Calculator subclass, not a function such as genericfileio's "
+                    "read_stdout; a factory function needs its package registered with "
+                    "register_import_prefix)", self.import_path)
         try:
             hash(self.kwargs)
             json.dumps(self.to_dict(strict=False))

@@ -108,7 +108,9 @@ def config_from_table(table: dict[str, Any], where: str = "", base: type = Confi
     fields = {k: _value(v, f"{where}.{k}") for k, v in table.items() if k != "type"}
     try:
         return registry[kind](**fields)
-    except TypeError as error:
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as error:  # never a traceback for a bad settings value
         raise ConfigError(f"{where}: {error}") from None
 
 

@@ -153,6 +153,9 @@ def import_object(path: str, check_allowed: bool = True) -> Any:
             f"import path {path!r} is not allowed: its module must start with one of "
             f"{sorted(ALLOWED_PREFIXES)} (extend with register_import_prefix)"
         )
+    if check_allowed and "__main__" in module.split("."):
+        raise ConfigError(f"import path {path!r} is not allowed: importing a __main__ module "
+                          "runs its program")
     try:
         obj: Any = importlib.import_module(module)
         for part in qualname.split("."):
@@ -283,6 +286,7 @@ def _with_type_checks(post_init: Any) -> Any:
 
 _SIMPLE = {int: "an integer", float: "a real number", bool: "True or False", str: "a string"}
 _CHECKS: dict[type, tuple[tuple[str, tuple[Any, ...], bool], ...]] = {}
+_SEQUENCE_CHECKS: dict[type, tuple[tuple[str, Any, bool], ...]] = {}
 
 
 def _simple_types(annotation: Any) -> tuple[tuple[Any, ...], bool] | None:
@@ -310,23 +314,30 @@ def _simple_types(annotation: Any) -> tuple[tuple[Any, ...], bool] | None:
     return None
 
 
+def _annotation(cls: type, field: dataclasses.Field) -> Any:
+    """The evaluated annotation of an ``init`` field, ``None`` if it has none we can evaluate
+    (a name only imported for type checking) or is not an ``init`` field."""
+    import sys
+    import typing
+
+    if not field.init:
+        return None
+    if not isinstance(field.type, str):
+        return field.type
+    module = vars(sys.modules.get(cls.__module__, types.ModuleType("_")))
+    try:
+        return eval(field.type, {**vars(typing), **module})  # noqa: S307
+    except Exception:  # a name only imported for type checking: not checked
+        return None
+
+
 def _field_checks(cls: type) -> tuple[tuple[str, tuple[Any, ...], bool], ...]:
     checks = _CHECKS.get(cls)
     if checks is None:
-        import sys
-        import typing
-
-        module = vars(sys.modules.get(cls.__module__, types.ModuleType("_")))
         found = []
         for field in dataclasses.fields(cls):
-            if not field.init:
-                continue
-            try:
-                annotation = field.type if not isinstance(field.type, str) else eval(  # noqa: S307
-                    field.type, {**vars(typing), **module})
-            except Exception:  # a name only imported for type checking: not checked
-                continue
-            simple = _simple_types(annotation)
+            annotation = _annotation(cls, field)
+            simple = None if annotation is None else _simple_types(annotation)
             if simple is not None:
                 found.append((field.name, *simple))
         checks = _CHECKS[cls] = tuple(found)
@@ -363,11 +374,72 @@ def _describe(allowed: tuple[Any, ...], optional: bool) -> str:
     return " or ".join(words + (["None"] if optional else []))
 
 
+def _sequence_types(annotation: Any) -> tuple[Any, bool] | None:
+    """``(element annotation, None allowed)`` of a ``tuple[X, ...]`` annotation (optionally
+    ``| None``); ``None`` for any other annotation."""
+    import typing
+
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        members = [m for m in typing.get_args(annotation) if m is not type(None)]
+        inner = _sequence_types(members[0]) if len(members) == 1 else None
+        return None if inner is None else (inner[0], True)
+    args = typing.get_args(annotation)
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return args[0], False
+    return None
+
+
+def _sequence_checks(cls: type) -> tuple[tuple[str, Any, bool], ...]:
+    checks = _SEQUENCE_CHECKS.get(cls)
+    if checks is None:
+        found = []
+        for field in dataclasses.fields(cls):
+            annotation = _annotation(cls, field)
+            sequence = None if annotation is None else _sequence_types(annotation)
+            if sequence is not None:
+                found.append((field.name, *sequence))
+        checks = _SEQUENCE_CHECKS[cls] = tuple(found)
+    return checks
+
+
+_PLURAL = {int: "integers", float: "real numbers", bool: "booleans", str: "strings"}
+
+
+def _check_sequence(owner: str, name: str, value: Any, element: Any) -> None:
+    """A ``tuple[X, ...]`` field takes an iterable, never a string (``"OUTCAR"`` is not six
+    file names) or a number. Given as a list or tuple, simple elements (``int``, ``float``,
+    ``str``, ``bool``) must fit ``X`` and pairs (``X = tuple[str, ...]``) be pairs; checked, not
+    converted (converting is the config's own ``__post_init__``'s job, so hashes stay)."""
+    import typing
+
+    simple = _simple_types(element)
+    if simple is not None and not simple[1]:
+        words = [f"values {list(k[1])}" if isinstance(k, tuple) else _PLURAL[k]
+                 for k in simple[0]]
+        what = f"a list of {' or '.join(words)}"
+        fits = lambda item: _conform(item, simple[0])[0]  # noqa: E731
+    elif typing.get_origin(element) is tuple and len(typing.get_args(element)) == 2 and (
+            typing.get_args(element)[1] is not Ellipsis):
+        what = "a mapping (or a list of (name, value) pairs)"
+        fits = lambda item: isinstance(item, (list, tuple)) and len(item) == 2  # noqa: E731
+    else:
+        what = "a list" if typing.get_origin(element) else f"a list of {element.__name__}"
+        fits = None
+    require(not isinstance(value, (str, bytes)) and isinstance(value, Iterable)
+            and (simple is None or not isinstance(value, Mapping)), owner, name, what, value)
+    if fits is not None and isinstance(value, (list, tuple)):
+        for item in value:
+            require(fits(item), owner, name, what, value)
+
+
 def check_field_types(config: Any) -> None:
     """Check every field of a config dataclass whose annotation is built from ``int``,
-    ``float``, ``bool``, ``str``, ``Literal`` and ``None``; raise :class:`ConfigError` naming
-    the field otherwise. Integer fields refuse floats (``2.0``, ``1.5``) and bools; real
-    fields take integers and store them as floats, so equal values hash equal."""
+    ``float``, ``bool``, ``str``, ``Literal`` and ``None``, or is a ``tuple[...]`` of them;
+    raise :class:`ConfigError` naming the field otherwise. Integer fields refuse floats
+    (``2.0``, ``1.5``) and bools; real fields take integers and store them as floats, so equal
+    values hash equal. A ``tuple[...]`` field refuses strings and numbers (a string is not
+    split into characters)."""
     cls = type(config)
     for name, allowed, optional in _field_checks(cls):
         value = getattr(config, name)
@@ -377,6 +449,10 @@ def check_field_types(config: Any) -> None:
         require(ok, cls.__name__, name, _describe(allowed, optional), value)
         if normal is not value:
             object.__setattr__(config, name, normal)
+    for name, elements, optional in _sequence_checks(cls):
+        value = getattr(config, name)
+        if not (value is None and optional):
+            _check_sequence(cls.__name__, name, value, elements)
 
 
 def _default_kind(cls: type) -> str:

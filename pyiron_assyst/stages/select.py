@@ -102,8 +102,9 @@ class SelectConfig(Config):
         require(self.count is None or (isinstance(self.count, int)
                                        and not isinstance(self.count, bool) and self.count >= 1),
                 owner, "count", "None or an int >= 1", self.count)
-        require(isinstance(self.seed, int) and not isinstance(self.seed, bool), owner, "seed",
-                "an int", self.seed)
+        require(isinstance(self.seed, int) and not isinstance(self.seed, bool)
+                and self.seed >= 0, owner, "seed", "an int >= 0 (numpy's default_rng)",
+                self.seed)
         require(_number(self.regularization) and self.regularization > 0, owner,
                 "regularization", "a finite number > 0", self.regularization)
         for field in ("cost_aware", "keep_compositions"):
