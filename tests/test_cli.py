@@ -417,14 +417,20 @@ if __name__ == "__main__":
 """
 
 
+def start_killable(args: list[str], delay: float) -> subprocess.Popen:
+    """The command line ``args`` in a child process whose EMT evaluations each sleep
+    ``delay`` s (``ASSYST_TEST_DELAY``), so that a test can kill it part-way."""
+    env = {**os.environ, "ASSYST_TEST_DELAY": str(delay), "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-c", KILLABLE, *args], env=env, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
 @pytest.mark.slow
 def test_a_killed_run_shows_its_progress_and_resumes(tmp_path, capsys):
     settings_path = logged_settings(tmp_path, kind="process")
     project_dir = tmp_path / "project"
-    env = {**os.environ, "ASSYST_TEST_DELAY": "0.01", "PYTHONPATH": str(REPO)}
-    child = subprocess.Popen([sys.executable, "-c", KILLABLE, "run", str(settings_path), "-o",
-                              str(project_dir), "--no-figures"], env=env, cwd=REPO,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    child = start_killable(["run", str(settings_path), "-o", str(project_dir), "--no-figures"],
+                           0.01)
     volume = ResultCache(project_dir / "cache").namespace("relax:volume")
     kill_when(child, lambda: len(volume.listing()[0]) >= 2)
     assert main(["status", str(project_dir)]) == 0
@@ -472,10 +478,8 @@ def test_a_killed_label_run_shows_its_progress_and_resumes_without_recomputing(
     log = tmp_path / "labels.log"
     path = tmp_path / "label.toml"
     path.write_text(LABEL_SETTINGS.format(log=log))
-    env = {**os.environ, "ASSYST_TEST_DELAY": "0.05", "PYTHONPATH": str(REPO)}
-    child = subprocess.Popen([sys.executable, "-c", KILLABLE, "label", str(project_dir),
-                              "--settings", str(path), "--no-figures"], env=env, cwd=REPO,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    child = start_killable(["label", str(project_dir), "--settings", str(path),
+                            "--no-figures"], 0.05)
     labels = ResultCache(project_dir / "cache").namespace("label")
     known = len(labels.listing()[0])  # the EMT labels of the source run
     kill_when(child, lambda: len(labels.listing()[0]) >= known + 4)
@@ -505,10 +509,7 @@ def test_a_run_killed_while_labelling_shows_label_progress_and_resumes(tmp_path,
     path = tmp_path / "run.toml"  # EMT relaxes; a slowed, logging EMT labels everything
     path.write_text(SMALL + LABEL_SETTINGS.split("[executor]")[0].format(log=log))
     project_dir = tmp_path / "project"
-    env = {**os.environ, "ASSYST_TEST_DELAY": "0.05", "PYTHONPATH": str(REPO)}
-    child = subprocess.Popen([sys.executable, "-c", KILLABLE, "run", str(path), "-o",
-                              str(project_dir), "--no-figures"], env=env, cwd=REPO,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    child = start_killable(["run", str(path), "-o", str(project_dir), "--no-figures"], 0.05)
     labels = ResultCache(project_dir / "cache").namespace("label")
     kill_when(child, lambda: len(labels.listing()[0]) >= 4)
     done = len(labels.listing()[0])

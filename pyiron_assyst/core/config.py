@@ -28,7 +28,7 @@ import importlib
 import json
 import math
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any
 
@@ -331,17 +331,24 @@ def _annotation(cls: type, field: dataclasses.Field) -> Any:
         return None
 
 
-def _field_checks(cls: type) -> tuple[tuple[str, tuple[Any, ...], bool], ...]:
-    checks = _CHECKS.get(cls)
+def _cached_checks(cache: dict[type, tuple[Any, ...]], cls: type,
+                   parse: Callable[[Any], tuple[Any, ...] | None]) -> tuple[Any, ...]:
+    """``(field name, *parse(annotation))`` of every field of ``cls`` whose annotation
+    ``parse`` understands, computed once per class."""
+    checks = cache.get(cls)
     if checks is None:
         found = []
         for field in dataclasses.fields(cls):
             annotation = _annotation(cls, field)
-            simple = None if annotation is None else _simple_types(annotation)
-            if simple is not None:
-                found.append((field.name, *simple))
-        checks = _CHECKS[cls] = tuple(found)
+            parsed = None if annotation is None else parse(annotation)
+            if parsed is not None:
+                found.append((field.name, *parsed))
+        checks = cache[cls] = tuple(found)
     return checks
+
+
+def _field_checks(cls: type) -> tuple[tuple[str, tuple[Any, ...], bool], ...]:
+    return _cached_checks(_CHECKS, cls, _simple_types)
 
 
 def _conform(value: Any, allowed: tuple[Any, ...]) -> tuple[bool, Any]:
@@ -391,16 +398,7 @@ def _sequence_types(annotation: Any) -> tuple[Any, bool] | None:
 
 
 def _sequence_checks(cls: type) -> tuple[tuple[str, Any, bool], ...]:
-    checks = _SEQUENCE_CHECKS.get(cls)
-    if checks is None:
-        found = []
-        for field in dataclasses.fields(cls):
-            annotation = _annotation(cls, field)
-            sequence = None if annotation is None else _sequence_types(annotation)
-            if sequence is not None:
-                found.append((field.name, *sequence))
-        checks = _SEQUENCE_CHECKS[cls] = tuple(found)
-    return checks
+    return _cached_checks(_SEQUENCE_CHECKS, cls, _sequence_types)
 
 
 _PLURAL = {int: "integers", float: "real numbers", bool: "booleans", str: "strings"}
