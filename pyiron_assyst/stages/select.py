@@ -231,7 +231,7 @@ def select(structures: Sequence[Atoms], config: SelectConfig = SelectConfig(),
         ``selection_off``.
     """
     start = time.perf_counter()
-    if config.target(len(structures)) >= len(structures):
+    if config.keeps_all or (structures and config.target(len(structures)) >= len(structures)):
         return _whole_pool(structures, start)
     order = sorted(range(len(structures)), key=lambda i: uuid_of(structures[i]))
     pool = [structures[i] for i in order]  # the choice must not depend on the input order
