@@ -160,6 +160,10 @@ def test_a_selection_labels_fewer_structures_and_counts_every_drop(serial, selec
     assert kept | {d.uuid for d in report.drops} == set(filtered)
     assert len(out["labelled"]) == len(serial["labelled"]) - len(report.drops)
     assert out["label_report"].n_in == len(out["selected"]) + len(out["short_range"])
+    relaxed = sum(s.info["step"].startswith("relax") for s in out["selected"])
+    assert 0 < relaxed < len(out["selected"])  # kept relaxed structures keep their labels
+    assert out["label_report"].force_calls == len(out["selected"]) - relaxed + len(
+        out["short_range"])
     short = {s.info["uuid"] for s in out["short_range"]}
     assert short == {s.info["uuid"] for s in serial["short_range"]}
     assert short <= {s.info["parent"] for s in out["labelled"]}  # never subject to selection
