@@ -13,7 +13,8 @@ are hinted bare ``list`` / ``dict``: PyironFlow 0.1.4 re-checks a list constant 
 
 A config nested in another (the filter of a
 :class:`~pyiron_assyst.stages.perturbations.PerturbConfig`, the two parts of an
-``&`` of filters, the distance check of a :class:`~pyiron_assyst.stages.curate.CurationConfig`)
+``&`` of filters, the distance check of a :class:`~pyiron_assyst.stages.curate.CurationConfig`,
+the cost model and descriptor of a :class:`~pyiron_assyst.stages.select.SelectConfig`)
 is an input typed with
 that config class, fed by a child node (``None`` or the class default when unconnected);
 the perturbation series, a tree of several kinds, is JSON text.
