@@ -127,6 +127,7 @@ def test_example_file_spells_out_the_macro_defaults():
     assert configs["sample_filter"] == workflows.DEFAULT_SAMPLE_FILTER
     assert configs["curation"] == workflows.DEFAULT_CURATION
     assert configs["short_range_config"] == pipeline.defaults()["short_range_config"]
+    assert configs["select_config"] == pipeline.DEFAULT_SELECT  # off
     assert configs["reference"] == configs["calculator"]
     assert set(configs) == {c.name for c in pipeline.CONFIGS}  # every table spelled out
     assert [sum(f.values()) for f in formulas] == [1, 2, 3]
@@ -582,12 +583,78 @@ def test_bad_input_exits_2_with_one_line(argv, message, capsys, tmp_path, monkey
      "force_tolerance, max_steps, keep_unconverged, trace; did you mean 'force_tolerance'?"),
     ("[full_relax]\ntype = 'VolumRelax'\n", "got 'VolumRelax'; did you mean 'VolumeRelax'?"),
     ("[calculatr]\ntype = 'EMT'\n", "unknown table(s) ['calculatr']"),
+    ("[select]\ntype = 'SelectConfig'\nfracton = 0.5\n",
+     "select.fracton is not a field of SelectConfig; allowed: method, fraction, count, seed, "
+     "regularization, cost_aware, cost_model, keep_compositions, descriptor; "
+     "did you mean 'fraction'?"),
+    ("[select]\ntype = 'SelectConfig'\nfraction = 1.5\n",
+     "SelectConfig.fraction must be a number in (0, 1]; got 1.5"),
+    ("[select]\ntype = 'SelectConfig'\nmethod = 'best'\n", "SelectConfig.method must be one of"),
+    ("[select]\ntype = 'FullRelax'\n", "select.type must be one of ['SelectConfig']"),
+    ("[selection]\ntype = 'SelectConfig'\n", "unknown table(s) ['selection']; allowed: "),
 ])
 def test_bad_settings_files_name_the_problem(text, message, tmp_path, capsys):
     path = tmp_path / "bad.toml"
     path.write_text(text)
     assert main(["run", str(path), "-o", str(tmp_path / "o")]) == 2
     assert message in capsys.readouterr().err
+
+
+SELECT_HALF = """
+[select]
+type = "SelectConfig"
+fraction = 0.5
+seed = 1
+descriptor = { type = "RadialDescriptor" }
+"""
+
+
+def test_a_select_table_labels_fewer_structures_and_counts_them(finished, tmp_path):
+    """``[select]`` keeps half of the filtered set: the labels shrink by its ``not_selected``
+    drops, counted in the summary; the stored stages are those of a run without it."""
+    path = tmp_path / "half.toml"
+    path.write_text(SMALL + SELECT_HALF)
+    assert main(["run", str(path), "-o", str(tmp_path / "out"), "--no-figures"]) == 0
+    base = {s["stage"]: s for s in json.loads((finished / "summary.json").read_text())["stages"]}
+    half = {s["stage"]: s for s in json.loads(
+        (tmp_path / "out" / "summary.json").read_text())["stages"]}
+    assert base["select"]["dropped"] == {}  # off by default
+    assert "selection_off: 1" in (finished / "summary.txt").read_text()
+    dropped = half["select"]["dropped"]["not_selected"]
+    assert half["select"]["in"] == base["final_filter"]["out"] == half["final_filter"]["out"]
+    assert half["select"]["out"] == half["select"]["in"] - dropped == round(
+        0.5 * half["select"]["in"])
+    assert half["label"]["in"] == base["label"]["in"] - dropped
+    assert f"not_selected: {dropped}" in (tmp_path / "out" / "summary.txt").read_text()
+    project, old = Project(tmp_path / "out", create=False), Project(finished, create=False)
+    (run,), (base_run,) = project.runs(), old.runs()
+    assert run != base_run
+    assert project.stages(run) == old.stages(base_run)  # the same stage files
+    assert project.load_configs(run)["select_config"] == settings.config_from_table(
+        {"type": "SelectConfig", "fraction": 0.5, "seed": 1,
+         "descriptor": {"type": "RadialDescriptor"}})
+    assert project.load_reports(run)["select_report"].drop_counts() == {
+        "not_selected": dropped}
+
+
+def test_an_off_selection_keeps_the_run_names_from_before_the_select_stage(finished):
+    """A run name hashes the science: an off ``select_config`` (any with ``fraction=1``) is
+    left out, so configs stored before the select stage existed name the same run."""
+    from pyiron_assyst.cli._pipeline import content_name
+    from pyiron_assyst.stages.select import SelectConfig
+
+    project = Project(finished, create=False)
+    (run,) = project.runs()
+    configs = project.load_configs(run)
+    formulas = configs.pop("formulas")
+    assert configs["select_config"] == pipeline.DEFAULT_SELECT
+    assert content_name(formulas, configs) == run
+    before = {k: v for k, v in configs.items() if k != "select_config"}
+    assert content_name(formulas, before) == run
+    off = {**configs, "select_config": SelectConfig(fraction=1.0, method="random", seed=7)}
+    assert content_name(formulas, off) == run
+    on = {**configs, "select_config": SelectConfig(fraction=0.5)}
+    assert content_name(formulas, on) != run
 
 
 def test_module_entry_point_shows_help():

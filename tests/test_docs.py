@@ -26,6 +26,7 @@ from pyiron_assyst.stages.filters import AspectFilter, DistanceFilter, VolumeFil
 from pyiron_assyst.stages.perturbations import PerturbConfig, RandomChoice, Rattle, Stretch
 from pyiron_assyst.stages.relax import FullRelax, VolumeRelax
 from pyiron_assyst.stages.sample import SampleConfig
+from pyiron_assyst.stages.select import SelectConfig
 from pyiron_assyst.stages.short_range import ShortRangeConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -184,6 +185,7 @@ def test_defaults_page_states_the_macro_defaults():
         enabled=True, isolated=True, dimer_fractions=(0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.15, 1.3, 1.5),
         trimer_fractions=(0.6, 0.7, 0.8, 0.9, 1.0), compressions=(0.8,), box=12.0)
     assert defaults["executor"] == Executor(kind="process", max_workers=0)
+    assert defaults["select_config"] == SelectConfig(fraction=1.0)  # off: label everything
     assert defaults["reference"] is None  # the relaxation calculator
     assert defaults["curation"] == CurationConfig(energy_cap=10.0, energy_mode="relative",
                                                   force_cap=50.0, distance=None,
@@ -194,5 +196,6 @@ def test_defaults_page_states_the_macro_defaults():
         assert stated in text, stated
     for stated in ("AspectFilter(6)", "force_tolerance=1e-3", "max_steps=100", "Rattle(0.25)",
                    "Stretch(hydro=0.05, shear=0.005)", "chance=0.3", "DistanceFilter(1.0)",
-                   "VolumeFilter(maximum=300.0)", "retries=10", "| 10 |"):
+                   "VolumeFilter(maximum=300.0)", "retries=10", "| 10 |",
+                   "`SelectConfig(fraction=1.0)`: off"):
         assert stated in text, stated

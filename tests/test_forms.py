@@ -12,6 +12,7 @@ import pytest
 from pyironflow.entry import entry_kind
 
 from pyiron_assyst.calculators import EMT, LennardJones, Morse
+from pyiron_assyst.calculators.cost import CostModel
 from pyiron_assyst.core.config import Config, ConfigError
 from pyiron_assyst.execution.executors import Executor
 from pyiron_assyst.stages.curate import CurationConfig
@@ -19,6 +20,7 @@ from pyiron_assyst.stages.filters import AspectFilter, DistanceFilter, VolumeFil
 from pyiron_assyst.stages.perturbations import PerturbConfig, Rattle, Stretch
 from pyiron_assyst.stages.relax import FullRelax, VolumeRelax
 from pyiron_assyst.stages.sample import Formulas, SampleConfig
+from pyiron_assyst.stages.select import PowerSpectrum, RadialDescriptor, SelectConfig
 from pyiron_assyst.workflow import forms, pipeline
 from pyiron_assyst.workflow.macro import assyst, build_workflow, set_config
 
@@ -85,6 +87,10 @@ def test_every_form_input_is_a_jsonable_field_or_a_nested_config():
     Executor(kind="slurm_cluster", partition="debug", scheduler_args=("--qos=low",)),
     Morse(epsilon=0.3), LennardJones(rc=6.0), EMT(fixed_cutoff=False),
     VolumeRelax(max_steps=7), FullRelax(pressure=1.0),
+    SelectConfig(fraction=0.3, method="farthest", cost_aware=True,
+                 cost_model=CostModel(atom_exponent=2.0), descriptor=RadialDescriptor(n_radial=4)),
+    SelectConfig(count=5, keep_compositions=False, descriptor=PowerSpectrum(l_max=2,
+                                                                           reduce="mean")),
 ], ids=repr)
 def test_fields_rebuild_the_config_exactly(config):
     rebuilt = build(config)
@@ -99,6 +105,23 @@ def test_only_fields_off_the_default_are_given():
     assert forms.fields_of(VolumeFilter()) == {}
     assert forms.fields_of(PerturbConfig()) == {}
     assert forms.fields_of(DistanceFilter({"Cu": 1.1})) == {"element_radii": {"Cu": 1.1}}
+
+
+def test_selection_is_switched_on_by_one_field_of_its_node():
+    """The pipeline's select config is a form whose ``fraction`` of 1 means off; nested
+    configs (descriptor, cost model) become child nodes only when they differ from the
+    class defaults."""
+    assert forms.fields_of(pipeline.DEFAULT_SELECT) == {"fraction": 1.0}
+    assert forms.fields_of(SelectConfig(fraction=0.4)) == {}
+    wf = build_workflow(FORMULAS, **SMALL)
+    assert {"fraction", "count", "method", "seed", "descriptor"} <= set(
+        wf.cfg_select_config.inputs)
+    assert not [n for n in wf.nodes if n.startswith("cfg_select_config_")
+                and "_constant_" not in n]  # no child config nodes
+    set_config(wf, "select_config", SelectConfig(fraction=0.5, descriptor=RadialDescriptor()))
+    assert wf.nodes["cfg_select_config_descriptor"].recipe.reference.info.qualname == (
+        "radial_descriptor")
+    wf.validate(do_ontology=False)
 
 
 def test_bad_field_raises_the_configs_own_error():

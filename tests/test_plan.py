@@ -216,3 +216,46 @@ def test_plan_numbers_are_for_people():
     assert "on 1 core)" in text
     assert "e+" not in text
     assert f"{bill.core_hours:,.0f} core-hours expected" in text
+
+
+def test_a_selection_scales_the_labels_and_their_cost_by_its_target():
+    """One simple cubic Cu atom (7 structures to label, as in :func:`test_bill_by_hand`):
+    keeping 3 of them (or 40 %) labels 3 and prices 3/7 of the labels; an off selection
+    (``fraction=1``, the pipeline's default) adds no stage."""
+    from pyiron_assyst.calculators.cost import CostModel
+    from pyiron_assyst.stages.select import SelectConfig
+    from pyiron_assyst.workflow.pipeline import DEFAULT_SELECT
+
+    args = ([{"Cu": 1}], SampleConfig(spacegroups=(221,), max_atoms=1), PerturbConfig())
+    kwargs = {"assumptions": PlanAssumptions(volume_relax_calls=10, full_relax_calls=30),
+              "cost_model": CostModel()}
+    whole = plan(*args, **kwargs)
+    assert plan(*args, **kwargs, select_config=DEFAULT_SELECT) == whole
+    for config in (SelectConfig(count=3), SelectConfig(fraction=0.4)):
+        chosen = plan(*args, **kwargs, select_config=config)
+        assert [s.stage for s in chosen.stages][-3:] == ["final_filter", "select", "label"]
+        assert chosen.stage("select").n_in == 7
+        assert chosen.stage("select").n_out == chosen.training_set == 3  # round(0.4 * 7)
+        assert chosen.stage("label").calculations == 3
+        assert chosen.stage("label").core_hours == pytest.approx(
+            3 / 7 * whole.stage("label").core_hours)
+        assert chosen.calculations == whole.calculations - 4
+    binary = plan(BINARY, SampleConfig(spacegroups=(221, 225, 229), max_atoms=3),
+                  select_config=SelectConfig(count=1))
+    # one per composition: Cu, Ag, CuAg (Cu2 is Cu; Cu2Ag and CuAg2 fit none of the groups)
+    assert binary.stage("select").n_out == 3
+    assert plan(BINARY, SampleConfig(spacegroups=(221, 225, 229), max_atoms=3),
+                select_config=SelectConfig(count=1, keep_compositions=False)).stage(
+        "select").n_out == 1
+
+
+def test_command_plans_the_select_table(tmp_path, capsys):
+    settings = tmp_path / "run.toml"
+    settings.write_text('[select]\ntype = "SelectConfig"\nfraction = 0.5\n')
+    code, out, _ = _run(["plan", str(settings), "--max-atoms", "2", "--json"], capsys)
+    assert code == 0
+    stages = {s["stage"]: s for s in json.loads(out)["stages"]}
+    assert stages["select"]["n_in"] == stages["final_filter"]["n_out"]
+    assert stages["label"]["n_in"] == stages["select"]["n_out"] < stages["select"]["n_in"]
+    code, out, _ = _run(["plan", "--max-atoms", "2", "--json"], capsys)
+    assert "select" not in {s["stage"] for s in json.loads(out)["stages"]}  # off by default

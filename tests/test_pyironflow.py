@@ -33,16 +33,17 @@ FORMULAS = Formulas.range("Cu", 1, 3)
 CONFIGS = {"sample_config": SampleConfig(spacegroups=(221, 229), seed=1),
            "executor": Executor(kind="serial")}
 MACRO_INPUTS = ["formulas", "sample_config", "sample_filter", "volume_relax", "full_relax",
-                "perturb_config", "final_filter", "short_range_config", "calculator",
-                "reference", "curation", "executor"]
+                "perturb_config", "final_filter", "select_config", "short_range_config",
+                "calculator", "reference", "curation", "executor"]
 MACRO_TYPES = ["Formulas", "SampleConfig", "Filter", "Relaxation", "Relaxation",
-               "PerturbConfig", "Filter", "ShortRangeConfig", "CalculatorConfig",
+               "PerturbConfig", "Filter", "SelectConfig", "ShortRangeConfig", "CalculatorConfig",
                ["CalculatorConfig", "NoneType"],
                "CurationConfig", "Executor"]
 BUILDERS = {  # the typed JSON builder node of each macro input
     "formulas": "formulas", "sample_config": "sample_config", "sample_filter": "filter",
     "volume_relax": "relaxation", "full_relax": "relaxation", "perturb_config": "perturb_config",
-    "final_filter": "filter", "short_range_config": "short_range_config",
+    "final_filter": "filter", "select_config": "select_config",
+    "short_range_config": "short_range_config",
     "calculator": "calculator", "reference": "calculator",
     "curation": "curation_config", "executor": "executor"}
 
@@ -55,6 +56,7 @@ FORMS = {  # the form node of each config of build_workflow(FORMULAS, **CONFIGS)
     "formulas": "formulas", "sample_config": "sample_config", "sample_filter": "aspect_filter",
     "volume_relax": "volume_relax", "full_relax": "full_relax",
     "perturb_config": "perturb_config", "final_filter": "all_of",
+    "select_config": "select_config",
     "short_range_config": "short_range_config", "calculator": "emt",
     "reference": "emt", "curation": "curation_config", "executor": "executor"}
 CHILDREN = {  # nested configs: child form nodes feeding a port of their parent's form
@@ -77,7 +79,9 @@ STAGE_EDGES = {  # inside the macro, after ungrouping (labels without the prefix
     "relax_1.structures->concatenate_0.relaxed",
     "perturb_0.structures->concatenate_0.perturbed",
     "concatenate_0.structures->apply_filter_1.structures",
-    "apply_filter_1.structures->add_short_range_0.filtered",
+    "apply_filter_1.structures->select_0.structures",
+    "reference_calculator_0.calculator->select_0.calculator",
+    "select_0.structures->add_short_range_0.filtered",
     "relax_1.structures->short_range_0.relaxed",
     "short_range_0.structures->add_short_range_0.short_range",
     "add_short_range_0.structures->label_and_curate_0.structures",
@@ -97,6 +101,7 @@ CONFIG_EDGES = {  # config node -> stage port, after ungrouping the macro
     "full_relax": ["relax_1.config"],
     "perturb_config": ["perturb_0.config"],
     "final_filter": ["apply_filter_1.filter"],
+    "select_config": ["select_0.config"],
     "short_range_config": ["short_range_0.config"],
 }
 
@@ -164,7 +169,7 @@ def test_macro_outputs_are_typed():
     gui = Gui([pwf.node(assyst)])
     types = [p["types_raw"] for p in gui.ports("assyst", "source").values()]
     gui.flow.close()
-    assert types == ["list"] * 9 + ["StageReport"] * 10 + ["dict"]
+    assert types == ["list"] * 10 + ["StageReport"] * 11 + ["dict"]
 
 
 def test_workflow_object_loads_directly():
@@ -241,7 +246,8 @@ def test_ungrouped_macro_shows_stage_nodes_typed_ports_and_edges(recipe_gui):
     builders = Counter(form_path(f) for f in [*FORMS.values(),
                                               *(f for f, _, _ in CHILDREN.values())])
     stage_nodes = {"sample": 1, "relax": 2, "apply_filter": 2, "perturb": 1, "concatenate": 1,
-                   "short_range": 1, "add_short_range": 1, "reference_calculator": 1}
+                   "short_range": 1, "add_short_range": 1, "reference_calculator": 1,
+                   "select": 1}
     assert paths == {**builders,
                      **{f"pyiron_assyst.workflow.nodes.{k}": n for k, n in stage_nodes.items()},
                      "pyiron_assyst.workflow.macro.label_and_curate": 1}

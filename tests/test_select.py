@@ -335,3 +335,29 @@ def test_benchmark_trains_a_subset_for_the_same_optimizer_steps():
     assert bench.epochs_for(argparse.Namespace(epochs=60, equal_steps=False), 181, 453) == 60
     assert bench.DESCRIPTORS["power"] is PowerSpectrum
     assert bench.DESCRIPTORS["radial"] is RadialDescriptor
+
+
+def test_a_target_of_the_whole_pool_passes_it_through_unchanged(monkeypatch):
+    """Selection off (``fraction=1``, the pipeline's default; or a count of at least the
+    pool): the very input structures come back, no descriptor is computed, nothing dropped."""
+    from pyiron_assyst.stages import select as module
+
+    def no_descriptors(*args, **kwargs):
+        raise AssertionError("descriptors computed for a selection that keeps everything")
+
+    monkeypatch.setattr(module, "descriptors", no_descriptors)
+    structures = pool(8, 2)
+    for config in (SelectConfig(fraction=1.0), SelectConfig(count=10, method="random"),
+                   SelectConfig(count=50)):
+        kept, report = select(structures, config, EMT())
+        assert all(a is b for a, b in zip(kept, structures, strict=True))
+        assert report.drops == ()
+        assert report.n_in == report.n_out == 10
+        assert dict(report.notes) == {"selection_off": 1.0}
+        assert "selection_off: 1" in report.summary()
+    assert SelectConfig(fraction=1.0).keeps_all
+    assert not SelectConfig(fraction=1.0, count=10).keeps_all
+    assert not SelectConfig().keeps_all
+    empty, report = select([], SelectConfig(fraction=1.0))
+    assert empty == []
+    assert report.n_out == 0

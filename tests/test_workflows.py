@@ -17,6 +17,7 @@ from pyiron_assyst.stages.filters import DistanceFilter
 from pyiron_assyst.stages.perturbations import PerturbConfig, Rattle, Stretch
 from pyiron_assyst.stages.relax import SymmetryRelax
 from pyiron_assyst.stages.sample import Formulas, SampleConfig
+from pyiron_assyst.stages.select import RadialDescriptor, SelectConfig, select
 from pyiron_assyst.stages.short_range import ShortRangeConfig
 from pyiron_assyst.workflow import nodes, pipeline
 from pyiron_assyst.workflow.macro import OUTPUTS, assyst, build_workflow
@@ -124,6 +125,64 @@ def test_short_range_structures_join_after_the_filter_and_reach_the_training_set
     assert len(off["labelled"]) == len(off["filtered"])
 
 
+HALF = SelectConfig(fraction=0.5, seed=2, descriptor=RadialDescriptor())
+"""A selection keeping half of the filtered set (the radial descriptor: cheap)."""
+
+
+@pytest.fixture(scope="module")
+def selecting():
+    return run_macro(executor=Executor(kind="serial"), select_config=HALF)
+
+
+def test_selection_is_off_by_default_and_passes_the_filtered_set_through(serial):
+    report = serial["select_report"]
+    assert pipeline.defaults()["select_config"] == pipeline.DEFAULT_SELECT
+    assert pipeline.DEFAULT_SELECT.keeps_all
+    assert len(serial["selected"]) == len(serial["filtered"]) > 0
+    assert all(a is b for a, b in zip(serial["selected"], serial["filtered"], strict=True))
+    assert report.stage == "select"
+    assert report.drops == ()
+    assert report.n_in == report.n_out == len(serial["filtered"])
+    assert dict(report.notes) == {"selection_off": 1.0}
+    assert serial["label_report"].n_in == len(serial["filtered"]) + len(serial["short_range"])
+    assert not any("selection_score" in s.info for s in serial["training_set"])
+
+
+def test_a_selection_labels_fewer_structures_and_counts_every_drop(serial, selecting):
+    """Half of the filtered set is labelled; the short-range structures all are; every
+    composition stays; the choice is the stage's own for that pool and seed."""
+    out, report = selecting, selecting["select_report"]
+    filtered = [s.info["uuid"] for s in out["filtered"]]
+    assert filtered == [s.info["uuid"] for s in serial["filtered"]]  # nothing upstream changes
+    assert len(out["selected"]) == HALF.target(len(filtered)) < len(filtered)
+    assert report.drop_counts() == {"not_selected": len(filtered) - len(out["selected"])}
+    kept = {s.info["uuid"] for s in out["selected"]}
+    assert kept | {d.uuid for d in report.drops} == set(filtered)
+    assert len(out["labelled"]) == len(serial["labelled"]) - len(report.drops)
+    assert out["label_report"].n_in == len(out["selected"]) + len(out["short_range"])
+    relaxed = sum(s.info["step"].startswith("relax") for s in out["selected"])
+    assert 0 < relaxed < len(out["selected"])  # kept relaxed structures keep their labels
+    assert out["label_report"].force_calls == len(out["selected"]) - relaxed + len(
+        out["short_range"])
+    short = {s.info["uuid"] for s in out["short_range"]}
+    assert short == {s.info["uuid"] for s in serial["short_range"]}
+    assert short <= {s.info["parent"] for s in out["labelled"]}  # never subject to selection
+
+    def compositions(structures):
+        return {s.get_chemical_formula(empirical=True) for s in structures}
+
+    assert compositions(out["selected"]) == compositions(out["filtered"])
+    again, _ = select(out["filtered"], HALF, EMT())  # deterministic for the pool and seed
+    assert [s.info["uuid"] for s in again] == [s.info["uuid"] for s in out["selected"]]
+    other, _ = select(out["filtered"], SelectConfig(fraction=0.5, seed=3,
+                                                    descriptor=RadialDescriptor()), EMT())
+    assert {s.info["uuid"] for s in other} != kept
+    dropped = {d.uuid for d in report.drops}
+    assert not dropped & {s.info["uuid"] for s in out["training_set"]}
+    assert not dropped & {s.info["parent"] for s in out["labelled"]
+                          if s.info["step"] == "label"}  # none of them was labelled
+
+
 def test_isolated_atom_energies_come_from_the_reference_calculator(serial):
     atom = isolated_atom("Cu")
     atom.calc = EMT().calculator_for(atom)
@@ -161,6 +220,19 @@ def test_the_macro_is_checked_against_the_pipeline_declaration():
         "perturb: reads ['volume_relaxed'] != ['relaxed']"]
     assert pipeline.stored_stages()[-1] == "training_set"
     assert "isolated_atoms" not in pipeline.figure_stages()
+    bypass = json.loads(json.dumps(recipe))  # label the filtered set, not the selected one
+    bypass["edges"]["add_short_range_0.filtered"] = bypass["edges"]["select_0.structures"]
+    assert pipeline.check_recipe(bypass) == [
+        "label: reads ['filtered', 'short_range'] != ['selected', 'short_range']"]
+
+
+def test_the_selected_set_is_not_a_stored_stage():
+    """The stage files of a run keep the numbering of runs from before the select step;
+    its drops are in its report, which every run saves."""
+    assert "selected" not in pipeline.stored_stages()
+    assert pipeline.stored_stages() == ("sampled", "volume_relaxed", "relaxed", "perturbed",
+                                        "short_range", "isolated_atoms", "training_set")
+    assert "select_report" in OUTPUTS
 
 
 def test_reports_chain_from_stage_to_stage(serial):
@@ -231,6 +303,17 @@ def test_recipe_json_round_trip_keeps_the_configs():
     direct = run_macro(**configs)
     assert fingerprint(run.outputs["training_set"]) == fingerprint(direct["training_set"])
     assert run.outputs["reference_energies"] == direct["reference_energies"]
+
+
+def test_recipe_json_round_trip_keeps_a_selection(selecting):
+    wf = build_workflow(FORMULAS, **SMALL, select_config=HALF, executor=Executor(kind="serial"))
+    text = wf.recipe.model_dump_json()
+    rebuilt = pwf.Workflow.from_recipe(fr.schemas.WorkflowRecipe.model_validate_json(text), "copy")
+    run = rebuilt.run()
+    assert run.exception is None, run.exception
+    assert fingerprint(run.outputs["training_set"]) == fingerprint(selecting["training_set"])
+    assert run.outputs["select_report"].drop_counts() == selecting[
+        "select_report"].drop_counts()
 
 
 def test_config_classes_are_nodes_with_editable_constants():

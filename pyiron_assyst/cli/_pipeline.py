@@ -84,10 +84,22 @@ def macro_configs(configs: dict[str, Config]) -> dict[str, Config]:
 
 def content_name(formulas: Config, configs: dict[str, Config]) -> str:
     """``run-<10 hex>`` from the formulas and every config except the executor: the same
-    science gives the same name, wherever and however it runs."""
+    science gives the same name, wherever and however it runs.
+
+    A ``select_config`` that keeps every structure (selection off, the default) is left out,
+    so that a run without selection keeps the name it had before the select stage existed
+    (and any off config, whatever its method or seed, names the same science).
+    """
     texts = [formulas.to_json()] + [c.to_json() for k, c in sorted(configs.items())
-                                    if k != "executor"]
+                                    if _names_science(k, c)]
     return "run-" + hashlib.sha256("\n".join(texts).encode()).hexdigest()[:10]
+
+
+def _names_science(key: str, config: Config) -> bool:
+    """Whether config input ``key`` enters a run's content name."""
+    if key == "executor":
+        return False
+    return not (key == "select_config" and getattr(config, "keeps_all", False))
 
 
 def is_complete(project: Project, run: str) -> bool:

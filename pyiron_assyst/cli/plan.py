@@ -4,7 +4,8 @@ Reads the same settings as ``pyiron-assyst run`` (a TOML file and/or ``--element
 ``--min-atoms``, ``--max-atoms``) and prints :func:`pyiron_assyst.workflow.plan.plan`'s table, or
 its
 JSON with ``--json``. Nothing is computed: sampling is counted exactly with pyxtal's
-compatibility check, the later stages under the assumptions given by the flags. Bad input exits
+compatibility check, the later stages under the assumptions given by the flags; a ``[select]``
+table that keeps less than the whole pool adds a select stage and scales the labels. Bad input exits
 with status 2 and a one-line message.
 """
 
@@ -94,7 +95,8 @@ def _plan(args: argparse.Namespace) -> Any:
     return plan(formulas, configs["sample_config"], configs["perturb_config"],
                 configs["volume_relax"], configs["full_relax"], _assumptions(args, configs),
                 cost_per_calculation_core_hours=args.cost_per_calculation,
-                cores_per_calculation=cores, label=not args.no_label)
+                cores_per_calculation=cores, label=not args.no_label,
+                select_config=configs["select_config"])
 
 
 def run_plan(args: argparse.Namespace) -> int:

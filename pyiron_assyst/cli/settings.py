@@ -2,7 +2,9 @@
 
 Each top-level table is named after a config input of the pipeline
 (:data:`~pyiron_assyst.workflow.pipeline.CONFIGS`: ``sample_config``, ``sample_filter``,
-``volume_relax``, ``full_relax``, ``perturb_config``, ``final_filter``, ``calculator``,
+``volume_relax``, ``full_relax``, ``perturb_config``, ``final_filter``, ``select`` (macro
+input ``select_config``; off unless given), ``short_range`` (``short_range_config``),
+``calculator``,
 ``label`` (the reference calculator of the labels, macro input ``reference``; default: the
 ``calculator``), ``curation``, ``executor``) and holds ``type = "ClassName"`` plus that
 class's fields. Nested configs are nested tables (or inline tables) with their own ``type``;

@@ -117,6 +117,13 @@ class SelectConfig(Config):
         object.__setattr__(self, "fraction", float(self.fraction))
         object.__setattr__(self, "regularization", float(self.regularization))
 
+    @property
+    def keeps_all(self) -> bool:
+        """Whether this config keeps every structure of any pool (``fraction`` 1, no
+        ``count``): selection is off, :func:`select` passes the pool through unchanged. The
+        pipeline's default (:data:`~pyiron_assyst.workflow.pipeline.DEFAULT_SELECT`)."""
+        return self.count is None and self.fraction == 1.0
+
     def target(self, n: int) -> int:
         """How many of ``n`` structures to keep."""
         if n == 0:
@@ -219,9 +226,14 @@ def select(structures: Sequence[Atoms], config: SelectConfig = SelectConfig(),
     kept, report
         Copies of the kept structures in input order, with info ``selection_score`` and
         ``predicted_cost`` (core-hours); the report drops the rest with reason
-        ``"not_selected"`` and notes the predicted cost and coverage.
+        ``"not_selected"`` and notes the predicted cost and coverage. When the target is the
+        whole pool (e.g. ``fraction=1``, selection off) the input structures themselves are
+        returned unchanged, no descriptor is computed and the report notes
+        ``selection_off``.
     """
     start = time.perf_counter()
+    if config.keeps_all or (structures and config.target(len(structures)) >= len(structures)):
+        return _whole_pool(structures, start)
     order = sorted(range(len(structures)), key=lambda i: uuid_of(structures[i]))
     pool = [structures[i] for i in order]  # the choice must not depend on the input order
     points = descriptors(pool, config.descriptor)
@@ -252,6 +264,15 @@ def select(structures: Sequence[Atoms], config: SelectConfig = SelectConfig(),
                          n_out=len(kept), drops=drops, notes=notes,
                          wall_time=time.perf_counter() - start)
     return kept, report
+
+
+def _whole_pool(structures: Sequence[Atoms], start: float) -> tuple[list[Atoms], StageReport]:
+    """Selection off: every structure passes, unchanged (no copies, no info keys)."""
+    n = len(structures)
+    report = StageReport(stage="select", n_in=n, n_candidates=n, n_out=n,
+                         notes=(("selection_off", 1.0),),
+                         wall_time=time.perf_counter() - start)
+    return list(structures), report
 
 
 def _notes(pool: list[Atoms], costs: np.ndarray, kept: list[int],

@@ -13,7 +13,8 @@ are hinted bare ``list`` / ``dict``: PyironFlow 0.1.4 re-checks a list constant 
 
 A config nested in another (the filter of a
 :class:`~pyiron_assyst.stages.perturbations.PerturbConfig`, the two parts of an
-``&`` of filters, the distance check of a :class:`~pyiron_assyst.stages.curate.CurationConfig`)
+``&`` of filters, the distance check of a :class:`~pyiron_assyst.stages.curate.CurationConfig`,
+the cost model and descriptor of a :class:`~pyiron_assyst.stages.select.SelectConfig`)
 is an input typed with
 that config class, fed by a child node (``None`` or the class default when unconnected);
 the perturbation series, a tree of several kinds, is JSON text.
@@ -33,14 +34,25 @@ from typing import Any
 import flowrep as fr
 
 from pyiron_assyst import calculators
+from pyiron_assyst.calculators import cost
 from pyiron_assyst.core.config import Config, config_from_dict
 from pyiron_assyst.execution import executors
-from pyiron_assyst.stages import curate, filters, perturbations, relax, sample, short_range
+from pyiron_assyst.stages import (
+    curate,
+    descriptors,
+    filters,
+    perturbations,
+    relax,
+    sample,
+    select,
+    short_range,
+)
 
 __all__ = [
     "FORMS",
     "all_of",
     "aspect_filter",
+    "cost_model",
     "curation_config",
     "distance_filter",
     "emt",
@@ -52,7 +64,10 @@ __all__ = [
     "lennard_jones",
     "morse",
     "perturb_config",
+    "power_spectrum",
+    "radial_descriptor",
     "sample_config",
+    "select_config",
     "short_range_config",
     "volume_filter",
     "volume_relax",
@@ -67,6 +82,10 @@ _PERTURB = perturbations.PerturbConfig()
 _MORSE = calculators.Morse()
 _LJ = calculators.LennardJones()
 _SHORT = short_range.ShortRangeConfig()
+_SELECT = select.SelectConfig()
+_COST = cost.CostModel()
+_POWER = descriptors.PowerSpectrum()
+_RADIAL = descriptors.RadialDescriptor()
 
 
 @fr.atomic("config")
@@ -241,6 +260,65 @@ def short_range_config(
 
 
 @fr.atomic("config")
+def select_config(
+    method: str = _SELECT.method,
+    fraction: float = _SELECT.fraction,
+    count: int | None = _SELECT.count,
+    seed: int = _SELECT.seed,
+    regularization: float = _SELECT.regularization,
+    cost_aware: bool = _SELECT.cost_aware,
+    cost_model: cost.CostModel | None = None,
+    keep_compositions: bool = _SELECT.keep_compositions,
+    descriptor: descriptors.PowerSpectrum | descriptors.RadialDescriptor | None = None,
+) -> select.SelectConfig:
+    """:class:`~pyiron_assyst.stages.select.SelectConfig` field by field (``method`` one of
+    ``leverage``, ``leverage_top``, ``farthest``, ``random``; ``fraction`` of the pool in
+    (0, 1] or a ``count``); the cost model and the descriptor from their nodes (``None``: the
+    class defaults). In the pipeline ``fraction=1`` (its default there) switches selection
+    off."""
+    return select.SelectConfig(
+        method=method, fraction=fraction, count=count, seed=seed,
+        regularization=regularization, cost_aware=cost_aware,
+        cost_model=_COST if cost_model is None else cost_model,
+        keep_compositions=keep_compositions,
+        descriptor=_POWER if descriptor is None else descriptor)
+
+
+@fr.atomic("config")
+def cost_model(
+    reference_core_hours: float = _COST.reference_core_hours,
+    atom_exponent: float = _COST.atom_exponent,
+    relax_step_fraction: float = _COST.relax_step_fraction,
+) -> cost.CostModel:
+    """:class:`~pyiron_assyst.calculators.cost.CostModel`: core-hours of a single point of
+    one atom at one k-point, the exponent of the atom count, a relaxation step's share."""
+    return cost.CostModel(reference_core_hours=reference_core_hours,
+                          atom_exponent=atom_exponent, relax_step_fraction=relax_step_fraction)
+
+
+@fr.atomic("config")
+def power_spectrum(
+    cutoff: float = _POWER.cutoff,
+    n_radial: int = _POWER.n_radial,
+    l_max: int = _POWER.l_max,
+    reduce: str = _POWER.reduce,
+) -> descriptors.PowerSpectrum:
+    """:class:`~pyiron_assyst.stages.descriptors.PowerSpectrum` (cutoff in Å; ``reduce``
+    ``sum`` or ``mean``)."""
+    return descriptors.PowerSpectrum(cutoff=cutoff, n_radial=n_radial, l_max=l_max,
+                                     reduce=reduce)
+
+
+@fr.atomic("config")
+def radial_descriptor(
+    cutoff: float = _RADIAL.cutoff,
+    n_radial: int = _RADIAL.n_radial,
+) -> descriptors.RadialDescriptor:
+    """:class:`~pyiron_assyst.stages.descriptors.RadialDescriptor` (cutoff in Å)."""
+    return descriptors.RadialDescriptor(cutoff=cutoff, n_radial=n_radial)
+
+
+@fr.atomic("config")
 def executor(
     kind: str = _EXECUTOR.kind,
     max_workers: int = _EXECUTOR.max_workers,
@@ -278,6 +356,10 @@ FORMS: dict[type, Callable[..., Any]] = {
     calculators.LennardJones: lennard_jones,
     curate.CurationConfig: curation_config,
     short_range.ShortRangeConfig: short_range_config,
+    select.SelectConfig: select_config,
+    cost.CostModel: cost_model,
+    descriptors.PowerSpectrum: power_spectrum,
+    descriptors.RadialDescriptor: radial_descriptor,
     executors.Executor: executor,
 }
 """The form node of each config class that has one (exact classes, not subclasses)."""
@@ -341,8 +423,17 @@ def _sample_fields(given: dict[str, Any]) -> dict[str, Any]:
     return _split_pairs(given, "tolerance", "tolerance_radii", "metallic")
 
 
+def _select_fields(given: dict[str, Any]) -> dict[str, Any]:
+    """Nested configs equal to their class defaults are the form's ``None``."""
+    for field, default in (("cost_model", _COST), ("descriptor", _POWER)):
+        if given[field] == default:
+            given[field] = None
+    return given
+
+
 _ADAPT: dict[Callable[..., Any], Callable[[dict[str, Any]], dict[str, Any]]] = {
     sample_config: _sample_fields,
+    select_config: _select_fields,
     distance_filter: lambda g: _split_pairs(g, "radii", "element_radii", 1.0),
 }
 """Field -> form input renamings of forms whose inputs split a union field in two."""

@@ -4,8 +4,9 @@
 
     formulas ─► sample ─► aspect filter ─► relax(volume) ─► relax(full) ─► perturb
                    └──────────────┴───────────────┴──────────────┴────────────┴─► union ─► filter
-    filter + short range (relaxed ─► isolated atoms, dimers, trimers, compressed crystals)
-      ─► label ─► curate ─► training set;   isolated atoms ─► reference energies ─┘
+    filter ─► select (off by default) + short range (relaxed ─► isolated atoms, dimers,
+      trimers, compressed crystals) ─► label ─► curate ─► training set;
+    isolated atoms ─► reference energies ─┘
 
 The shape (inputs, defaults, TOML tables, outputs, stored stages) is declared once in
 :mod:`pyiron_assyst.workflow.pipeline`; this module wires the calls. Defaults follow the
@@ -14,7 +15,10 @@ sampled cells with an aspect ratio above 6 are dropped, relaxations stop at 1e-3
 steps, each minimum gets four ``Rattle(0.25 Å) + Stretch(5 %, 0.5 %)`` and four stretches that
 are mostly hydrostatic (up to 80 %, 70 % of draws) or mostly shear (up to 20 %), kept when no
 pair is closer than 2 × 1 Å, and the union of everything is filtered by the same distance and a
-volume of at most 300 Å³/atom. The filtered union is then labelled with the reference
+volume of at most 300 Å³/atom. The select stage can keep only the part of the filtered union a
+fit learns most from (``select_config``; off by default:
+:data:`~pyiron_assyst.workflow.pipeline.DEFAULT_SELECT` keeps everything); the short-range
+structures are never subject to it. The result is then labelled with the reference
 calculator (by default the relaxation calculator, whose single points the relaxed structures
 keep) and curated (:data:`~pyiron_assyst.workflow.pipeline.DEFAULT_CURATION`).
 """
@@ -38,6 +42,7 @@ from pyiron_assyst.stages.filters import Filter
 from pyiron_assyst.stages.perturbations import PerturbConfig
 from pyiron_assyst.stages.relax import Relaxation
 from pyiron_assyst.stages.sample import Formulas, SampleConfig
+from pyiron_assyst.stages.select import SelectConfig
 from pyiron_assyst.stages.short_range import ShortRangeConfig
 from pyiron_assyst.workflow import forms, nodes
 from pyiron_assyst.workflow import pipeline as _pipeline
@@ -53,6 +58,7 @@ from pyiron_assyst.workflow.nodes import (
     reference_calculator,
     relax,
     sample,
+    select,
     short_range,
 )
 from pyiron_assyst.workflow.pipeline import (
@@ -60,6 +66,7 @@ from pyiron_assyst.workflow.pipeline import (
     DEFAULT_FINAL_FILTER,
     DEFAULT_PERTURB,
     DEFAULT_SAMPLE_FILTER,
+    DEFAULT_SELECT,
     OUTPUTS,
 )
 
@@ -68,6 +75,7 @@ __all__ = [
     "DEFAULT_FINAL_FILTER",
     "DEFAULT_PERTURB",
     "DEFAULT_SAMPLE_FILTER",
+    "DEFAULT_SELECT",
     "KNOBS",
     "LABEL_OUTPUTS",
     "OUTPUTS",
@@ -122,6 +130,7 @@ def assyst(
     full_relax: Relaxation = _D["full_relax"],
     perturb_config: PerturbConfig = _D["perturb_config"],
     final_filter: Filter = _D["final_filter"],
+    select_config: SelectConfig = _D["select_config"],
     short_range_config: ShortRangeConfig = _D["short_range_config"],
     calculator: CalculatorConfig = _D["calculator"],
     reference: CalculatorConfig | None = _D["reference"],
@@ -130,11 +139,12 @@ def assyst(
     cache_directory: str | None = None,
     retry_failed: bool = False,
 ) -> tuple[list[Atoms], list[Atoms], list[Atoms], list[Atoms], list[Atoms], list[Atoms],
-           list[Atoms], list[Atoms], list[Atoms], StageReport, StageReport, StageReport,
+           list[Atoms], list[Atoms], list[Atoms], list[Atoms], StageReport, StageReport,
            StageReport, StageReport, StageReport, StageReport, StageReport, StageReport,
-           StageReport, dict[str, float]]:
-    """The ASSYST pipeline: sample, relax twice, perturb, filter the union of all stages, add
-    the short-range structures (isolated atoms, dimers, trimers, compressed relaxed crystals;
+           StageReport, StageReport, StageReport, dict[str, float]]:
+    """The ASSYST pipeline: sample, relax twice, perturb, filter the union of all stages,
+    select what is worth labelling (``select_config``; off by default), add the short-range
+    structures (isolated atoms, dimers, trimers, compressed relaxed crystals;
     ``short_range_config``), label everything with the ``reference`` calculator (``None``: the
     relaxation ``calculator``) and curate it (which keeps the short-range structures).
 
@@ -152,16 +162,17 @@ def assyst(
     union = concatenate(sampled, volume_relaxed, relaxed, perturbed)
     filtered, filter_report = apply_filter(union, final_filter, "final_filter")
     short, short_range_report = short_range(formulas, relaxed, short_range_config)
-    to_label = add_short_range(filtered, short)
     labeller = reference_calculator(calculator, reference)
+    selected, select_report = select(filtered, select_config, labeller)
+    to_label = add_short_range(selected, short)
     (training_set, labelled, atoms, label_report, reference_report, curate_report,
      reference_energies) = label_and_curate(to_label, formulas, labeller, curation, executor,
                                             cache_directory, retry_failed)
     return (
-        training_set, sampled, volume_relaxed, relaxed, perturbed, filtered, short, labelled,
-        atoms, sample_report, sample_filter_report, volume_report, relax_report,
-        perturb_report, filter_report, short_range_report, label_report, reference_report,
-        curate_report, reference_energies,
+        training_set, sampled, volume_relaxed, relaxed, perturbed, filtered, short, selected,
+        labelled, atoms, sample_report, sample_filter_report, volume_report, relax_report,
+        perturb_report, filter_report, short_range_report, select_report, label_report,
+        reference_report, curate_report, reference_energies,
     )
 
 

@@ -61,6 +61,7 @@ __all__ = [
     "sample",
     "sample_config_from_json",
     "select",
+    "select_config_from_json",
     "short_range",
     "short_range_config_from_json",
     "split",
@@ -217,6 +218,12 @@ def short_range_config_from_json(text: str) -> short.ShortRangeConfig:
 
 
 @fr.atomic("config")
+def select_config_from_json(text: str) -> selection.SelectConfig:
+    """:class:`~pyiron_assyst.stages.select.SelectConfig` from JSON text."""
+    return _typed(text, selection.SelectConfig)
+
+
+@fr.atomic("config")
 def executor_from_json(text: str) -> executors.Executor:
     """:class:`~pyiron_assyst.execution.executors.Executor` from JSON text."""
     return _typed(text, executors.Executor)
@@ -342,6 +349,8 @@ def select(
     config: selection.SelectConfig = selection.SelectConfig(),
     calculator: calculators.CalculatorConfig | None = None,
 ) -> tuple[list[Atoms], StageReport]:
-    """Keep the structures most worth labelling (see :func:`pyiron_assyst.stages.select.select`)."""
+    """Keep the structures most worth labelling (see :func:`pyiron_assyst.stages.select.select`;
+    this node's default keeps 40 %, the pipeline's default
+    :data:`~pyiron_assyst.workflow.pipeline.DEFAULT_SELECT` keeps everything)."""
     kept, report = selection.select(structures, config, calculator)
     return kept, report

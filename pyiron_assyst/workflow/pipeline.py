@@ -13,7 +13,7 @@ of a run, which stages report progress in the cache), :func:`~pyiron_assyst.work
     formulas ─► sample ─► sample_filter ─► volume_relax ─► full_relax ─► perturb
                    sampled ──┴─ volume_relaxed ─┴── relaxed ──┴── perturbed ─┴─► final_filter
     relaxed ─► short_range ─┐  (isolated atoms, dimers, trimers, compressed crystals)
-    final_filter ─► label ─► curate ─► training_set
+    final_filter ─► select ─► label ─► curate ─► training_set   (select: off by default)
     formulas ─► isolated_atoms ─────────┘ (reference energies)
 
 The macro's body is the one place where these steps are wired as calls (pyiron_workflow reads
@@ -37,6 +37,7 @@ from pyiron_assyst.stages.filters import AspectFilter, DistanceFilter, Filter, V
 from pyiron_assyst.stages.perturbations import PerturbConfig
 from pyiron_assyst.stages.relax import FullRelax, Relaxation, VolumeRelax
 from pyiron_assyst.stages.sample import SampleConfig
+from pyiron_assyst.stages.select import SelectConfig
 from pyiron_assyst.stages.short_range import ShortRangeConfig
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "DEFAULT_FINAL_FILTER",
     "DEFAULT_PERTURB",
     "DEFAULT_SAMPLE_FILTER",
+    "DEFAULT_SELECT",
     "OUTPUTS",
     "RUN_INPUTS",
     "STEPS",
@@ -70,6 +72,10 @@ DEFAULT_CURATION = CurationConfig(energy_cap=10.0, force_cap=50.0, distance=None
 """Curation of the labelled set (reasons in ``docs/defaults.md``): drop structures more than
 10 eV/atom above the lowest of their composition or with an atomic force above 50 eV/Å, and
 duplicates within 0.01 Å; no second distance check (the final filter made it)."""
+DEFAULT_SELECT = SelectConfig(fraction=1.0)
+"""Selection off: the whole filtered set is labelled (``fraction=1`` keeps every structure,
+:attr:`~pyiron_assyst.stages.select.SelectConfig.keeps_all`). A value of the same type, so
+that it has a form whose fields are edited to switch selection on (e.g. ``fraction=0.4``)."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,8 @@ CONFIGS: tuple[ConfigInput, ...] = (
                 "perturb_config_from_json"),
     ConfigInput("final_filter", "final_filter", Filter, DEFAULT_FINAL_FILTER,
                 "filter_from_json"),
+    ConfigInput("select_config", "select", SelectConfig, DEFAULT_SELECT,
+                "select_config_from_json"),
     ConfigInput("short_range_config", "short_range", ShortRangeConfig, ShortRangeConfig(),
                 "short_range_config_from_json"),
     ConfigInput("calculator", "calculator", calculators.CalculatorConfig, calculators.EMT(),
@@ -149,7 +157,7 @@ class Step:
         relaxation ``calculator`` when ``None``.
     stored
         Whether a run saves its structures as a stage (:func:`stored_stages`, in step order
-        with the training set last).
+        with the training set last). Its report is saved either way.
     progress
         Cache namespace whose batches show the step's progress while a run goes on (``""``:
         not cached).
@@ -182,7 +190,9 @@ STEPS: tuple[Step, ...] = (
          ("sampled", "volume_relaxed", "relaxed", "perturbed"), ("final_filter",)),
     Step("short_range", "short_range", "short_range", "short_range_report", ("relaxed",),
          ("short_range_config",), stored=True, figure=False),
-    Step("label", "label", "labelled", "label_report", ("filtered", "short_range"),
+    Step("select", "select", "selected", "select_report", ("filtered",),
+         ("select_config", "reference"), figure=False),
+    Step("label", "label", "labelled", "label_report", ("selected", "short_range"),
          ("reference", "executor"), progress="label"),
     Step("isolated_atoms", "isolated_atoms", "isolated_atoms", "reference_report",
          ("formulas",), ("reference", "executor"), stored=True, figure=False),
@@ -190,7 +200,9 @@ STEPS: tuple[Step, ...] = (
          ("curation",), stored=True),
 )
 """The steps in pipeline order. The sample step's structures feed the sample filter only
-(reads ``""``)."""
+(reads ``""``). The selected set is not stored (the labelled set is, within the training set;
+the numbering of stored stage files stays that of runs from before the select step); its
+``not_selected`` drops are in its report."""
 
 OUTPUTS: tuple[str, ...] = (
     "training_set",

@@ -18,6 +18,13 @@ relaxation, perturbation, final filter of the union, labelling) on paper:
   exactly, by applying it once to a stand-in structure of the same composition and
   dimensionality. The training set is the filtered union of sampled, relaxed and perturbed
   structures, as in :func:`~pyiron_assyst.workflow.macro.assyst`.
+- **Selection** (a ``select_config`` that does not keep everything) keeps its target of the
+  expected filtered set (a fraction, or a count; with ``keep_compositions`` at least one
+  structure per composition); the labelling and its cost shrink by the same factor, as if the
+  selection kept every kind of structure in proportion (a cost-aware selection keeps cheaper
+  ones, so then the cost is an upper estimate).
+- The short-range structures (isolated atoms, dimers, trimers, compressed crystals) are not
+  planned.
 - **Calculations** are force calls: every relaxation costs the assumed number of calls per
   relaxation (at most ``max_steps + 1`` for optimizers with one call per step), every labelled
   structure one single point. Core-hours = calculations × the given cost per calculation.
@@ -41,6 +48,7 @@ from pyiron_assyst.stages import _pyxtal
 from pyiron_assyst.stages.perturbations import Perturbation, PerturbationSkip, PerturbConfig
 from pyiron_assyst.stages.relax import FullRelax, Relaxation, VolumeRelax
 from pyiron_assyst.stages.sample import Formulas, SampleConfig, grid_points
+from pyiron_assyst.stages.select import SelectConfig
 from pyiron_assyst.workflow.pipeline import DEFAULT_PERTURB
 
 __all__ = ["Plan", "PlanAssumptions", "StagePlan", "plan"]
@@ -169,8 +177,9 @@ class Plan:
 
     @property
     def training_set(self) -> float:
-        """Expected size of the (filtered) training set."""
-        return self.stage("final_filter").n_out
+        """Expected size of the (filtered and, if planned, selected) training set."""
+        names = [s.stage for s in self.stages]
+        return self.stage("select" if "select" in names else "final_filter").n_out
 
     @property
     def calculations(self) -> float:
@@ -379,7 +388,8 @@ def plan(formulas: Formulas | Iterable[Mapping[str, int]],
          label: bool = True,
          cost_model: CostModel | None = None,
          calculator: CalculatorConfig | None = None,
-         reference: CalculatorConfig | None = None) -> Plan:
+         reference: CalculatorConfig | None = None,
+         select_config: SelectConfig | None = None) -> Plan:
     """How many structures each stage will produce and what the calculations will cost.
 
     Nothing expensive runs: sampling is counted exactly with pyxtal's compatibility check
@@ -412,6 +422,9 @@ def plan(formulas: Formulas | Iterable[Mapping[str, int]],
     calculator, reference
         The relaxation and the label calculator configs, whose k-point meshes the cost model
         uses (``None``: one k-point).
+    select_config
+        The selection before labelling (``None``, or one that keeps everything: no select
+        stage); the labelled count and cost are scaled by its expected target.
     """
     require(math.isfinite(cost_per_calculation_core_hours)
             and cost_per_calculation_core_hours >= 0, "plan", "cost_per_calculation_core_hours",
@@ -447,16 +460,47 @@ def plan(formulas: Formulas | Iterable[Mapping[str, int]],
         union.append(perturbed)
     stages.append(_filter_stage("final_filter", sum(_total(p) for p in union),
                                 assumptions.final_filter_pass, priced))
+    kept = 1.0
+    if select_config is not None and not select_config.keeps_all:
+        compositions = len({_empirical(formula) for p in union for formula, _ in p})
+        stage = _select_stage(stages[-1].n_out, select_config, compositions, priced)
+        kept = stage.n_out / stage.n_in if stage.n_in else 1.0
+        stages.append(stage)
     if label:
-        stage = _label_stage(stages[-1].n_out, sum(_total(p) for p in relaxed), assumptions)
+        stage = _label_stage(stages[-1].n_out, kept * sum(_total(p) for p in relaxed),
+                             assumptions)
         if pricing is not None:
             labelled = union if assumptions.relabel_relaxed else [union[0], *union[1 + len(
                 relaxed):]]
-            hours = assumptions.final_filter_pass * sum(pricing.cost(p) for p in labelled)
+            hours = kept * assumptions.final_filter_pass * sum(pricing.cost(p) for p in labelled)
             stage = dataclasses.replace(stage, core_hours=hours)
         stages.append(stage)
     return Plan(tuple(stages), points, incompatible, float(cost_per_calculation_core_hours),
                 cores_per_calculation, assumptions)
+
+
+def _empirical(formula: tuple[tuple[str, int], ...]) -> tuple[tuple[str, int], ...]:
+    """The composition of ``formula`` with its counts divided by their common divisor (as
+    the select stage tells compositions apart)."""
+    divisor = math.gcd(*(n for _, n in formula))
+    return tuple(sorted((e, n // divisor) for e, n in formula))
+
+
+def _select_stage(n_in: float, config: SelectConfig, compositions: int,
+                  priced: bool) -> StagePlan:
+    """The select stage: its target of the expected pool (at least one per composition)."""
+    n = math.floor(n_in)
+    if config.count is not None:
+        wanted = float(min(config.count, n))
+        note = f"keeps {config.count} (count)"
+    else:
+        wanted = float(max(1, round(config.fraction * n))) if n else 0.0
+        note = f"keeps {config.fraction:g} of the pool (fraction)"
+    if config.keep_compositions:
+        wanted = max(wanted, float(min(compositions, n)))
+        note += ", at least one per composition"
+    return StagePlan("select", n_in, min(wanted, n_in), False, note=note + "; the labels "
+                     "shrink by the same factor", core_hours=0.0 if priced else None)
 
 
 def _label_stage(training_set: float, relaxed: float, assumptions: PlanAssumptions) -> StagePlan:
