@@ -437,7 +437,9 @@ def check_field_types(config: Any) -> None:
     raise :class:`ConfigError` naming the field otherwise. Integer fields refuse floats
     (``2.0``, ``1.5``) and bools; real fields take integers and store them as floats, so equal
     values hash equal. A ``tuple[...]`` field refuses strings and numbers (a string is not
-    split into characters)."""
+    split into characters), except a single value in a field that the class names in its
+    ``single_value_fields`` (e.g. ``SampleConfig(spacegroups=225)``), which the class itself
+    checks and wraps."""
     cls = type(config)
     for name, allowed, optional in _field_checks(cls):
         value = getattr(config, name)
@@ -447,10 +449,14 @@ def check_field_types(config: Any) -> None:
         require(ok, cls.__name__, name, _describe(allowed, optional), value)
         if normal is not value:
             object.__setattr__(config, name, normal)
+    shorthand = getattr(cls, "single_value_fields", frozenset())
     for name, elements, optional in _sequence_checks(cls):
         value = getattr(config, name)
-        if not (value is None and optional):
-            _check_sequence(cls.__name__, name, value, elements)
+        if value is None and optional:
+            continue
+        if name in shorthand and not isinstance(value, (str, bytes, Iterable)):
+            continue  # one value for a one-element tuple: the class checks and wraps it
+        _check_sequence(cls.__name__, name, value, elements)
 
 
 def _default_kind(cls: type) -> str:

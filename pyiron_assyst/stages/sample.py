@@ -54,7 +54,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Integral, Real
-from typing import Any, NamedTuple, overload
+from typing import Any, ClassVar, NamedTuple, overload
 
 from ase import Atoms
 from ase.data import chemical_symbols
@@ -296,6 +296,9 @@ class SampleConfig(Config):
         Extra pyxtal calls at a grid point, each with its own stream, after pyxtal gave up
         ("long time to generate") or returned atoms closer than the tolerance.
     """
+
+    single_value_fields: ClassVar[frozenset[str]] = frozenset({"spacegroups"})
+    """Fields that also take one value (``spacegroups=225``)."""
 
     spacegroups: tuple[int, ...] | None = None
     dim: int = 3
