@@ -24,7 +24,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from ase import Atoms
@@ -558,6 +558,9 @@ class PerturbConfig(Config):
     seed
         Config seed of the random streams.
     """
+
+    single_value_fields: ClassVar[frozenset[str]] = frozenset({"perturbations"})
+    """Fields that also take one value (``perturbations=Rattle(0.1)``)."""
 
     perturbations: tuple[Perturbation, ...] = _PUBLISHED
     filter: Filter | None = None
