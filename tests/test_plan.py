@@ -15,6 +15,7 @@ from pyiron_assyst.stages.perturb import perturb_with
 from pyiron_assyst.stages.perturbations import PerturbConfig, Rattle, Stretch
 from pyiron_assyst.stages.relax import FullRelax, VolumeRelax, relax
 from pyiron_assyst.stages.sample import Formulas, SampleConfig, sample
+from pyiron_assyst.stages.short_range import ShortRangeConfig, short_range
 from pyiron_assyst.workflow.plan import PlanAssumptions, plan
 
 SERIAL = Executor(kind="serial")
@@ -58,8 +59,12 @@ def test_relax_and_perturb_counts_match_a_run_without_filters():
     assert [planned.stage(s).n_out for s in ("sample", "relax:volume", "relax:full", "perturb")
             ] == [len(sampled), len(volume_relaxed), len(relaxed), len(perturbed)]
     assert report.drop_counts() == {"one_atom_cell": 2 * sum(len(a) == 1 for a in relaxed)}
+    short, _ = short_range(relaxed, ShortRangeConfig(), formulas.elements)
+    assert planned.stage("short_range").n_out == len(short) == 1 + 9 + 5 + len(relaxed)
     union = len(sampled) + len(volume_relaxed) + len(relaxed) + len(perturbed)
-    assert planned.training_set == union == planned.stage("label").calculations
+    assert planned.training_set == union + len(short) == planned.stage("label").calculations
+    assert plan(formulas, config, perturbations, volume, full, short_range_config=None
+                ).training_set == union
 
 
 def test_bill_by_hand():
@@ -67,7 +72,7 @@ def test_bill_by_hand():
     assumptions = PlanAssumptions(volume_relax_calls=10, full_relax_calls=30)
     p = plan([{"Cu": 1}], SampleConfig(spacegroups=(221,), max_atoms=1), PerturbConfig(),
              assumptions=assumptions, cost_per_calculation_core_hours=2.0,
-             cores_per_calculation=4)
+             cores_per_calculation=4, short_range_config=None)
     assert [s.n_out for s in p.stages] == [1, 1, 1, 1, 4, 7, 7]
     assert p.calculations == 10 + 30 + 7
     assert p.core_hours == 94.0
@@ -75,8 +80,21 @@ def test_bill_by_hand():
     assert p.hours_per_calculation == 0.5
     reuse = plan([{"Cu": 1}], SampleConfig(spacegroups=(221,), max_atoms=1), PerturbConfig(),
                  assumptions=PlanAssumptions(volume_relax_calls=10, full_relax_calls=30,
-                                             relabel_relaxed=False))
+                                             relabel_relaxed=False), short_range_config=None)
     assert reuse.stage("label").calculations == 7 - 2
+    # the pipeline's short-range structures: 1 isolated atom, 9 dimers, 5 trimers and the
+    # relaxed crystal compressed by two factors, each one single point more
+    short = plan([{"Cu": 1}], SampleConfig(spacegroups=(221,), max_atoms=1), PerturbConfig(),
+                 assumptions=assumptions, cost_per_calculation_core_hours=2.0,
+                 short_range_config=ShortRangeConfig(compressions=(0.8, 0.9)))
+    assert [s.stage for s in short.stages][-2:] == ["short_range", "label"]
+    assert [s.n_out for s in short.stages] == [1, 1, 1, 1, 4, 7, 17, 24]
+    assert short.training_set == 24
+    assert short.calculations == 10 + 30 + 24
+    assert plan([{"Cu": 1}], SampleConfig(spacegroups=(221,), max_atoms=1), PerturbConfig(),
+                short_range_config=ShortRangeConfig(enabled=False)) == plan(
+        [{"Cu": 1}], SampleConfig(spacegroups=(221,), max_atoms=1), PerturbConfig(),
+        short_range_config=None)
 
 
 def test_fractions_and_trace_scale_the_expected_counts():
@@ -84,7 +102,7 @@ def test_fractions_and_trace_scale_the_expected_counts():
                                   final_filter_pass=0.8, full_relax_calls=21)
     p = plan([{"Cu": 2}], SampleConfig(spacegroups=(191, 194, 229), max_atoms=2),
              PerturbConfig((Rattle(0.1), Stretch(0.05, 0.01))),
-             full_relax=FullRelax(trace=5), assumptions=assumptions)
+             full_relax=FullRelax(trace=5), assumptions=assumptions, short_range_config=None)
     n = p.stage("sample").n_out
     assert n == 3
     volume = n * 0.5 * 0.75
@@ -191,7 +209,7 @@ def test_a_cost_model_prices_each_structure_by_atoms_kpoints_and_kind_of_calcula
     model = CostModel(reference_core_hours=0.5, atom_exponent=2.0, relax_step_fraction=0.25)
     assumptions = PlanAssumptions(volume_relax_calls=4, full_relax_calls=10)
     flat = plan([{"Cu": 2}], sample_config=SampleConfig(spacegroups=(221, 225, 229)),
-                assumptions=assumptions, cost_model=model)
+                assumptions=assumptions, cost_model=model, short_range_config=None)
     volume = flat.stage("relax:volume")
     # every structure is Cu2 (4x the one-atom cost), a relaxation step a quarter of it
     assert volume.core_hours == pytest.approx(volume.n_in * 4 * 0.25 * 0.5 * 4)
@@ -199,7 +217,8 @@ def test_a_cost_model_prices_each_structure_by_atoms_kpoints_and_kind_of_calcula
     assert flat.core_hours == pytest.approx(sum(s.core_hours for s in flat.stages))
     dft = StructureSettings(EMT(), kpoint_density=3.0)
     meshed = plan([{"Cu": 2}], sample_config=SampleConfig(spacegroups=(221, 225, 229)),
-                  assumptions=assumptions, cost_model=model, reference=dft)
+                  assumptions=assumptions, cost_model=model, reference=dft,
+                  short_range_config=None)
     k = kpoint_count(_stand_in((("Cu", 2),), 3), dft)
     assert k > 1
     assert meshed.stage("label").core_hours == pytest.approx(k * flat.stage("label").core_hours)
@@ -207,6 +226,14 @@ def test_a_cost_model_prices_each_structure_by_atoms_kpoints_and_kind_of_calcula
     text = meshed.summary()
     assert "core-hours" in text
     assert "e+" not in text
+    # the short-range structures at one k-point: an isolated atom (1 atom), 9 dimers (2), 5
+    # trimers (3) and each relaxed Cu2 compressed once, priced by their own atom counts
+    short = plan([{"Cu": 2}], sample_config=SampleConfig(spacegroups=(221, 225, 229)),
+                 assumptions=assumptions, cost_model=model)
+    relaxed = short.stage("relax:full").n_out
+    assert short.stage("short_range").core_hours == 0.0
+    assert short.stage("label").core_hours - flat.stage("label").core_hours == pytest.approx(
+        0.5 * (1 + 9 * 4 + 5 * 9 + relaxed * 4))
 
 
 def test_plan_numbers_are_for_people():
@@ -228,7 +255,7 @@ def test_a_selection_scales_the_labels_and_their_cost_by_its_target():
 
     args = ([{"Cu": 1}], SampleConfig(spacegroups=(221,), max_atoms=1), PerturbConfig())
     kwargs = {"assumptions": PlanAssumptions(volume_relax_calls=10, full_relax_calls=30),
-              "cost_model": CostModel()}
+              "cost_model": CostModel(), "short_range_config": None}
     whole = plan(*args, **kwargs)
     assert plan(*args, **kwargs, select_config=DEFAULT_SELECT) == whole
     for config in (SelectConfig(count=3), SelectConfig(fraction=0.4)):
@@ -240,6 +267,11 @@ def test_a_selection_scales_the_labels_and_their_cost_by_its_target():
         assert chosen.stage("label").core_hours == pytest.approx(
             3 / 7 * whole.stage("label").core_hours)
         assert chosen.calculations == whole.calculations - 4
+    # the short-range structures join after the selection, whole: 1 + 9 + 5 + 1 compressed
+    short = plan(*args, **{**kwargs, "short_range_config": ShortRangeConfig()},
+                 select_config=SelectConfig(count=3))
+    assert [s.stage for s in short.stages][-3:] == ["select", "short_range", "label"]
+    assert short.stage("label").calculations == short.training_set == 3 + 16
     binary = plan(BINARY, SampleConfig(spacegroups=(221, 225, 229), max_atoms=3),
                   select_config=SelectConfig(count=1))
     # one per composition: Cu, Ag, CuAg (Cu2 is Cu; Cu2Ag and CuAg2 fit none of the groups)
@@ -256,6 +288,23 @@ def test_command_plans_the_select_table(tmp_path, capsys):
     assert code == 0
     stages = {s["stage"]: s for s in json.loads(out)["stages"]}
     assert stages["select"]["n_in"] == stages["final_filter"]["n_out"]
-    assert stages["label"]["n_in"] == stages["select"]["n_out"] < stages["select"]["n_in"]
+    assert stages["select"]["n_out"] < stages["select"]["n_in"]
+    assert stages["label"]["n_in"] == stages["select"]["n_out"] + stages["short_range"]["n_out"]
     code, out, _ = _run(["plan", "--max-atoms", "2", "--json"], capsys)
     assert "select" not in {s["stage"] for s in json.loads(out)["stages"]}  # off by default
+
+
+def test_command_plans_the_short_range_table(tmp_path, capsys):
+    """``plan`` reads ``[short_range]`` as ``run`` does: off, no stage; fewer dimer distances,
+    fewer structures (Cu: 1 isolated atom, 3 dimers, 5 trimers, 1 per relaxed crystal)."""
+    settings = tmp_path / "run.toml"
+    settings.write_text('[short_range]\ntype = "ShortRangeConfig"\nenabled = false\n')
+    code, out, _ = _run(["plan", str(settings), "--max-atoms", "2", "--json"], capsys)
+    assert code == 0
+    assert "short_range" not in {s["stage"] for s in json.loads(out)["stages"]}
+    settings.write_text('[short_range]\ntype = "ShortRangeConfig"\n'
+                        'dimer_fractions = [0.6, 0.8, 1.0]\n')
+    code, out, _ = _run(["plan", str(settings), "--max-atoms", "2", "--json"], capsys)
+    stages = {s["stage"]: s for s in json.loads(out)["stages"]}
+    assert stages["short_range"]["n_in"] == stages["relax:full"]["n_out"]
+    assert stages["short_range"]["n_out"] == 1 + 3 + 5 + stages["relax:full"]["n_out"]

@@ -96,7 +96,8 @@ def _plan(args: argparse.Namespace) -> Any:
                 configs["volume_relax"], configs["full_relax"], _assumptions(args, configs),
                 cost_per_calculation_core_hours=args.cost_per_calculation,
                 cores_per_calculation=cores, label=not args.no_label,
-                select_config=configs["select_config"])
+                select_config=configs["select_config"],
+                short_range_config=configs["short_range_config"])
 
 
 def run_plan(args: argparse.Namespace) -> int:

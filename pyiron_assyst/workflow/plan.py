@@ -23,8 +23,10 @@ relaxation, perturbation, final filter of the union, labelling) on paper:
   structure per composition); the labelling and its cost shrink by the same factor, as if the
   selection kept every kind of structure in proportion (a cost-aware selection keeps cheaper
   ones, so then the cost is an upper estimate).
-- The short-range structures (isolated atoms, dimers, trimers, compressed crystals) are not
-  planned.
+- **Short-range structures** (``short_range_config``): the isolated atoms, dimers and trimers
+  are counted exactly from the elements of the formulas, the compressed crystals as the
+  expected relaxed structures times the compression factors; they join the labels (one single
+  point each), and a cost model prices the clusters in their own vacuum boxes.
 - **Calculations** are force calls: every relaxation costs the assumed number of calls per
   relaxation (at most ``max_steps + 1`` for optimizers with one call per step), every labelled
   structure one single point. Core-hours = calculations × the given cost per calculation.
@@ -49,6 +51,7 @@ from pyiron_assyst.stages.perturbations import Perturbation, PerturbationSkip, P
 from pyiron_assyst.stages.relax import FullRelax, Relaxation, VolumeRelax
 from pyiron_assyst.stages.sample import Formulas, SampleConfig, grid_points
 from pyiron_assyst.stages.select import SelectConfig
+from pyiron_assyst.stages.short_range import KINDS, ShortRangeConfig, short_range
 from pyiron_assyst.workflow.pipeline import DEFAULT_PERTURB
 
 __all__ = ["Plan", "PlanAssumptions", "StagePlan", "plan"]
@@ -177,9 +180,11 @@ class Plan:
 
     @property
     def training_set(self) -> float:
-        """Expected size of the (filtered and, if planned, selected) training set."""
+        """Expected size of the training set: the filtered (and, if planned, selected)
+        structures and the short-range ones."""
         names = [s.stage for s in self.stages]
-        return self.stage("select" if "select" in names else "final_filter").n_out
+        kept = self.stage("select" if "select" in names else "final_filter").n_out
+        return kept + (self.stage("short_range").n_out if "short_range" in names else 0.0)
 
     @property
     def calculations(self) -> float:
@@ -373,6 +378,11 @@ class _Pricing:
                 total += count * self.model.core_hours(n, kpoint_count(atoms, self.reference))
         return total
 
+    def single_points(self, structures: Iterable[Atoms]) -> float:
+        """Core-hours of one single point with the reference on each of ``structures``."""
+        return float(sum(self.model.core_hours(len(atoms), kpoint_count(atoms, self.reference))
+                         for atoms in structures))
+
 
 # ------------------------------------------------------------------------------- the plan
 
@@ -389,7 +399,8 @@ def plan(formulas: Formulas | Iterable[Mapping[str, int]],
          cost_model: CostModel | None = None,
          calculator: CalculatorConfig | None = None,
          reference: CalculatorConfig | None = None,
-         select_config: SelectConfig | None = None) -> Plan:
+         select_config: SelectConfig | None = None,
+         short_range_config: ShortRangeConfig | None = ShortRangeConfig()) -> Plan:
     """How many structures each stage will produce and what the calculations will cost.
 
     Nothing expensive runs: sampling is counted exactly with pyxtal's compatibility check
@@ -425,6 +436,9 @@ def plan(formulas: Formulas | Iterable[Mapping[str, int]],
     select_config
         The selection before labelling (``None``, or one that keeps everything: no select
         stage); the labelled count and cost are scaled by its expected target.
+    short_range_config
+        The short-range structures added before labelling (default: the pipeline's; ``None``
+        or ``enabled=False``: none).
     """
     require(math.isfinite(cost_per_calculation_core_hours)
             and cost_per_calculation_core_hours >= 0, "plan", "cost_per_calculation_core_hours",
@@ -466,13 +480,20 @@ def plan(formulas: Formulas | Iterable[Mapping[str, int]],
         stage = _select_stage(stages[-1].n_out, select_config, compositions, priced)
         kept = stage.n_out / stage.n_in if stage.n_in else 1.0
         stages.append(stage)
+    pool = stages[-1].n_out
+    short, clusters = _short_range_stage(formulas, current, short_range_config, priced)
+    if short is not None:
+        stages.append(short)
+        pool += short.n_out
     if label:
-        stage = _label_stage(stages[-1].n_out, kept * sum(_total(p) for p in relaxed),
-                             assumptions)
+        stage = _label_stage(pool, kept * sum(_total(p) for p in relaxed), assumptions)
         if pricing is not None:
             labelled = union if assumptions.relabel_relaxed else [union[0], *union[1 + len(
                 relaxed):]]
             hours = kept * assumptions.final_filter_pass * sum(pricing.cost(p) for p in labelled)
+            if short is not None:  # compressed crystals priced as their relaxed parents
+                factors = len(short_range_config.compressions)  # type: ignore[union-attr]
+                hours += pricing.single_points(clusters) + factors * pricing.cost(current)
             stage = dataclasses.replace(stage, core_hours=hours)
         stages.append(stage)
     return Plan(tuple(stages), points, incompatible, float(cost_per_calculation_core_hours),
@@ -501,6 +522,24 @@ def _select_stage(n_in: float, config: SelectConfig, compositions: int,
         note += ", at least one per composition"
     return StagePlan("select", n_in, min(wanted, n_in), False, note=note + "; the labels "
                      "shrink by the same factor", core_hours=0.0 if priced else None)
+
+
+def _short_range_stage(formulas: Formulas, relaxed: Population,
+                       config: ShortRangeConfig | None, priced: bool,
+                       ) -> tuple[StagePlan | None, list[Atoms]]:
+    """The short-range stage: its clusters made for real (cheap: no calculator), its
+    compressed crystals one per relaxed structure and factor."""
+    if config is None or not config.enabled:
+        return None, []
+    clusters, report = short_range([], config, sorted(formulas.elements))
+    kinds = dict(report.notes)
+    compressed = _total(relaxed) * len(config.compressions)
+    note = ", ".join(f"{kinds[k]} {k}" for k in KINDS[:-1]) + (
+        f", {compressed:g} compressed (relaxed x {len(config.compressions)} factors)")
+    stage = StagePlan("short_range", _total(relaxed), len(clusters) + compressed, False,
+                      note=note + "; labelled with the rest",
+                      core_hours=0.0 if priced else None)
+    return stage, clusters
 
 
 def _label_stage(training_set: float, relaxed: float, assumptions: PlanAssumptions) -> StagePlan:
