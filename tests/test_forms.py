@@ -2,6 +2,7 @@
 inputs (formulas, seed, calculator, executor) and one-line replacement of a config."""
 
 import inspect
+import json
 import math
 import warnings
 from dataclasses import replace
@@ -171,6 +172,24 @@ def test_knobs_are_inputs_of_the_workflow_and_run_without_warnings():
     assert identity(run.outputs["training_set"]) == identity(direct["training_set"])
     other = wf.run(formulas=FORMULAS, seed=6, calculator=Morse(epsilon=0.3))
     assert identity(other.outputs["sampled"]) != identity(run.outputs["sampled"])
+
+
+def test_the_executor_knob_feeds_the_macro_and_replaces_its_config():
+    """An ``executor`` input is the macro's executor (no config node of its own) and a run
+    with a serial executor given there equals the macro called directly."""
+    small = {k: v for k, v in SMALL.items() if k != "executor"}
+    wf = build_workflow(inputs=["formulas", "executor"], **small)
+    assert list(wf.inputs) == ["formulas", "executor"]
+    edges = json.loads(wf.recipe.model_dump_json())
+    assert edges["input_edges"] == {"assyst.formulas": "formulas",
+                                    "assyst.executor": "executor"}
+    assert "assyst.executor" not in edges["edges"]
+    assert not [n for n in wf.nodes if n.startswith("cfg_executor")]
+    run = wf.run(formulas=FORMULAS, executor=Executor(kind="serial"))
+    assert run.exception is None, run.exception
+    assert identity(run.outputs["training_set"]) == identity(run_macro()["training_set"])
+    with pytest.raises(KeyError, match="an input of"):
+        set_config(wf, "executor", Executor(kind="serial"))
 
 
 def test_formulas_default_to_an_input():
