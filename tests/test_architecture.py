@@ -96,3 +96,15 @@ def test_the_package_itself_does_not_import_pyiron_workflow():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "False"
+
+
+def test_the_repository_is_ruff_clean():
+    """``ruff check`` with the project's rule set (pyproject.toml) finds nothing in the
+    package, tests, benchmarks and scripts, so CI enforces the style the docs promise."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", str(root)],
+                            capture_output=True, text=True, cwd=root, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
