@@ -51,10 +51,11 @@ fi
 # Their output follows the main run's; the exit status is non-zero if either failed.
 side=(tests/test_fit.py tests/test_potentialfit_integration.py tests/test_browser.py)
 log=$(mktemp)
-python -m pytest "${side[@]}" >"$log" 2>&1 &
+# --durations: the CI log names the slowest tests and their seconds (what each part costs)
+python -m pytest --durations=10 "${side[@]}" >"$log" 2>&1 &
 pid=$!
 status=0
-python -m pytest "${side[@]/#/--ignore=}" || status=$?
+python -m pytest --durations=15 "${side[@]/#/--ignore=}" || status=$?
 wait "$pid" || status=$?
 echo "---- ${side[*]} ----"
 cat "$log"
