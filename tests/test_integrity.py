@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -591,6 +592,91 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(tmp_path, reference, sto
     assert failures == {}
     store = Project(project, create=False)
     assert not is_complete(store, store.runs()[0])
+    _finish(_cli(tmp_path, project))
+    assert (project / "training_set.extxyz").read_text() == reference
+
+
+def _in_session(session: int) -> list[int]:
+    """Live processes of the session ``session`` (from ``/proc``; zombies excluded)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[3]) == session and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_terminal_stops_at_once_says_how_to_resume_and_leaves_no_worker(
+        tmp_path, reference, capsys):
+    """Ctrl-C typed into a real pseudo-terminal (the line discipline sends SIGINT to the whole
+    foreground group: the driver and its two workers) during the volume relaxations: exit 130
+    within seconds (0.9 s measured at load 6) with the stage unfinished, one line saying how to
+    resume and no traceback, no process of the run's session left, finished work cached, and
+    the same command completes the run as if uninterrupted. Before, the interrupted main thread
+    waited for pyiron_workflow's node thread, which finished every stage first (18 s here)."""
+    import fcntl
+    import pty
+    import termios
+
+    settings_file = tmp_path / "small.toml"
+    settings_file.write_text(_SMALL)
+    project = tmp_path / "p"
+    master, slave = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-c", _CLI, "run", str(settings_file), "--workers", "2", "-o",
+         str(project)], cwd=ROOT, env={**_python_env(), "ASSYST_TEST_DELAY": "0.05"},
+        stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))  # the pty controls it
+    os.close(slave)
+    shown = bytearray()
+
+    def drain() -> None:  # a terminal reads everything the run prints
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                return
+            if not chunk:
+                return
+            shown.extend(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        _wait(lambda: _cached(project)[0] >= 4, 300, "four finished relaxations")
+        os.write(master, b"\x03")  # ^C
+        typed = time.monotonic()
+        process.wait(timeout=120)
+        seconds = time.monotonic() - typed
+        _wait(lambda: not _in_session(process.pid), 30, "the run's processes to end")
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        os.close(master)
+        reader.join(timeout=10)
+    text = shown.decode(errors="replace")
+    assert process.returncode == 130, text
+    assert seconds < 10, f"{seconds:.1f} s from ^C to exit"
+    assert "Traceback" not in text
+    assert text.count("run the same command again to resume") == 1, text
+    done, failures = _cached(project)
+    assert done >= 4
+    assert failures == {}  # nothing interrupted is cached as a failure
+    capsys.readouterr()
+    assert main(["status", str(project)]) == 0
+    status = capsys.readouterr().out
+    assert "incomplete (running or killed)" in status
+    line = next(line for line in status.splitlines() if "relax:volume:" in line)
+    finished, total = (int(w) for w in line.rsplit(":", 1)[1].split()[:3:2])
+    assert 4 <= finished < total  # dispatching stopped inside the stage
+    assert re.search(r"^\s+relax:full: not started$", status, re.MULTILINE)
     _finish(_cli(tmp_path, project))
     assert (project / "training_set.extxyz").read_text() == reference
 

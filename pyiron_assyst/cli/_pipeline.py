@@ -27,7 +27,7 @@ from pyiron_assyst.core.config import Config
 from pyiron_assyst.storage import Project, StorageError
 
 __all__ = ["CACHE_DIRECTORY", "content_name", "execute", "is_complete", "latest_run",
-           "macro_configs", "save_outputs"]
+           "macro_configs", "run_here", "save_outputs"]
 
 CACHE_DIRECTORY = "cache"
 """Sub-directory of a project holding the result cache."""
@@ -127,6 +127,20 @@ def _project_executor(project: Project, configs: dict[str, Config]) -> dict[str,
     return configs
 
 
+def run_here(node: Any, **inputs: Any) -> Any:
+    """``node.run(**inputs)`` with every node evaluated in this (the main) thread.
+
+    pyiron_workflow runs the nodes of a graph in a thread pool by default. Ctrl-C then
+    interrupts only the main thread, whose wait for the pool lets the running stage finish all
+    its work (minutes to hours with DFT) before the command can stop. In the main thread the
+    stage that dispatches the work is interrupted at once and shuts its workers down. The
+    pipeline's parallelism is in the stages' own worker pools, so nothing is lost.
+    """
+    import pyiron_workflow as pwf
+
+    return node.run(pwf.RunConfig(dag_multithreaded=False), **inputs)
+
+
 def execute(project: Project, name: str, formulas: Config, configs: dict[str, Config],
             retry_failed: bool = False, figures: bool = True) -> tuple[dict[str, Any], str]:
     """Run the pipeline's workflow with the project's cache, save the run with the workflow's
@@ -149,7 +163,7 @@ def execute(project: Project, name: str, formulas: Config, configs: dict[str, Co
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=f".*{_NO_INPUTS}")  # its inputs are nodes
-        result = workflow.run()
+        result = run_here(workflow)
     if result.exception is not None:
         raise result.exception
     outputs = dict(result.outputs)

@@ -103,12 +103,13 @@ def _generate(args: argparse.Namespace, reference, executor) -> tuple[list[Atoms
 
     import pyiron_workflow as pwf
 
+    from pyiron_assyst.cli._pipeline import run_here
     from pyiron_assyst.stages.sample import Formulas, SampleConfig
     from pyiron_assyst.workflow.macro import DEFAULT_PERTURB, OUTPUTS, assyst
 
     formulas = Formulas(tuple({args.element: n} for n in range(1, args.max_atoms + 1)))
-    result = pwf.node(assyst).run(
-        formulas=formulas, sample_config=SampleConfig(
+    result = run_here(
+        pwf.node(assyst), formulas=formulas, sample_config=SampleConfig(
             spacegroups=tuple(range(1, 231, args.group_step)), max_atoms=args.max_atoms,
             seed=args.seed),
         perturb_config=dataclasses.replace(DEFAULT_PERTURB, seed=args.seed),

@@ -145,7 +145,7 @@ def relabel(project: Project, source: str, stage: str, name: str, configs: dict[
     """
     import pyiron_workflow as pwf
 
-    from pyiron_assyst.cli._pipeline import _project_executor
+    from pyiron_assyst.cli._pipeline import _project_executor, run_here
     from pyiron_assyst.workflow.macro import label_and_curate
 
     structures = project.load_stage(source, stage)
@@ -158,8 +158,8 @@ def relabel(project: Project, source: str, stage: str, name: str, configs: dict[
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("default")
-        result = pwf.node(label_and_curate).run(
-            structures=structures, formulas=formulas, **configs,
+        result = run_here(
+            pwf.node(label_and_curate), structures=structures, formulas=formulas, **configs,
             cache_directory=str(project.path / CACHE_DIRECTORY), retry_failed=retry_failed)
     if result.exception is not None:
         raise result.exception

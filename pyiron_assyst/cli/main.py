@@ -89,6 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as stop:  # stop the workers now; cut-off work is not a failure
         from pyiron_assyst.execution.executors import shutdown_pools
 
+        if threading.current_thread() is threading.main_thread():
+            # a second ^C while the workers stop and the interpreter exits would kill the
+            # process by SIGINT (status -2, maybe a traceback) instead of this clean exit
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         shutdown_pools()
         sys.stderr.write("pyiron-assyst: interrupted; finished structures are cached: run the "
                          "same command again to resume\n")
