@@ -704,6 +704,24 @@ def test_run_refuses_elements_its_calculator_cannot_compute_before_any_work(tmp_
     assert "[label] EMT cannot compute Fe" in capsys.readouterr().err
 
 
+def test_label_refuses_a_reference_that_cannot_compute_the_runs_elements(tmp_path, capsys):
+    """An Fe run (Morse) labelled with EMT, which has no Fe: ``label`` stops before any work
+    with the [label] table named, exit 2, and no new run in the project."""
+    settings_path = tmp_path / "fe.toml"
+    settings_path.write_text('[sample_config]\ntype = "SampleConfig"\nspacegroups = [221, 229]'
+                             '\nmax_atoms = 1\n')
+    out = tmp_path / "fe"
+    assert main(["run", str(settings_path), "--elements", "Fe", "--max-atoms", "1",
+                 "--calculator", "morse", "-o", str(out), "--no-figures", "--serial"]) == 0
+    before = Project(out, create=False).runs()
+    capsys.readouterr()
+    assert main(["label", str(out), "--reference", "emt", "--serial"]) == 2
+    err = capsys.readouterr().err
+    assert "[label] EMT cannot compute Fe: it knows Ag, Al, Au, C, Cu" in err
+    assert len(err.strip().splitlines()) == 1
+    assert Project(out, create=False).runs() == before
+
+
 def test_bad_flags_are_refused_before_the_workflow_stack_is_imported(tmp_path):
     code = ("import sys\nfrom pyiron_assyst.cli.main import main\n"
             "status = main(sys.argv[1:])\n"

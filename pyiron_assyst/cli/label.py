@@ -180,6 +180,21 @@ def _source(project: Project, run: str | None) -> str:
     return max(complete, key=lambda r: project.run_info(r)["created"])
 
 
+def _preflight(reference: Config, project: Project, source: str, stage: str,
+               stored: dict[str, Config]) -> None:
+    """Refuse, before any work, a reference that cannot compute the source run's elements
+    (those of its formulas, else of the stage's structures)."""
+    if "formulas" in stored:
+        elements = stored["formulas"].elements
+    else:
+        elements = {s for atoms in project.load_stage(source, stage)
+                    for s in atoms.get_chemical_symbols()}
+    try:
+        reference.check_elements(elements)
+    except ConfigError as error:
+        raise ConfigError(f"[label] {error}") from None
+
+
 def label_command(args: argparse.Namespace) -> int:
     """Handler of ``label``."""
     project = Project(Path(args.project), create=False)
@@ -189,6 +204,7 @@ def label_command(args: argparse.Namespace) -> int:
                            f"{project.stages(source)})", project.path)
     stored = project.load_configs(source)
     configs = _configs(args, stored)
+    _preflight(configs["reference"], project, source, args.stage, stored)
     taken = {k: configs[k] for k in ("curation", "executor") if configs[k] == stored.get(k)}
     require_trust(taken, args.trust_project, f"label of run {source!r}")  # the project's own
     name = args.name or _name(source, args.stage, configs)
