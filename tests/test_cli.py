@@ -693,6 +693,18 @@ def test_fit_without_its_extra_stops_before_any_work_with_the_install_line(tmp_p
     assert not (tmp_path / "out").exists()  # nothing sampled, relaxed or labelled
 
 
+def test_fit_refuses_an_element_its_reference_cannot_compute_before_any_work(tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(BLOCK_FIT_EXTRA)  # the check comes first
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}:{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.run([sys.executable, "-m", "pyiron_assyst.cli", "fit", "--element", "Fe",
+                           "-o", str(tmp_path / "out")], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 2
+    assert "EMT cannot compute Fe: it knows Ag, Al, Au, C, Cu" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_run_refuses_elements_its_calculator_cannot_compute_before_any_work(tmp_path, capsys):
     out = tmp_path / "fe"
     assert main(["run", "--elements", "Fe", "-o", str(out)]) == 2

@@ -147,9 +147,12 @@ def _stop_on_sigterm(signum: int, frame: Any) -> None:
 def run_fit(args: argparse.Namespace) -> int:
     """Run the whole loop with the parsed arguments; write everything into ``args.output``.
 
-    Checks the ``fit`` extra before any work (exit status 2 and the install line if it is
-    missing). SIGTERM stops the command like Ctrl-C: the training process goes with it.
+    Checks the reference's elements and the ``fit`` extra before any work (exit status 2 and
+    the reason, or the install line). SIGTERM stops the command like Ctrl-C: the training
+    process goes with it.
     """
+    reference = _reference(args.reference)
+    reference.check_elements([args.element])  # before any work, as run and label do
     missing = missing_fit_modules()
     if missing:
         print(f"pyiron-assyst fit: needs {', '.join(missing)} from the 'fit' extra; install it "
@@ -175,7 +178,7 @@ def run_fit(args: argparse.Namespace) -> int:
                        ema_decay=0.99, default_dtype=args.dtype, seed=args.seed,
                        threads=args.threads)
     report_config = TransferabilityConfig(element=args.element, seed=args.seed)
-    output, reference = Path(args.output), _reference(args.reference)
+    output = Path(args.output)
     executor = Executor(kind="process", max_workers=args.workers)
     output.mkdir(parents=True, exist_ok=True)
     structures, lines = _generate(args, reference, executor)
