@@ -429,6 +429,7 @@ def slurm_vs_serial(tmp_path: Path) -> dict:
     executor = Executor(kind="slurm_cluster", cores=2, cache_directory=str(tmp_path / "jobs"))
     mpi = Gpaw(ecut=200.0, kpoint_density=1.2, smearing=0.2,
                launch=launcher(executor, starter="mpiexec"))
+    assert mpi.launch == "mpiexec -n 2"  # Open MPI refuses 2 ranks in a job without 2 slots
     crystals = sampled()[:2]
     on_slurm, slurm_report = relax(crystals, RELAX, mpi, executor)
     serial, _ = relax(crystals, RELAX, FAST, SERIAL)
