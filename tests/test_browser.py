@@ -162,28 +162,30 @@ def _on_top(driver, element) -> bool:
         element)
 
 
-def _bring_into_view(driver, wait, node_id: str) -> None:
-    """Pan the graph (drag its background, as a user does) until ``node_id`` is unclipped.
+def _bring_into_view(driver, wait, node_id: str, target=None) -> None:
+    """Pan the graph (drag its background, as a user does) until ``target(driver)`` (default:
+    the node ``node_id`` itself; e.g. one of its fields) is unclipped and uncovered.
 
     The ungrouped pipeline is wider than the pane even at react-flow's smallest zoom, so
     "fit view" leaves its first nodes clipped; and the pane narrows when a run fills the
-    output panel.
+    output panel, so that a node's centre may show while a field near its edge is cut off.
     """
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
+    target = target or (lambda d: _node(d, node_id))
     for _ in range(5):
-        if _on_top(driver, _node(driver, node_id)):
+        if _on_top(driver, target(driver)):
             return
         pane = driver.find_element(By.CSS_SELECTOR, ".react-flow__pane")
-        box, node = pane.rect, _node(driver, node_id).rect
+        box, node = pane.rect, target(driver).rect
         dx = box["x"] + box["width"] / 2 - (node["x"] + node["width"] / 2)
         dy = box["y"] + box["height"] / 2 - (node["y"] + node["height"] / 2)
         start = (0, -box["height"] / 2 + 120)  # background below the toolbar, above the nodes
         (ActionChains(driver).move_to_element_with_offset(pane, *start).click_and_hold()
          .move_by_offset(dx / 2, dy / 2).move_by_offset(dx / 2, dy / 2).release().perform())
         time.sleep(0.5)
-    wait.until(lambda d: _on_top(d, _node(d, node_id)))
+    wait.until(lambda d: _on_top(d, target(d)))
 
 
 def _run(driver, wait, expected: str) -> None:
@@ -228,11 +230,13 @@ def test_workflow_is_drawn_edited_and_run_in_the_browser(lab, browser):
 
     _run(browser, wait, "n_candidates=2")  # Cu and Cu2 in one group
 
-    repeat = _node(browser, SAMPLE).find_element(
-        By.CSS_SELECTOR, '[data-testid="port-in-repeat"] input[data-testid="port-entry"]')
-    assert repeat.get_attribute("placeholder") == "1"  # the default, shown
-    _bring_into_view(browser, wait, SAMPLE)
-    wait.until(lambda d: _on_top(d, repeat))
+    def repeat_field(driver):
+        return _node(driver, SAMPLE).find_element(
+            By.CSS_SELECTOR, '[data-testid="port-in-repeat"] input[data-testid="port-entry"]')
+
+    assert repeat_field(browser).get_attribute("placeholder") == "1"  # the default, shown
+    _bring_into_view(browser, wait, SAMPLE, repeat_field)  # the field itself, not the node
+    repeat = repeat_field(browser)
     repeat.click()
     repeat.send_keys("2", Keys.ENTER)
     wait.until(lambda d: "port-entry--default" not in repeat.get_attribute("class"))
