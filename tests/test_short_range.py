@@ -117,3 +117,26 @@ def test_curate_keeps_labelled_short_range_structures():
     assert [d.reason for d in curated.drops] == ["min_distance"]
     assert dict(curated.notes) == {
         "short-range structures exempt from distance and caps": len(made)}
+
+
+def test_the_reference_isolated_atoms_are_the_short_range_ones_and_cost_nothing_more(tmp_path):
+    """With a cache, the isolated-atom reference energies after the labels of the short-range
+    structures are cache hits (one DFT calculation per element, not two) with the same
+    energies; without the short-range stage's atom they are computed."""
+    from pyiron_assyst.execution.cache import ResultCache
+    from pyiron_assyst.stages.curate import label_isolated_atoms
+
+    cache = ResultCache(tmp_path / "cache")
+    made, _ = short_range(_relaxed(), ShortRangeConfig(dimer_fractions=(1.0,),
+                                                       trimer_fractions=(1.0,),
+                                                       compressions=()), ["Cu"])
+    labelled, _ = label(made, EMT(), cache=cache)
+    entries = len(cache.namespace("label").listing()[0])
+    assert entries == len(made) == 3
+    atoms, report = label_isolated_atoms(["Cu"], EMT(), cache=cache)
+    assert len(cache.namespace("label").listing()[0]) == entries  # answered from the cache
+    (short,) = [a for a in labelled if a.info["short_range"] == "isolated"]
+    assert atoms[0].get_potential_energy() == short.get_potential_energy()
+    assert uuid_of(atoms[0]) == uuid_of(short)
+    label_isolated_atoms(["Ag"], EMT(), cache=cache)
+    assert len(cache.namespace("label").listing()[0]) == entries + 1

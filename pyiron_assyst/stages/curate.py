@@ -56,6 +56,7 @@ from ase.data import atomic_numbers, chemical_symbols
 
 from pyiron_assyst.calculators import CalculatorConfig
 from pyiron_assyst.core.config import Config, require
+from pyiron_assyst.core.info_keys import set_info
 from pyiron_assyst.core.lineage import NAMESPACE, stamp_root, uuid_of
 from pyiron_assyst.core.report import Drop, StageReport
 from pyiron_assyst.execution.cache import ResultCache
@@ -163,7 +164,9 @@ def label_isolated_atoms(elements: Iterable[str], calculator: CalculatorConfig,
     Faults are reported (an element whose calculation fails is missing from the result and
     dropped in the report) and structure-dependent settings (e.g. spin-polarised atoms) apply.
     With ``cache`` the single points are kept there by content like the labels (namespace
-    ``"label"``), so a resumed run does not compute them again.
+    ``"label"``), so a resumed run does not compute them again. The atoms carry
+    ``info['short_range'] = "isolated"``: they are the very structures the short-range stage
+    adds to the labels (same box), so with a cache one calculation per element serves both.
 
     Returns
     -------
@@ -174,6 +177,8 @@ def label_isolated_atoms(elements: Iterable[str], calculator: CalculatorConfig,
 
     symbols = sorted(dict.fromkeys(elements), key=lambda s: atomic_numbers.get(s, 0))
     atoms = [isolated_atom(s, box) for s in symbols]
+    for one in atoms:
+        set_info(one, SHORT_RANGE_KEY, "isolated")
     labelled, report = label(atoms, calculator, executor, relabel=True, cache=cache,
                              retry_failed=retry_failed, desc=ISOLATED_STEP)
     return labelled, dataclasses.replace(report, stage="isolated_atoms")
