@@ -662,6 +662,6 @@ def stage_counts(reports: Sequence[StageReport], ax: Axes | None = None) -> Axes
         ax.bar_label(stack, [f"{n:g}" if n else "" for n in bottom], fontsize="x-small")
     ax.set_xticks(x, [f"{r.stage}\n(from {r.n_in} {INPUT_UNITS[r.stage]})"
                       if r.stage in INPUT_UNITS else r.stage for r in reports],
-                  rotation=20, ha="right")
+                  rotation=30, ha="right", rotation_mode="anchor")  # ends at its tick
     ax.legend(fontsize="small")
     return ax
