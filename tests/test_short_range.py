@@ -133,7 +133,7 @@ def test_the_reference_isolated_atoms_are_the_short_range_ones_and_cost_nothing_
     labelled, _ = label(made, EMT(), cache=cache)
     entries = len(cache.namespace("label").listing()[0])
     assert entries == len(made) == 3
-    atoms, report = label_isolated_atoms(["Cu"], EMT(), cache=cache)
+    atoms, _ = label_isolated_atoms(["Cu"], EMT(), cache=cache)
     assert len(cache.namespace("label").listing()[0]) == entries  # answered from the cache
     (short,) = [a for a in labelled if a.info["short_range"] == "isolated"]
     assert atoms[0].get_potential_energy() == short.get_potential_energy()
