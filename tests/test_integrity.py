@@ -151,6 +151,31 @@ for i in range(int(sys.argv[2])):
 """
 
 
+def test_a_run_renamed_away_between_check_and_read_is_read_after_the_swap(stored, monkeypatch):
+    """The race of the test below made certain: the writer's first rename (the old run to
+    its trash name) falls between the reader's check that run.h5 exists and its read, and
+    the second rename follows 50 ms later. Before, the reader failed with 'file not found'
+    (seen at load 6)."""
+    from pyiron_assyst.storage import project as module
+
+    project, stages = stored
+    runs = project.path / "runs"
+    trash = runs / f".trash-{'0' * 32}-run"
+    real, calls = module.read_texts, []
+
+    def racing(path):
+        if not calls:
+            calls.append(path)
+            os.rename(runs / "run", trash)
+            threading.Timer(0.05, os.rename, (trash, runs / "run")).start()
+        return real(path)
+
+    monkeypatch.setattr(module, "read_texts", racing)
+    reader = Project(project.path, create=False)
+    assert digest(reader.load_stage("run", "perturb")) == digest(stages["perturb"])
+    assert calls
+
+
 def test_readers_never_fail_while_a_writer_replaces_the_run(stored):
     project, stages = stored
     writer = subprocess.Popen([sys.executable, "-c", _RESAVER, str(project.path), "60"],

@@ -129,6 +129,15 @@ def _report_texts(reports: Mapping[str, StageReport]) -> dict[str, str]:
     return {name: report.to_json() for name, report in reports.items()}
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    """Device and inode of ``path`` (``None`` if it does not exist): tells one version of a
+    file from the next that a writer renamed into its place."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
 class Project:
     """A directory holding saved runs (created if missing).
 
@@ -324,15 +333,23 @@ class Project:
         if not isinstance(run, str) or not _RUN_NAME.fullmatch(run):
             raise StorageError(f"no run {run!r} in this project (runs: {self.runs()})", self.path)
         deadline = time.monotonic() + _SWAP_WAIT
-        while not path.is_file() and self._swapping(run) and time.monotonic() < deadline:
-            time.sleep(0.005)
-        try:
-            texts, _ = read_texts(path)
-        except StorageError:
-            if path.is_file() or self._swapping(run):
-                raise
-            raise StorageError(f"no run {run!r} in this project (runs: {self.runs()})",
-                               self.path) from None
+        while True:
+            while not path.is_file() and self._swapping(run) and time.monotonic() < deadline:
+                time.sleep(0.005)
+            before = _identity(path)
+            try:
+                texts, _ = read_texts(path)
+                break
+            except StorageError:
+                # a writer renamed the run away (or swapped a new one in) between the check
+                # and the read: read the new version; a damaged file fails at once
+                if time.monotonic() < deadline and (
+                        self._swapping(run) or _identity(path) != before):
+                    continue
+                if path.is_file() or self._swapping(run):
+                    raise
+                raise StorageError(f"no run {run!r} in this project (runs: {self.runs()})",
+                                   self.path) from None
         if "meta" not in texts.get("run", {}):
             raise StorageError("run file has no metadata", path)
         return texts
