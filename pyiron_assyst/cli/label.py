@@ -184,13 +184,9 @@ def _preflight(reference: Config, project: Project, source: str, stage: str,
                stored: dict[str, Config]) -> None:
     """Refuse, before any work, a reference that cannot compute the source run's elements
     (those of its formulas, else of the stage's structures)."""
-    if "formulas" in stored:
-        elements = stored["formulas"].elements
-    else:
-        elements = {s for atoms in project.load_stage(source, stage)
-                    for s in atoms.get_chemical_symbols()}
+    structures = [] if "formulas" in stored else project.load_stage(source, stage)
     try:
-        reference.check_elements(elements)
+        reference.check_elements(_formulas(stored, structures).elements)
     except ConfigError as error:
         raise ConfigError(f"[label] {error}") from None
 

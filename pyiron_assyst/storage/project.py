@@ -138,6 +138,7 @@ def _identity(path: Path) -> tuple[int, int] | None:
         return None
     return stat.st_dev, stat.st_ino
 
+
 class Project:
     """A directory holding saved runs (created if missing).
 
