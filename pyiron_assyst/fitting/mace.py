@@ -130,6 +130,11 @@ class FitConfig(Config):
     pair_repulsion
         Add MACE's ZBL pair repulsion (``--pair_repulsion``): a universal screened-nuclear
         repulsion that makes the model repulsive at distances the set never reaches.
+    cluster_weight
+        Weight of the short-range stage's isolated atoms, dimers and trimers in the loss
+        (MACE's per-structure ``config_weight``; 1: like every other structure). They are a
+        handful among hundreds of crystals, so with weight 1 the model may miss them by
+        tenths of an eV per atom.
     """
 
     backend: str = "mace"
@@ -153,6 +158,7 @@ class FitConfig(Config):
     default_dtype: str = "float64"
     e0s: str = "isolated"
     pair_repulsion: bool = True
+    cluster_weight: float = 1.0
 
     def __post_init__(self) -> None:
         name = "FitConfig"
@@ -184,6 +190,10 @@ class FitConfig(Config):
         require(self.e0s in E0S, name, "e0s", f"one of {E0S}", self.e0s)
         require(isinstance(self.pair_repulsion, bool), name, "pair_repulsion", "a bool",
                 self.pair_repulsion)
+        require(isinstance(self.cluster_weight, (int, float)) and not isinstance(
+            self.cluster_weight, bool) and self.cluster_weight > 0, name, "cluster_weight",
+                "a number > 0", self.cluster_weight)
+        object.__setattr__(self, "cluster_weight", float(self.cluster_weight))
 
     def resolved_device(self, executor: Executor | None) -> str:
         """The device the fit runs on: ``"cuda"`` for ``"auto"`` when ``executor`` has GPUs."""
@@ -372,12 +382,14 @@ def isolated_energies(structures: Sequence[Atoms], r_max: float) -> dict[str, fl
 # --------------------------------------------------------------------------- data
 
 
-def training_targets(atoms: Atoms) -> Atoms:
+def training_targets(atoms: Atoms, cluster_weight: float = 1.0) -> Atoms:
     """A copy of a labelled structure with MACE's reference keys and no calculator.
 
     ``info['REF_energy']`` is the label's ``free_energy`` (eV; ``energy`` if absent),
     ``arrays['REF_forces']`` its forces (eV/Å) and ``info['REF_stress']`` its stress (eV/Å³,
-    Voigt, ASE sign) when it has one. Lineage keys are kept.
+    Voigt, ASE sign) when it has one. Lineage keys are kept. An isolated atom, dimer or
+    trimer of the short-range stage gets ``info['config_weight'] = cluster_weight`` (MACE's
+    per-structure loss weight) unless that is 1.
     """
     results = atoms.calc.results
     out = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
@@ -386,6 +398,8 @@ def training_targets(atoms: Atoms) -> Atoms:
     out.arrays["REF_forces"] = np.array(results["forces"], dtype=float)
     if "stress" in results and atoms.pbc.all():
         out.info["REF_stress"] = np.array(results["stress"], dtype=float)
+    if cluster_weight != 1.0 and _anchor(atoms):
+        out.info["config_weight"] = float(cluster_weight)
     return out
 
 
@@ -551,12 +565,13 @@ def fit(structures: Sequence[Atoms], config: FitConfig = FitConfig(),
     device = config.resolved_device(executor)
     staging = Path(directory).resolve() / f"fit_staging_{os.getpid()}"
     staging.mkdir(parents=True, exist_ok=True)
-    _write_xyz(staging / "train.xyz", [training_targets(s) for s in train])
+    weight = config.cluster_weight
+    _write_xyz(staging / "train.xyz", [training_targets(s, weight) for s in train])
     e0s, e0s_source = _e0s(config, train)
     if e0s:
         _write_e0s(staging / "e0s.json", e0s)
     if valid:
-        _write_xyz(staging / "valid.xyz", [training_targets(s) for s in valid])
+        _write_xyz(staging / "valid.xyz", [training_targets(s, weight) for s in valid])
     key = _fit_key(config, device, staging / "train.xyz", staging / "valid.xyz" if valid else None)
     work = Path(directory).resolve() / f"fit_{key}"
     model_file = work / "model.model"
