@@ -55,9 +55,9 @@ TINY = FitConfig(num_channels=4, correlation=1, r_max=4.0, epochs=2, batch_size=
 QUICK_MAE = 20.0  # meV/atom, the issue's target; measured 7.7
 QUICK_FORCES = 0.15  # eV/Å; measured 0.048
 QUICK_FCC_A = 0.01  # relative; measured -0.0072
-QUICK_REPORT = TransferabilityConfig(n_volumes=5, vacancy_repeat=2, relax_steps=20,
+QUICK_REPORT = TransferabilityConfig(n_volumes=5, vacancy_sites=32, relax_steps=20,
                                      slab_layers=3, md_steps=10, md_snapshots=2,
-                                     stability_temperatures=(1500.0,), stability_steps=20,
+                                     stability_runs=(("vacancy", 1500.0, 0.04),),
                                      cluster_fractions=(0.7, 1.0))
 
 
@@ -118,9 +118,17 @@ def test_device_auto_follows_executor_gpus():
 
 def test_transferability_config_validation():
     assert config_from_json(QUICK_REPORT.to_json()) == QUICK_REPORT
-    for bad in ({"element": "Xx"}, {"volume_range": (1.1, 1.2)}, {"n_volumes": 3},
-                {"md_snapshots": 300}):
-        with pytest.raises(ConfigError):
+    for bad, field in (({"elements": ("Xx",)}, "elements"), ({"elements": ("Cu", "Cu")},
+                       "elements"), ({"elements": ()}, "elements"),
+                       ({"structure": "diamond"}, "structure"),
+                       ({"volume_range": (1.1, 1.2)}, "volume_range"),
+                       ({"n_volumes": 3}, "n_volumes"), ({"md_snapshots": 300}, "md_snapshots"),
+                       ({"stability_runs": (("liquid", 1500, 2),)}, "stability_runs"),
+                       ({"stability_runs": (("vacancy", 1500),)}, "stability_runs"),
+                       ({"stability_runs": (("vacancy", 1500, -1),)}, "stability_runs"),
+                       ({"elastic_strain": 0.1}, "elastic_strain"),
+                       ({"formation_tolerance": 0}, "formation_tolerance")):
+        with pytest.raises(ConfigError, match=f"TransferabilityConfig.{field} must be"):
             TransferabilityConfig(**bad)
 
 
@@ -259,6 +267,22 @@ def test_mace_arguments_use_zbl_and_the_isolated_atoms():
         FitConfig(e0s="zero")
 
 
+def test_cluster_weight_reaches_maces_config_weight_of_clusters_only(labelled):
+    clusters = _short_range_set()
+    kinds = {a.info["short_range"] for a in clusters}
+    assert {"isolated", "dimer", "trimer"} <= kinds
+    for atoms in clusters:
+        weighted = training_targets(atoms, 4.0)
+        anchor = atoms.info["short_range"] in ("isolated", "dimer", "trimer")
+        assert weighted.info.get("config_weight") == (4.0 if anchor else None)
+        assert "config_weight" not in training_targets(atoms).info
+    assert "config_weight" not in training_targets(labelled[0], 4.0).info
+    assert FitConfig(cluster_weight=3).cluster_weight == 3.0
+    for bad in (0, -1.0, True):
+        with pytest.raises(ConfigError, match="cluster_weight"):
+            FitConfig(cluster_weight=bad)
+
+
 def test_split_never_holds_out_isolated_atoms_dimers_or_trimers(labelled):
     clusters = _short_range_set()
     for seed in range(5):
@@ -302,26 +326,36 @@ def test_report_of_reference_against_itself_is_exact(labelled, tmp_path):
     result = transferability(EMT(), EMT(), held, QUICK_REPORT)
     table = result.table()
     assert table["difference"].abs().max() == 0.0
-    errors = table[table["quantity"].str.contains("MAE|RMSE")]
-    assert len(errors) == 3 * 3
+    errors = table[table["quantity"].str.contains("MAE|RMSE|max error")]
+    assert len(errors) == 3 * 3 + 4 * 2  # MD, held-out, window; E-V RMSE and max per phase
     assert (errors["model"] == 0.0).all()
-    # EMT Cu: a = 3.590 Å, B = 133 GPa, E(bcc) - E(fcc) = 32.6 meV/atom, vacancy 1.24 eV
-    # (ASE's EMT parameters; independent of the quick settings to the digits checked)
+    # EMT Cu: a = 3.590 Å, B = 133 GPa, vacancy 1.24 eV (ASE's EMT parameters; independent
+    # of the quick settings to the digits checked); its ground state is hcp, 0.98 meV/atom
+    # below fcc (at c/a 1.632, near the ideal 1.633), so the defects are built on hcp
+    assert result.ground_states == {"Cu": "hcp"}
     assert result.value("fcc a").reference == pytest.approx(3.5902, abs=2e-4)
     assert result.value("fcc B").reference == pytest.approx(133.0, abs=1.0)
-    assert result.value("E(bcc) - E(fcc)").reference == pytest.approx(32.64, abs=0.05)
-    assert result.value("E(sc) - E(fcc)").reference > 300
+    assert result.value("E(fcc) - E(hcp)").reference == pytest.approx(0.98, abs=0.02)
+    assert result.value("E(bcc) - E(hcp)").reference == pytest.approx(33.61, abs=0.05)
+    assert result.value("hcp c/a").reference == pytest.approx(1.6322, abs=2e-4)
+    assert result.value("E(sc) - E(hcp)").reference > 300
+    assert result.value("vacancy formation (unrelaxed)").reference == pytest.approx(1.24,
+                                                                                     abs=0.01)
+    assert {r.quantity for r in result.rows} >= {
+        "hcp C11", "hcp C12", "hcp C13", "hcp C33", "hcp C44",
+        "surface energy (0001, unrelaxed)", "surface energy (10-10, unrelaxed)"}
     paths = write_report(result, tmp_path / "report")
     assert {p.name for p in paths} == {"transferability.csv", "transferability.md",
                                        "ev_curves.png", "parity_energy.png",
                                        "parity_forces.png", "md_traces.png", "clusters.png"}
-    # EMT Cu: isolated atom 3.51 eV, cohesive energy 3.51 eV/atom (fcc at -0.007 eV/atom)
+    # EMT Cu: isolated atom 3.51 eV, cohesive energy 3.518 eV/atom (hcp at -0.008 eV/atom)
     assert result.value("isolated atom energy").reference == pytest.approx(3.5101, abs=1e-3)
-    assert result.value("cohesive energy (fcc)").reference == pytest.approx(3.517, abs=2e-3)
+    assert result.value("cohesive energy (hcp)").reference == pytest.approx(3.518, abs=2e-3)
     assert result.passed
     assert [c.name for c in result.checks] == [
-        "MD 1500 K: shortest distance", "MD 1500 K: |E_model - E_ref|",
-        "dimer curve: |E_model - E_ref| from 1.78 Å", "trimer curve: |E_model - E_ref| from 1.78 Å"]
+        "MD vacancy 1500 K: shortest distance", "MD vacancy 1500 K: |E_model - E_ref|",
+        "dimer Cu-Cu curve: |E_model - E_ref| from 1.78 Å",
+        "trimer Cu-Cu-Cu curve: |E_model - E_ref| from 1.78 Å"]
     assert (tmp_path / "report" / "transferability.md").read_text().startswith(
         "Verdict: **PASS**")
     assert all(p.stat().st_size > 0 for p in paths)
@@ -397,6 +431,27 @@ def test_fit_command_rejects_bad_arguments(capsys):
 
     assert main(["--group-step", "0", "-o", "unused"]) == 2
     assert "--group-step" in capsys.readouterr().err
+    assert main(["--elements", "Cu", "Cu", "-o", "unused"]) == 2
+    assert "--elements must be distinct chemical symbols" in capsys.readouterr().err
+    assert main(["--md-time", "0", "-o", "unused"]) == 2
+    assert "--md-time must be > 0 ps" in capsys.readouterr().err
+    assert not Path("unused").exists()
+
+
+def test_fit_command_takes_several_elements_and_samples_every_composition():
+    import argparse
+
+    from pyiron_assyst.cli.fit import add_fit_command, formula_grid
+
+    parser = argparse.ArgumentParser()
+    add_fit_command(parser.add_subparsers(dest="command"))
+    assert parser.parse_args(["fit", "--elements", "Cu", "Ag"]).elements == ["Cu", "Ag"]
+    assert parser.parse_args(["fit", "--element", "Al"]).elements == ["Al"]
+    assert parser.parse_args(["fit"]).elements == ["Cu"]
+    grid = [{k: v for k, v in f.items() if v} for f in formula_grid(["Cu", "Ag"], 2)]
+    assert sorted(grid, key=str) == sorted([{"Cu": 1}, {"Cu": 2}, {"Ag": 1}, {"Ag": 2},
+                                            {"Cu": 1, "Ag": 1}], key=str)
+    assert [dict(f) for f in formula_grid(["Cu"], 3)] == [{"Cu": 1}, {"Cu": 2}, {"Cu": 3}]
 
 
 @pytest.mark.slow
@@ -406,7 +461,7 @@ def test_fit_command_end_to_end(tmp_path):
 
     out = tmp_path / "run"
     assert main(["--group-step", "12", "--epochs", "2", "--channels", "4", "--threads", "1",
-                 "--workers", "1", "-o", str(out)]) == 0
+                 "--workers", "1", "--md-time", "0.02", "-o", str(out)]) == 0
     for name in ("summary.txt", "training_set.extxyz", "held_out.extxyz",
                  "report/transferability.csv", "report/ev_curves.png"):
         assert (out / name).is_file(), name
@@ -415,26 +470,55 @@ def test_fit_command_end_to_end(tmp_path):
     assert "final epoch 1" in text
 
 
+@pytest.mark.slow
+def test_fit_command_binary_end_to_end(tmp_path):
+    """``--elements Cu Ag``: a binary set (every composition, mixed dimers), a fit and a
+    binary report with formation energies and per-element rows."""
+    import pandas as pd
+
+    from pyiron_assyst.cli.fit import main
+
+    out = tmp_path / "binary"
+    assert main(["--elements", "Cu", "Ag", "--group-step", "20", "--epochs", "2",
+                 "--channels", "4", "--threads", "1", "--workers", "1", "--md-time", "0.02",
+                 "-o", str(out)]) == 0
+    training = read(out / "training_set.extxyz", index=":")
+    formulas = {a.get_chemical_formula(empirical=True) for a in training}
+    assert {"Cu", "Ag", "AgCu"} <= formulas
+    kinds = {(a.info.get("short_range"), a.get_chemical_formula()) for a in training}
+    assert ("dimer", "AgCu") in kinds
+    table = pd.read_csv(out / "report" / "transferability.csv").set_index("quantity")
+    for quantity in ("Cu fcc a", "Ag fcc a", "formation energy L12 Cu3Ag",
+                     "formation energy random fcc Cu50Ag50", "Ag isolated atom energy"):
+        assert quantity in table.index, quantity
+    assert table.loc["formation energy B2 CuAg", "reference"] == pytest.approx(31.3, abs=1.5)
+    text = (out / "summary.txt").read_text()
+    assert "formation B2 CuAg: |ΔH_model - ΔH_ref|" in text
+    assert (out / "report" / "formation_energies.png").is_file()
+
+
 def test_a_failed_vacancy_relaxation_is_nan_with_its_reason():
     """A potential without a minimum near a vacancy must not print a formation energy."""
     from dataclasses import replace
 
+    from pyiron_assyst.fitting.bulk import Phase
     from pyiron_assyst.fitting.transferability import _vacancy
 
     def emt(atoms):
         return EMT().calculator_for(atoms)
 
-    unrelaxed, relaxed, note = _vacancy(replace(QUICK_REPORT, relax_steps=300), 3.5902, emt)
+    fcc = Phase("fcc", 3.5902**3 / 4, math.nan, math.nan)
+    unrelaxed, relaxed, note = _vacancy(replace(QUICK_REPORT, relax_steps=300), "Cu", fcc, emt)
     assert note == ""
     assert 0 < relaxed < unrelaxed
-    unrelaxed_again, stopped, note = _vacancy(replace(QUICK_REPORT, relax_steps=1), 3.5902,
+    unrelaxed_again, stopped, note = _vacancy(replace(QUICK_REPORT, relax_steps=1), "Cu", fcc,
                                               emt)
     assert unrelaxed_again == unrelaxed
     assert math.isnan(stopped)
     assert note.startswith("relaxation not converged to 0.01 eV/Å in 1 steps")
     # a long-ranged pair potential with its minimum at 1.5 Å, far inside the crystal's 2.54 Å
     short = Morse(epsilon=1.0, r0=1.5, rho0=2.0, rcut1=6.0, rcut2=7.0)
-    _, collapsed, note = _vacancy(QUICK_REPORT, 3.5902, short.calculator_for)
+    _, collapsed, note = _vacancy(QUICK_REPORT, "Cu", fcc, short.calculator_for)
     assert math.isnan(collapsed)
     assert note.startswith("relaxation collapsed: closest pair")
 

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from pyiron_assyst.calculators import EMT, Morse
+from pyiron_assyst.fitting.bulk import Phase
 from pyiron_assyst.fitting.stability import (
     cluster_checks,
-    cluster_curves,
+    cluster_curve,
     md_checks,
     md_trace,
     shortest_distance,
@@ -24,6 +25,8 @@ from pyiron_assyst.fitting.stability import (
 from pyiron_assyst.fitting.transferability import (
     TransferabilityConfig,
     TransferabilityResult,
+    _clusters,
+    _Element,
     _stability,
     write_report,
 )
@@ -31,8 +34,10 @@ from pyiron_assyst.fitting.transferability import (
 A_EMT = 3.59  # Å, EMT Cu
 NEAREST = A_EMT / math.sqrt(2)
 COLLAPSING = Morse(epsilon=1.0, r0=1.2, rho0=2.0, rcut1=3.0, rcut2=4.0)
-SHORT = TransferabilityConfig(stability_temperatures=(1500.0,), stability_steps=60,
-                              stability_every=10, cluster_fractions=(0.6, 0.7, 1.0))
+SHORT = TransferabilityConfig(stability_runs=(("vacancy", 1500.0, 0.12),), stability_every=10,
+                              cluster_fractions=(0.6, 0.7, 1.0))
+FCC = Phase("fcc", A_EMT**3 / 4, 0.0, 133.0)
+CU = _Element("Cu", "", {"reference": {"fcc": FCC}, "model": {"fcc": FCC}}, "fcc", NEAREST)
 
 
 def _source(config):
@@ -74,13 +79,14 @@ def test_a_collapsing_model_fails_and_stops_early():
 
 def test_cluster_curves_and_checks():
     distances = [0.6 * NEAREST, 0.7 * NEAREST, NEAREST]
-    same = cluster_curves("Cu", distances, _source(EMT()), _source(EMT()))
-    assert set(same) == {"dimer", "trimer"}
+    same = {kind: cluster_curve(symbols, distances, _source(EMT()), _source(EMT()))
+            for kind, symbols in (("dimer", ("Cu", "Cu")), ("trimer", ("Cu",) * 3))}
     assert np.all(same["dimer"]["model"] == same["dimer"]["reference"])
     # EMT dimers are repulsive towards short distances
     assert np.all(np.diff(same["dimer"]["reference"]) < 0)
     assert all(c.passed for c in cluster_checks(same, 0.7 * NEAREST, 0.1))
-    other = cluster_curves("Cu", distances, _source(COLLAPSING), _source(EMT()))
+    other = {kind: cluster_curve(symbols, distances, _source(COLLAPSING), _source(EMT()))
+             for kind, symbols in (("dimer", ("Cu", "Cu")), ("trimer", ("Cu",) * 3))}
     checks = cluster_checks(other, 0.7 * NEAREST, 0.1)
     assert not any(c.passed for c in checks)
     # the 0.6 point is below the checked range: it does not enter the worst error
@@ -90,14 +96,19 @@ def test_cluster_curves_and_checks():
 
 def test_report_says_fail_at_the_top(tmp_path):
     result = TransferabilityResult()
-    _stability(SHORT, A_EMT, _source(EMT()), _source(COLLAPSING), result)
+    _stability(SHORT, CU, _source(EMT()), _source(COLLAPSING), result)
+    _clusters(SHORT, {"Cu": CU}, _source(EMT()), _source(COLLAPSING), result)
     assert not result.passed
     write_report(result, tmp_path)
     text = (tmp_path / "transferability.md").read_text()
-    assert text.startswith('Verdict: <span style="color:red">**FAIL**</span>: MD 1500 K')
+    assert text.startswith('Verdict: <span style="color:red">**FAIL**</span>: MD vacancy 1500 K')
     assert (tmp_path / "md_traces.png").is_file()
     assert (tmp_path / "clusters.png").is_file()
     good = TransferabilityResult()
-    _stability(SHORT, A_EMT, _source(EMT()), _source(EMT()), good)
+    _stability(SHORT, CU, _source(EMT()), _source(EMT()), good)
+    _clusters(SHORT, {"Cu": CU}, _source(EMT()), _source(EMT()), good)
     assert good.passed
-    assert len(good.checks) == 4
+    assert [c.name for c in good.checks] == [
+        "MD vacancy 1500 K: shortest distance", "MD vacancy 1500 K: |E_model - E_ref|",
+        "dimer Cu-Cu curve: |E_model - E_ref| from 1.78 Å",
+        "trimer Cu-Cu-Cu curve: |E_model - E_ref| from 1.78 Å"]

@@ -13,8 +13,9 @@ model itself and compare with the reference along the model's own trajectory:
 - :func:`md_checks`: pass/fail of one trace: the shortest distance stays above a limit and the
   model's energy per atom stays within a tolerance of the reference's (the largest error along
   the trajectory, not a mean, so a collapse at the end is not averaged away).
-- :func:`cluster_curves`: energies per atom of dimers and equilateral trimers at distances
-  below and around the bond length, model and reference, and :func:`cluster_checks`.
+- :func:`cluster_curve`: energies per atom of a dimer or an equilateral trimer of given
+  elements at distances below and around the bond length, model and reference, and
+  :func:`cluster_checks`.
 
 Energies are ``free_energy`` where the calculator gives one, in eV; distances in Å;
 temperatures in K; time steps in fs.
@@ -30,7 +31,7 @@ import numpy as np
 from ase import Atoms, units
 from ase.calculators.calculator import BaseCalculator
 
-__all__ = ["Check", "MDTrace", "cluster_checks", "cluster_curves", "md_checks", "md_trace",
+__all__ = ["Check", "MDTrace", "cluster_checks", "cluster_curve", "md_checks", "md_trace",
            "shortest_distance", "vacancy_cell"]
 
 Source = Callable[[Atoms], BaseCalculator]
@@ -69,10 +70,12 @@ class Check:
 class MDTrace:
     """Observables of one MD run every ``every`` steps: ``step``, ``time`` (fs), ``shortest``
     (Å), ``model`` and ``reference`` energies per atom (eV/atom); ``stopped`` says why the run
-    ended before ``steps`` (empty when it ran to the end)."""
+    ended before ``steps`` (empty when it ran to the end); ``cell`` names the structure (e.g.
+    ``"Cu vacancy"``)."""
 
     temperature: float
     steps: int
+    cell: str = ""
     step: list[int] = field(default_factory=list)
     time: list[float] = field(default_factory=list)
     shortest: list[float] = field(default_factory=list)
@@ -114,7 +117,7 @@ def _energy_per_atom(atoms: Atoms, source: Source) -> float:
 
 def md_trace(start: Atoms, model: Source, reference: Source, temperature: float,
              steps: int, every: int = 10, timestep: float = 2.0, seed: int = 0,
-             collapse: float = 0.0, friction: float = 0.01) -> MDTrace:
+             collapse: float = 0.0, friction: float = 0.01, cell: str = "") -> MDTrace:
     """Langevin NVT MD of ``start`` driven by ``model``, observed every ``every`` steps.
 
     Parameters
@@ -137,6 +140,8 @@ def md_trace(start: Atoms, model: Source, reference: Source, temperature: float,
         Stop when the shortest distance falls below this (Å): the run has failed.
     friction
         Langevin friction in 1/fs (0.01: the thermostat's relaxation time is 100 fs).
+    cell
+        Name of the structure, for the trace and its checks.
     """
     from ase.md import velocitydistribution
     from ase.md.langevin import Langevin
@@ -149,7 +154,7 @@ def md_trace(start: Atoms, model: Source, reference: Source, temperature: float,
     atoms.calc = model(atoms)
     dynamics = Langevin(atoms, timestep * units.fs, temperature_K=temperature,
                         friction=friction / units.fs, fixcm=False, rng=rng)
-    trace = MDTrace(temperature, steps)
+    trace = MDTrace(temperature, steps, cell)
     done, first = 0, True
     while first or done < steps:
         try:
@@ -180,7 +185,7 @@ def md_checks(trace: MDTrace, min_distance: float, tolerance: float) -> list[Che
     """Pass/fail of one trace: shortest distance ``>= min_distance`` Å over the whole run and
     largest ``|E_model - E_ref|`` per atom ``<= tolerance`` eV/atom; a run that stopped early
     fails both."""
-    name = f"MD {trace.temperature:g} K"
+    name = f"MD {trace.cell + ' ' if trace.cell else ''}{trace.temperature:g} K"
     ran = f"{trace.step[-1] if trace.step else 0}/{trace.steps} steps"
     shortest = min(trace.shortest, default=math.nan)
     errors = np.abs(trace.error())
@@ -196,40 +201,37 @@ def md_checks(trace: MDTrace, min_distance: float, tolerance: float) -> list[Che
     ]
 
 
-def _cluster(symbol: str, kind: str, distance: float, box: float = 12.0) -> Atoms:
+def cluster(symbols: Sequence[str], distance: float, box: float = 12.0) -> Atoms:
+    """A dimer (two symbols) or an equilateral trimer (three) with side ``distance`` Å."""
     from pyiron_assyst.stages.short_range import dimer, trimer
 
-    if kind == "dimer":
-        return dimer(symbol, symbol, distance, box)
-    return trimer((symbol,) * 3, distance, box)
+    if len(symbols) == 2:
+        return dimer(symbols[0], symbols[1], distance, box)
+    return trimer(tuple(symbols), distance, box)
 
 
-def cluster_curves(symbol: str, distances: Sequence[float], model: Source, reference: Source,
-                   ) -> dict[str, dict[str, np.ndarray]]:
-    """Energies per atom (eV/atom) of ``symbol`` dimers and equilateral trimers at
-    ``distances`` (Å): ``{"dimer": {"distance", "reference", "model"}, "trimer": {...}}``."""
-    curves: dict[str, dict[str, np.ndarray]] = {}
-    for kind in ("dimer", "trimer"):
-        structures = [_cluster(symbol, kind, d) for d in distances]
-        curves[kind] = {
-            "distance": np.asarray(distances, dtype=float),
+def cluster_curve(symbols: Sequence[str], distances: Sequence[float], model: Source,
+                  reference: Source) -> dict[str, np.ndarray]:
+    """Energies per atom (eV/atom) of the cluster of ``symbols`` (a dimer or an equilateral
+    trimer) at ``distances`` (Å): ``{"distance", "reference", "model"}``."""
+    structures = [cluster(symbols, d) for d in distances]
+    return {"distance": np.asarray(distances, dtype=float),
             "reference": np.array([_energy_per_atom(s, reference) for s in structures]),
-            "model": np.array([_energy_per_atom(s, model) for s in structures]),
-        }
-    return curves
+            "model": np.array([_energy_per_atom(s, model) for s in structures])}
 
 
-def cluster_checks(curves: dict[str, dict[str, np.ndarray]], down_to: float,
+def cluster_checks(curves: dict[str, dict[str, np.ndarray]], down_to: float | dict[str, float],
                    tolerance: float) -> list[Check]:
     """Largest ``|E_model - E_ref|`` per atom of each cluster curve at distances ``>= down_to``
-    Å, against ``tolerance`` eV/atom."""
+    Å (one value, or one per curve name), against ``tolerance`` eV/atom."""
     checks = []
     for kind, curve in curves.items():
-        near = curve["distance"] >= down_to - 1e-9
+        low = down_to[kind] if isinstance(down_to, dict) else down_to
+        near = curve["distance"] >= low - 1e-9
         errors = np.abs(curve["model"] - curve["reference"])[near]
         worst = float(errors.max()) if errors.size and np.all(np.isfinite(errors)) else math.inf
         at = float(curve["distance"][near][int(np.argmax(errors))]) if errors.size else math.nan
-        checks.append(Check(f"{kind} curve: |E_model - E_ref| from {down_to:.2f} Å",
+        checks.append(Check(f"{kind} curve: |E_model - E_ref| from {low:.2f} Å",
                             worst <= tolerance, 1000 * worst, 1000 * tolerance, "meV/atom",
                             f"worst at {at:.2f} Å"))
     return checks

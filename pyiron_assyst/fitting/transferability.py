@@ -1,41 +1,51 @@
 """Transferability report: a calculator against the reference on structures it was not fitted to.
 
 :func:`transferability` compares any calculator config (typically a fitted
-:class:`~pyiron_assyst.fitting.mace.MaceModel`) with the reference calculator config of a unary
-system on
+:class:`~pyiron_assyst.fitting.mace.MaceModel`) with the reference calculator config, for every
+element of the system (:mod:`~pyiron_assyst.fitting.bulk`):
 
-- energy–volume curves of fcc, bcc, hcp (ideal c/a) and simple cubic, 0.8–1.2 × the reference's
-  equilibrium volume of each phase, with a Birch–Murnaghan fit (:class:`ase.eos.EquationOfState`)
-  giving the equilibrium volume (Å³/atom), lattice constant a (Å), bulk modulus (GPa) and the
-  phase energy differences to fcc (meV/atom); every calculator is fitted on its own curve;
-- a vacancy in a 3×3×3 cubic fcc supercell at each calculator's own lattice constant: formation
-  energy unrelaxed and with relaxed positions (eV);
-- unrelaxed (111) and (100) surface energies at each calculator's own lattice constant (J/m²);
-- snapshots of a seeded Langevin MD of a 32-atom fcc cell at high temperature, run with the
-  reference calculator: energy MAE (meV/atom) and force RMSE (eV/Å);
+- energy–volume curves of fcc, bcc, hcp (at the reference's relaxed c/a) and simple cubic,
+  0.8–1.2 × the reference's equilibrium volume of each phase, each calculator with its own
+  Birch–Murnaghan fit (equilibrium volume Å³/atom, lattice constant Å, bulk modulus GPa), the
+  curve's error (RMSE and largest, meV/atom) and the phase energies relative to the ground
+  state (meV/atom);
+- the **ground state**: the reference's lowest phase (or the one configured); the elastic
+  constants (GPa), the vacancy, the surfaces and the MD are built on it, at each calculator's
+  own equilibrium volume of that phase;
+- elastic constants C11, C12, C44 (hcp also C13, C33) from energy–strain curves;
+- a vacancy formation energy, unrelaxed and with relaxed positions (eV), and unrelaxed surface
+  energies of the phase's two facets of :data:`~pyiron_assyst.fitting.bulk.FACETS` (J/m²);
+- snapshots of a seeded Langevin MD run with the reference: energy MAE (meV/atom) and force
+  RMSE (eV/Å);
+- the isolated atom's energy (eV) and the cohesive energy of the ground state (eV/atom);
+- **the model driving itself** (:mod:`~pyiron_assyst.fitting.stability`): Langevin NVT MD
+  driven by the model (``stability_runs``: a supercell with a vacancy and a slab with the
+  phase's first facet, at temperatures up to above the reference's melting point), with the
+  shortest distance and the model's and the reference's energies along the model's own
+  trajectory; and dimer and trimer curves against the reference;
+
+and for the whole system:
+
 - held-out structures (a lineage-split part of the generated set the model never saw): energy
   MAE and RMSE (meV/atom) and force RMSE (eV/Å), over all and over those within
-  ``energy_window`` eV/atom of the lowest reference energy per atom;
-- the isolated atom's energy (eV) and the cohesive energy of fcc (eV/atom);
-- **the model driving itself** (:mod:`~pyiron_assyst.fitting.stability`): Langevin NVT MD of
-  an fcc supercell with a vacancy driven by the model at each of ``stability_temperatures``
-  (the highest should lie above the reference's melting point), with the shortest distance and
-  the model's and the reference's energy along the model's own trajectory; and dimer and
-  trimer curves against the reference. These are pass/fail checks
-  (:attr:`TransferabilityResult.checks`): a model that collapses fails, and the report says so
-  at its top, whatever its errors elsewhere.
+  ``energy_window`` eV/atom of the lowest reference energy per atom *of their composition*
+  (so DFT total energies, eV per atom apart between elements, work), and per composition;
+- for every pair of elements, formation energies (meV/atom) of the ordered compounds L1₂, B2,
+  L1₀ and of a random fcc solid solution (:mod:`~pyiron_assyst.fitting.alloys`).
 
-:func:`write_report` writes ``transferability.csv``, ``transferability.md`` and the pictures
-``ev_curves.png``, ``parity_energy.png`` and ``parity_forces.png`` into a directory.
+The MD, cluster and formation-energy comparisons are pass/fail checks
+(:attr:`TransferabilityResult.checks`): a model that collapses fails, and the report says so at
+its top, whatever its errors elsewhere. :func:`write_report`
+(:mod:`~pyiron_assyst.fitting.report_files`) writes the table and the pictures.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 from ase import Atoms, units
@@ -44,14 +54,16 @@ from ase.calculators.calculator import BaseCalculator
 from pyiron_assyst.calculators import CalculatorConfig
 from pyiron_assyst.calculators.evaluation import has_labels
 from pyiron_assyst.core.config import Config, require
+from pyiron_assyst.fitting import alloys, bulk
+from pyiron_assyst.fitting.bulk import FACETS, PHASES, Phase, phase_structure
+from pyiron_assyst.fitting.report_files import write_report
+from pyiron_assyst.fitting.results import Row, TransferabilityResult
 from pyiron_assyst.fitting.stability import (
     Check,
-    MDTrace,
     cluster_checks,
-    cluster_curves,
+    cluster_curve,
     md_checks,
     md_trace,
-    vacancy_cell,
 )
 
 __all__ = [
@@ -67,12 +79,18 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-PHASES = ("fcc", "bcc", "hcp", "sc")
-"""Phases of the energy–volume curves."""
-_ATOMS_PER_CELL_VOLUME = {"fcc": 4.0, "bcc": 2.0, "sc": 1.0}
-_HCP_C_OVER_A = math.sqrt(8.0 / 3.0)
 J_PER_M2 = units.J / units.m**2
 """1 J/m² in eV/Å²."""
+MD_CELLS = ("vacancy", "surface")
+"""Structures the model's own MD can run: a supercell less one atom, a slab."""
+
+
+def _positive(config: object, name: str, keys: Sequence[str], integer: bool = False) -> None:
+    for key in keys:
+        value = getattr(config, key)
+        ok = (isinstance(value, int) and not isinstance(value, bool) and value >= 1 if integer
+              else isinstance(value, (int, float)) and value > 0)
+        require(ok, name, key, "an integer >= 1" if integer else "> 0", value)
 
 
 @dataclass(frozen=True)
@@ -81,65 +99,71 @@ class TransferabilityConfig(Config):
 
     Parameters
     ----------
-    element
-        Chemical symbol of the unary system.
+    elements
+        Chemical symbols of the system (one for a unary, two or more for alloys).
+    structure
+        Phase the elastic constants, vacancy, surfaces and MD are built on: ``"auto"`` (the
+        reference's ground state among :data:`PHASES`) or one of them.
     volume_range
         Smallest and largest volume of the E–V curves, relative to the reference's V0.
     n_volumes
         Points per E–V curve.
-    vacancy_repeat
-        Repetition of the cubic fcc cell in the vacancy supercell (3: 108 sites).
+    elastic_strain
+        Step of the energy–strain curves of the elastic constants (strains 0, ±δ, ±2δ).
+    vacancy_sites
+        Sites of the vacancy supercell (the conventional cell repeated n × n × n, the smallest
+        n reaching this; fcc 108).
     relax_fmax
         Force tolerance of the vacancy relaxation in eV/Å.
     relax_steps
         Largest number of BFGS steps of the vacancy relaxation.
     slab_layers
-        Atomic layers of the surface slabs.
+        Repeats of the surface's stacking unit in a slab (``ase.build.surface`` layers).
     vacuum
         Vacuum between periodic slab images in Å.
-    md_temperature
-        Temperature of the Langevin MD in K.
-    md_steps
-        MD steps (snapshots are taken evenly over them).
-    md_timestep
-        MD time step in fs.
-    md_snapshots
-        Snapshots compared.
+    md_temperature, md_steps, md_timestep, md_snapshots
+        Temperature (K), steps, time step (fs) and snapshots of the Langevin MD driven by the
+        reference (a 32-site supercell of the ground state).
     seed
-        Seed of the MD velocities and the Langevin noise.
+        Seed of the MD velocities, the Langevin noise and the random solid solution.
     energy_window
         Held-out structures within this many eV/atom of the lowest reference energy per atom
-        form the "near minimum" subset.
-    stability_temperatures
-        Temperatures (K) of the MD driven by the model; empty: no MD check.
-    stability_steps
-        MD steps per temperature (1000 × 2 fs = 2 ps).
+        of their composition form the "within" subset.
+    stability_runs
+        The MD driven by the model: ``(cell, temperature K, time ps)`` per run, ``cell`` one of
+        :data:`MD_CELLS` (``"vacancy"``: a supercell of the structure less one atom;
+        ``"surface"``: a slab with the structure's first facet). The default runs the vacancy
+        cell 2 ps at 600 K, 10 ps at 1500 K and 2 ps at 2000 K (above EMT Cu's melting point)
+        and the slab 2 ps at 1500 K; empty: no MD check.
     stability_every
         Steps between two observations (shortest distance, reference energy).
-    stability_repeat
-        The MD cell is a cube of ``stability_repeat`` × ``stability_repeat`` ×
-        ``stability_repeat`` cubic fcc cells at the reference's lattice
-        constant, less one atom.
+    stability_sites
+        Sites of the model's MD cells: the vacancy supercell has at least this many sites less
+        one; the slab at least this many atoms.
     min_distance
         The MD passes while its shortest distance stays at or above this fraction of the
-        reference's fcc nearest-neighbour distance (EMT Cu itself reaches 0.75-0.78 of it in
+        reference's nearest-neighbour distance (EMT Cu itself reaches 0.75-0.78 of it in
         2 ps at 1500-2500 K, so 0.8 would fail the reference).
     md_tolerance
         The MD passes while ``|E_model - E_ref|`` per atom stays within this (eV/atom) at
         every observation.
     cluster_fractions
-        Distances of the dimer and trimer curves, as fractions of the reference's fcc
-        nearest-neighbour distance; empty: no curves.
+        Distances of the dimer and trimer curves, as fractions of the reference's
+        nearest-neighbour distance (for a pair, the mean of both elements'); empty: none.
     cluster_down_to
         The curves are checked from this fraction of the nearest-neighbour distance up.
     cluster_tolerance
         Largest ``|E_model - E_ref|`` per atom (eV/atom) of the checked part of the curves.
+    formation_tolerance
+        Largest ``|ΔH_model - ΔH_ref|`` (eV/atom) of the alloys' formation energies.
     """
 
-    element: str = "Cu"
+    elements: tuple[str, ...] = ("Cu",)
+    structure: str = "auto"
     volume_range: tuple[float, float] = (0.8, 1.2)
     n_volumes: int = 11
-    vacancy_repeat: int = 3
+    elastic_strain: float = 0.005
+    vacancy_sites: int = 108
     relax_fmax: float = 0.01
     relax_steps: int = 300
     slab_layers: int = 6
@@ -150,101 +174,66 @@ class TransferabilityConfig(Config):
     md_snapshots: int = 10
     seed: int = 0
     energy_window: float = 1.0
-    stability_temperatures: tuple[float, ...] = (600.0, 1500.0, 2000.0)
-    stability_steps: int = 1000
+    stability_runs: tuple[tuple[str, float, float], ...] = (
+        ("vacancy", 600.0, 2.0), ("vacancy", 1500.0, 10.0), ("vacancy", 2000.0, 2.0),
+        ("surface", 1500.0, 2.0))
     stability_every: int = 10
-    stability_repeat: int = 2
+    stability_sites: int = 32
     min_distance: float = 0.65
     md_tolerance: float = 0.02
     cluster_fractions: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2, 1.5)
     cluster_down_to: float = 0.7
     cluster_tolerance: float = 0.1
+    formation_tolerance: float = 0.05
 
     def __post_init__(self) -> None:
         from ase.data import atomic_numbers
 
         name = "TransferabilityConfig"
+        elements = tuple(self.elements)
+        object.__setattr__(self, "elements", elements)
+        require(len(elements) >= 1 and len(set(elements)) == len(elements)
+                and all(e in atomic_numbers for e in elements), name, "elements",
+                "distinct chemical symbols, at least one", elements)
+        require(self.structure in ("auto", *PHASES), name, "structure",
+                f"'auto' or one of {PHASES}", self.structure)
         object.__setattr__(self, "volume_range", tuple(float(v) for v in self.volume_range))
-        require(self.element in atomic_numbers, name, "element", "a chemical symbol",
-                self.element)
         low, high = ((*self.volume_range, 0.0, 0.0))[:2]
         require(len(self.volume_range) == 2 and 0 < low < 1 < high, name, "volume_range",
                 "(low, high) with 0 < low < 1 < high", self.volume_range)
         require(self.n_volumes >= 5, name, "n_volumes", ">= 5 (an EOS fit)", self.n_volumes)
-        for key in ("vacancy_repeat", "relax_steps", "md_steps", "md_snapshots"):
-            value = getattr(self, key)
-            require(isinstance(value, int) and value >= 1, name, key, "an integer >= 1", value)
+        _positive(self, name, ("vacancy_sites", "relax_steps", "md_steps", "md_snapshots",
+                               "stability_every", "stability_sites"),
+                  integer=True)
         require(self.slab_layers >= 3, name, "slab_layers", ">= 3", self.slab_layers)
         require(self.seed >= 0, name, "seed", "an integer >= 0", self.seed)
         require(self.md_snapshots <= self.md_steps, name, "md_snapshots", "<= md_steps",
                 self.md_snapshots)
-        for key in ("relax_fmax", "vacuum", "md_temperature", "md_timestep", "energy_window",
-                    "min_distance", "md_tolerance", "cluster_down_to", "cluster_tolerance"):
-            value = getattr(self, key)
-            require(value > 0, name, key, "> 0", value)
-        for key in ("stability_temperatures", "cluster_fractions"):
-            values = tuple(float(v) for v in getattr(self, key))
-            object.__setattr__(self, key, values)
-            require(all(v > 0 for v in values), name, key, "a tuple of numbers > 0", values)
-        for key in ("stability_steps", "stability_every", "stability_repeat"):
-            value = getattr(self, key)
-            require(isinstance(value, int) and value >= 1, name, key, "an integer >= 1", value)
+        _positive(self, name, ("relax_fmax", "vacuum", "md_temperature", "md_timestep",
+                               "energy_window", "min_distance", "md_tolerance",
+                               "cluster_down_to", "cluster_tolerance", "formation_tolerance"))
+        require(0 < self.elastic_strain <= 0.02, name, "elastic_strain", "in (0, 0.02]",
+                self.elastic_strain)
+        values = tuple(float(v) for v in self.cluster_fractions)
+        object.__setattr__(self, "cluster_fractions", values)
+        require(all(v > 0 for v in values), name, "cluster_fractions", "a tuple of numbers > 0",
+                values)
+        object.__setattr__(self, "stability_runs", _runs(self.stability_runs))
+
+    def steps(self, time: float) -> int:
+        """MD steps of ``time`` ps (at least one)."""
+        return max(1, round(1000.0 * time / self.md_timestep))
 
 
-@dataclass(frozen=True)
-class Row:
-    """One quantity of the report: reference and model value, their difference, the unit, and a
-    note where a value could not be computed (it is then NaN and the note says why)."""
-
-    quantity: str
-    unit: str
-    reference: float
-    model: float
-    note: str = ""
-
-    @property
-    def difference(self) -> float:
-        """``model - reference``."""
-        return self.model - self.reference
-
-
-@dataclass
-class TransferabilityResult:
-    """Numbers and curves of one report.
-
-    ``rows`` hold the table; ``curves[phase]`` the volumes (Å³/atom) and energies per atom (eV)
-    of reference and model; ``parity[name]`` reference and model values of the held-out and MD
-    energies per atom (eV) and force components (eV/Å); ``checks`` the pass/fail criteria,
-    ``md`` the traces of the MD driven by the model and ``clusters`` the dimer and trimer
-    curves (distance in Å, energies per atom in eV).
-    """
-
-    rows: list[Row] = field(default_factory=list)
-    curves: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
-    parity: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
-    checks: list[Check] = field(default_factory=list)
-    md: list[MDTrace] = field(default_factory=list)
-    clusters: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
-
-    @property
-    def passed(self) -> bool:
-        """Whether every pass/fail check holds (``True`` when there are none)."""
-        return all(check.passed for check in self.checks)
-
-    def value(self, quantity: str) -> Row:
-        """The row of ``quantity``."""
-        for row in self.rows:
-            if row.quantity == quantity:
-                return row
-        raise KeyError(f"no row {quantity!r}; rows: {[r.quantity for r in self.rows]}")
-
-    def table(self):  # -> pandas.DataFrame
-        """The rows as a DataFrame (quantity, unit, reference, model, difference, note)."""
-        import pandas as pd
-
-        return pd.DataFrame([{"quantity": r.quantity, "unit": r.unit, "reference": r.reference,
-                              "model": r.model, "difference": r.difference, "note": r.note}
-                             for r in self.rows])
+def _runs(runs: object) -> tuple[tuple[str, float, float], ...]:
+    allowed = f"a tuple of (cell, temperature K > 0, time ps > 0), cell one of {MD_CELLS}"
+    try:
+        out = tuple((str(c), float(t), float(p)) for c, t, p in runs)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        require(False, "TransferabilityConfig", "stability_runs", allowed, runs)
+    require(all(c in MD_CELLS and t > 0 and p > 0 for c, t, p in out), "TransferabilityConfig",
+            "stability_runs", allowed, runs)
+    return out
 
 
 # --------------------------------------------------------------------------- calculators
@@ -278,106 +267,86 @@ def _energy_forces(atoms: Atoms, source: Callable[[Atoms], BaseCalculator],
     return energy, forces
 
 
-def _energy(atoms: Atoms, source: Callable[[Atoms], BaseCalculator]) -> float:
-    work = atoms.copy()
-    work.calc = source(work)
-    energy = work.get_potential_energy()
-    return float(work.calc.results.get("free_energy", energy))
+_energy = bulk.energy
+_SIDES = ("reference", "model")
+
+
+@dataclass
+class _Element:
+    """What the report knows of one element: both calculators' phases, the reference's
+    nearest-neighbour distance of the chosen structure and its name."""
+
+    symbol: str
+    label: str
+    phases: dict[str, dict[str, Phase]]
+    structure: str
+    nearest: float
+
+    def phase(self, side: str, name: str | None = None) -> Phase:
+        return self.phases[side][name or self.structure]
 
 
 # --------------------------------------------------------------------------- bulk phases
 
 
-def phase_structure(element: str, phase: str, volume: float) -> Atoms:
-    """Primitive cell of ``phase`` with ``volume`` Å³/atom (hcp with ideal c/a)."""
-    from ase.build import bulk
-
-    require(phase in PHASES, "phase_structure", "phase", f"one of {PHASES}", phase)
-    return bulk(element, phase, **_lattice(phase, volume))
-
-
-def _lattice(phase: str, volume: float) -> dict[str, float]:
-    if phase == "hcp":
-        a = (2.0 * volume / (math.sqrt(3.0) / 2.0 * _HCP_C_OVER_A)) ** (1.0 / 3.0)
-        return {"a": a, "c": a * _HCP_C_OVER_A}
-    return {"a": (_ATOMS_PER_CELL_VOLUME[phase] * volume) ** (1.0 / 3.0)}
-
-
-def _curve(element: str, phase: str, volumes: np.ndarray,
-           source: Callable[[Atoms], BaseCalculator]) -> np.ndarray:
-    energies = []
-    for volume in volumes:
-        atoms = phase_structure(element, phase, float(volume))
-        energies.append(_energy(atoms, source) / len(atoms))
-    return np.array(energies)
-
-
-def _reference_volume(element: str, phase: str, source: Callable[[Atoms], BaseCalculator],
-                      ) -> float:
-    """Equilibrium volume (Å³/atom) of the reference: coarse scan, then an EOS fit near it."""
-    from ase.data import atomic_numbers, covalent_radii
-
-    guess = 4.0 / 3.0 * math.pi * covalent_radii[atomic_numbers[element]] ** 3 * 1.4
-    scan = guess * np.linspace(0.5, 2.0, 31)
-    energies = _curve(element, phase, scan, source)
-    best = float(scan[int(np.argmin(energies))])
-    fine = best * np.linspace(0.94, 1.06, 9)
-    return _eos(fine, _curve(element, phase, fine, source))[0]
-
-
-def _eos(volumes: np.ndarray, energies: np.ndarray) -> tuple[float, float, float]:
-    """Birch–Murnaghan ``(V0 Å³/atom, E0 eV/atom, B GPa)``; NaN where the fit fails."""
-    import warnings
-
-    from ase.eos import EquationOfState
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            v0, e0, b = EquationOfState(volumes, energies, eos="birchmurnaghan").fit()
-    except Exception as error:  # no minimum inside the range, singular fit
-        logger.warning("EOS fit failed: %s", error)
-        return math.nan, math.nan, math.nan
-    if not volumes.min() <= v0 <= volumes.max():
-        logger.warning("EOS minimum %.3f outside the sampled volumes", v0)
-    return float(v0), float(e0), float(b / units.GPa)
-
-
-def _phases(config: TransferabilityConfig, ref: Callable, model: Callable,
-            result: TransferabilityResult) -> dict[str, dict[str, float]]:
-    """E–V curves and EOS rows; returns the fcc lattice constant and energy per calculator."""
+def _phases(config: TransferabilityConfig, symbol: str, label: str, ref: Callable,
+            model: Callable, result: TransferabilityResult) -> _Element:
+    """E–V curves, EOS rows and the ground state of ``symbol``."""
     low, high = config.volume_range
-    fits: dict[str, dict[str, tuple[float, float, float]]] = {"reference": {}, "model": {}}
-    for phase in PHASES:
-        v0 = _reference_volume(config.element, phase, ref)
-        volumes = v0 * np.linspace(low, high, config.n_volumes)
-        curves = {"volume": volumes, "reference": _curve(config.element, phase, volumes, ref),
-                  "model": _curve(config.element, phase, volumes, model)}
-        result.curves[phase] = curves
-        for side in ("reference", "model"):
-            fits[side][phase] = _eos(volumes, curves[side])
-    for phase in PHASES:
-        (rv, re, rb), (mv, me, mb) = fits["reference"][phase], fits["model"][phase]
-        a_ref, a_mod = (_lattice(phase, v)["a"] if math.isfinite(v) else math.nan
-                        for v in (rv, mv))
-        result.rows += [Row(f"{phase} V0", "Å³/atom", rv, mv), Row(f"{phase} a", "Å", a_ref,
-                        a_mod), Row(f"{phase} B", "GPa", rb, mb)]
-        if phase != "fcc":
-            result.rows.append(Row(f"E({phase}) - E(fcc)", "meV/atom",
-                                   1000 * (re - fits["reference"]["fcc"][1]),
-                                   1000 * (me - fits["model"]["fcc"][1])))
-    return {side: {"a": _lattice("fcc", fits[side]["fcc"][0])["a"], "e": fits[side]["fcc"][1]}
-            for side in fits}
+    found: dict[str, dict[str, Phase]] = {side: {} for side in _SIDES}
+    for name in PHASES:
+        reference = (bulk.relaxed_c_over_a(symbol, ref) if name == "hcp"
+                     else bulk.equilibrium(symbol, name, ref))
+        volumes = reference.volume * np.linspace(low, high, config.n_volumes)
+        curves = {"volume": volumes}
+        for side, source in zip(_SIDES, (ref, model)):
+            curves[side] = bulk.curve(symbol, name, volumes, source, reference.c_over_a)
+            found[side][name] = Phase(name, *bulk.eos(volumes, curves[side]),
+                                      reference.c_over_a)
+        result.curves[f"{symbol} {name}"] = curves
+    ground = (bulk.ground_state(found["reference"]) if config.structure == "auto"
+              else found["reference"][config.structure])
+    for name in PHASES:
+        _phase_rows(label, name, ground.name, found, result.curves[f"{symbol} {name}"], result)
+    result.ground_states[symbol] = ground.name
+    nearest = bulk.nearest_neighbour(symbol, ground) if math.isfinite(ground.volume) else math.nan
+    return _Element(symbol, label, found, ground.name, nearest)
+
+
+def _phase_rows(label: str, name: str, ground: str, found: dict[str, dict[str, Phase]],
+                curves: dict[str, np.ndarray], result: TransferabilityResult) -> None:
+    ref, mod = found["reference"][name], found["model"][name]
+    error = 1000 * (curves["model"] - curves["reference"])
+    result.rows += [Row(f"{label}{name} V0", "Å³/atom", ref.volume, mod.volume),
+                    Row(f"{label}{name} a", "Å", ref.a, mod.a),
+                    Row(f"{label}{name} B", "GPa", ref.bulk_modulus, mod.bulk_modulus),
+                    Row(f"{label}{name} E–V RMSE", "meV/atom", 0.0,
+                        float(np.sqrt(np.mean(error**2)))),
+                    Row(f"{label}{name} E–V max error", "meV/atom", 0.0,
+                        float(np.max(np.abs(error))))]
+    if name == "hcp":
+        result.rows[-3:-3] = [Row(f"{label}hcp c/a", "", ref.c_over_a, mod.c_over_a,
+                                  "the reference's relaxed c/a, used for both")]
+    if name != ground:
+        result.rows.append(Row(f"{label}E({name}) - E({ground})", "meV/atom",
+                               1000 * (ref.energy - found["reference"][ground].energy),
+                               1000 * (mod.energy - found["model"][ground].energy)))
+
+
+def _elastic(config: TransferabilityConfig, element: _Element, ref: Callable, model: Callable,
+             result: TransferabilityResult) -> None:
+    values = {}
+    for side, source in zip(_SIDES, (ref, model)):
+        phase = element.phase(side)
+        values[side] = (bulk.elastic_constants(element.symbol, phase, source,
+                                               config.elastic_strain)
+                        if math.isfinite(phase.volume) else {})
+    for key in values["reference"]:
+        result.rows.append(Row(f"{element.label}{element.structure} {key}", "GPa",
+                               values["reference"][key], values["model"].get(key, math.nan)))
 
 
 # --------------------------------------------------------------------------- defects
-
-
-def _bulk_energy(element: str, a: float, source: Callable) -> float:
-    from ase.build import bulk
-
-    atoms = bulk(element, "fcc", a=a)
-    return _energy(atoms, source) / len(atoms)
 
 
 _COLLAPSE = 0.75
@@ -385,79 +354,91 @@ _COLLAPSE = 0.75
 neighbour distance has collapsed: its energy is no formation energy."""
 
 
-def _vacancy(config: TransferabilityConfig, a: float, source: Callable
+def _vacancy(config: TransferabilityConfig, symbol: str, phase: Phase, source: Callable
              ) -> tuple[float, float, str]:
-    """Vacancy formation energy (eV), unrelaxed and position-relaxed, at lattice constant a.
+    """Vacancy formation energy (eV), unrelaxed and position-relaxed, in ``phase``.
 
     The relaxed value is NaN, with a note saying why, when the relaxation did not reach
     ``relax_fmax`` in ``relax_steps`` or the structure collapsed (closest pair below
     :data:`_COLLAPSE` times the nearest-neighbour distance): a potential that has never seen a
     vacancy may have no minimum near one.
     """
-    from ase.build import bulk
     from ase.optimize import BFGS
 
-    if not math.isfinite(a):
-        return math.nan, math.nan, "no lattice constant"
-    n = config.vacancy_repeat
-    perfect = bulk(config.element, "fcc", a=a, cubic=True).repeat((n, n, n))
-    e_atom = _bulk_energy(config.element, a, source)
+    if not math.isfinite(phase.volume):
+        return math.nan, math.nan, "no equilibrium volume"
+    perfect = bulk.supercell(symbol, phase, config.vacancy_sites)
+    e_atom = _energy(perfect, source) / len(perfect)
     defect = perfect.copy()
     del defect[0]
     unrelaxed = _energy(defect, source) - len(defect) * e_atom
     defect.calc = source(defect)
     converged = BFGS(defect, logfile=None).run(fmax=config.relax_fmax, steps=config.relax_steps)
     relaxed = float(defect.get_potential_energy()) - len(defect) * e_atom
+    nearest = bulk.nearest_neighbour(symbol, phase)
     closest = float(defect.get_all_distances(mic=True)[np.triu_indices(len(defect), 1)].min())
-    if closest < _COLLAPSE * a / math.sqrt(2):
+    if closest < _COLLAPSE * nearest:
         return unrelaxed, math.nan, (f"relaxation collapsed: closest pair {closest:.2f} Å "
-                                     f"(perfect {a / math.sqrt(2):.2f} Å), E_f {relaxed:.3g} eV")
+                                     f"(perfect {nearest:.2f} Å), E_f {relaxed:.3g} eV")
     if not converged:
         return unrelaxed, math.nan, (f"relaxation not converged to {config.relax_fmax} eV/Å in "
                                      f"{config.relax_steps} steps (E_f {relaxed:.3g} eV)")
     return unrelaxed, relaxed, ""
 
 
-def _surface(config: TransferabilityConfig, facet: str, a: float, source: Callable) -> float:
-    """Unrelaxed surface energy in J/m² at lattice constant a."""
-    from ase.build import fcc100, fcc111
-
-    if not math.isfinite(a):
+def _surface(config: TransferabilityConfig, symbol: str, phase: Phase, facet: str,
+             source: Callable) -> float:
+    """Unrelaxed surface energy in J/m² of ``facet`` of ``phase``."""
+    if not math.isfinite(phase.volume):
         return math.nan
-    build = {"111": fcc111, "100": fcc100}[facet]
-    slab = build(config.element, size=(1, 1, config.slab_layers), a=a,
-                 vacuum=config.vacuum / 2, periodic=True)
+    slab = bulk.slab(symbol, phase, facet, config.slab_layers, config.vacuum)
+    perfect = phase_structure(symbol, phase.name, phase.volume, phase.c_over_a)
+    e_atom = _energy(perfect, source) / len(perfect)
     area = float(np.linalg.norm(np.cross(slab.cell[0], slab.cell[1])))
-    gamma = (_energy(slab, source) - len(slab) * _bulk_energy(config.element, a, source)) / (
-        2 * area)
-    return gamma / J_PER_M2
+    return (_energy(slab, source) - len(slab) * e_atom) / (2 * area) / J_PER_M2
 
 
-def _defects(config: TransferabilityConfig, fcc: dict[str, dict[str, float]], ref: Callable,
-             model: Callable, result: TransferabilityResult) -> None:
-    (ru, rr, rnote), (mu, mr, mnote) = (_vacancy(config, fcc[s]["a"], src)
-                                        for s, src in (("reference", ref), ("model", model)))
-    note = "; ".join(f"{side}: {text}" for side, text in (("reference", rnote),
-                                                           ("model", mnote)) if text)
-    result.rows += [Row("vacancy formation (unrelaxed)", "eV", ru, mu),
-                    Row("vacancy formation (relaxed)", "eV", rr, mr, note)]
-    for facet in ("111", "100"):
-        result.rows.append(Row(f"surface energy ({facet}, unrelaxed)", "J/m²",
-                               _surface(config, facet, fcc["reference"]["a"], ref),
-                               _surface(config, facet, fcc["model"]["a"], model)))
+def _defects(config: TransferabilityConfig, element: _Element, ref: Callable, model: Callable,
+             result: TransferabilityResult) -> None:
+    (ru, rr, rnote), (mu, mr, mnote) = (
+        _vacancy(config, element.symbol, element.phase(side), source)
+        for side, source in zip(_SIDES, (ref, model)))
+    note = "; ".join(f"{side}: {text}" for side, text in zip(_SIDES, (rnote, mnote)) if text)
+    label = element.label
+    result.rows += [Row(f"{label}vacancy formation (unrelaxed)", "eV", ru, mu),
+                    Row(f"{label}vacancy formation (relaxed)", "eV", rr, mr, note)]
+    for facet in FACETS[element.structure]:
+        result.rows.append(Row(
+            f"{label}surface energy ({facet}, unrelaxed)", "J/m²",
+            *(_surface(config, element.symbol, element.phase(side), facet, source)
+              for side, source in zip(_SIDES, (ref, model)))))
+
+
+def _cohesion(element: _Element, ref: Callable, model: Callable,
+              result: TransferabilityResult) -> None:
+    """Isolated-atom energy (eV) and cohesive energy of the structure (eV/atom)."""
+    from pyiron_assyst.stages.curate import isolated_atom
+
+    atom = isolated_atom(element.symbol)
+    e_ref, e_mod = _energy(atom, ref), _energy(atom, model)
+    result.rows += [Row(f"{element.label}isolated atom energy", "eV", e_ref, e_mod),
+                    Row(f"{element.label}cohesive energy ({element.structure})", "eV/atom",
+                        e_ref - element.phase("reference").energy,
+                        e_mod - element.phase("model").energy)]
 
 
 # --------------------------------------------------------------------------- MD and held-out
 
 
-def md_snapshots(config: TransferabilityConfig, a: float, source: Callable) -> list[Atoms]:
-    """Snapshots of a seeded Langevin MD (reference calculator) of a 2×2×2 cubic fcc cell."""
-    from ase.build import bulk
+def md_snapshots(config: TransferabilityConfig, symbol: str, phase: Phase, source: Callable,
+                 ) -> list[Atoms]:
+    """Snapshots of a seeded Langevin MD (``source`` drives) of a 32-site supercell of
+    ``phase``."""
     from ase.md import velocitydistribution
     from ase.md.langevin import Langevin
 
     rng = np.random.default_rng(config.seed)
-    atoms = bulk(config.element, "fcc", a=a, cubic=True).repeat((2, 2, 2))
+    atoms = bulk.supercell(symbol, phase, 32)
     thermalize = getattr(velocitydistribution, "thermalize_momenta",  # ase >= 3.29
                          velocitydistribution.MaxwellBoltzmannDistribution)
     thermalize(atoms, temperature_K=2 * config.md_temperature, rng=rng)
@@ -480,9 +461,16 @@ def _reference_values(atoms: Atoms, ref: Callable) -> tuple[float, np.ndarray]:
     return _energy_forces(atoms, ref)
 
 
+def composition(atoms: Atoms) -> str:
+    """The reduced formula of ``atoms`` (``Cu2`` and ``Cu4`` are both ``Cu``)."""
+    return atoms.get_chemical_formula(mode="hill", empirical=True)
+
+
 def _errors(name: str, structures: Sequence[Atoms], ref: Callable, model: Callable,
             result: TransferabilityResult, window: float | None = None) -> None:
-    """Energy MAE/RMSE (meV/atom) and force RMSE (eV/Å) rows of ``structures``."""
+    """Energy MAE/RMSE (meV/atom) and force RMSE (eV/Å) rows of ``structures``; with a
+    ``window``, also of those within it of their composition's lowest energy per atom, and,
+    for several compositions, per composition."""
     e_ref, e_mod, f_ref, f_mod = [], [], [], []
     for atoms in structures:
         (er, fr), (em, fm) = _reference_values(atoms, ref), _energy_forces(atoms, model)
@@ -491,15 +479,24 @@ def _errors(name: str, structures: Sequence[Atoms], ref: Callable, model: Callab
         f_ref.append(fr.ravel())
         f_mod.append(fm.ravel())
     er, em = np.array(e_ref), np.array(e_mod)
+    owner = np.concatenate([np.full(3 * len(s), i) for i, s in enumerate(structures)])
     fr, fm = np.concatenate(f_ref), np.concatenate(f_mod)
     result.parity[name] = (er, em)
     result.parity[f"{name} forces"] = (fr, fm)
     _error_rows(name, er, em, fr, fm, result)
-    if window is not None:
-        near = er <= er.min() + window
-        forces = np.concatenate([np.full(3 * len(s), n) for s, n in zip(structures, near)])
-        _error_rows(f"{name} within {window:g} eV/atom", er[near], em[near], fr[forces],
-                    fm[forces], result)
+    if window is None:
+        return
+    kinds = np.array([composition(s) for s in structures])
+    lowest = {k: er[kinds == k].min() for k in set(kinds)}
+    near = er <= np.array([lowest[k] for k in kinds]) + window
+    inside = near[owner]
+    _error_rows(f"{name} within {window:g} eV/atom", er[near], em[near], fr[inside],
+                fm[inside], result)
+    if len(lowest) > 1:
+        for kind in sorted(lowest):
+            mask = near & (kinds == kind)
+            _error_rows(f"{name} {kind} within {window:g} eV/atom", er[mask], em[mask],
+                        fr[mask[owner]], fm[mask[owner]], result)
 
 
 def _error_rows(name: str, er: np.ndarray, em: np.ndarray, fr: np.ndarray, fm: np.ndarray,
@@ -513,6 +510,79 @@ def _error_rows(name: str, er: np.ndarray, em: np.ndarray, fr: np.ndarray, fm: n
     ]
 
 
+# --------------------------------------------------------------------------- the model's MD
+
+
+def md_cell(config: TransferabilityConfig, symbol: str, phase: Phase, kind: str,
+            ) -> tuple[str, Atoms]:
+    """Name and structure of the model's MD cell ``kind`` (:data:`MD_CELLS`) of ``phase``."""
+    if kind == "vacancy":
+        cell = bulk.supercell(symbol, phase, config.stability_sites)
+        del cell[0]
+        return "vacancy", cell
+    facet = FACETS[phase.name][0]
+    one = bulk.slab(symbol, phase, facet, config.slab_layers, config.vacuum)
+    lateral = max(1, math.ceil(math.sqrt(config.stability_sites / len(one)) - 1e-9))
+    return f"surface ({facet})", bulk.slab(symbol, phase, facet, config.slab_layers,
+                                           config.vacuum, lateral)
+
+
+def _stability(config: TransferabilityConfig, element: _Element, ref: Callable,
+               model: Callable, result: TransferabilityResult) -> None:
+    """MD driven by the model of every cell at every temperature, and their checks."""
+    if not math.isfinite(element.nearest):
+        result.checks.append(Check(f"{element.label}stability", False, math.nan, math.nan, "",
+                                   "no reference equilibrium of the structure"))
+        return
+    limit = config.min_distance * element.nearest
+    for kind, temperature, time in config.stability_runs:
+        name, start = md_cell(config, element.symbol, element.phase("reference"), kind)
+        trace = md_trace(start, model, ref, temperature, config.steps(time),
+                         config.stability_every, config.md_timestep, config.seed,
+                         collapse=limit, cell=f"{element.label}{name}")
+        result.md.append(trace)
+        result.checks += md_checks(trace, limit, config.md_tolerance)
+
+
+def _clusters(config: TransferabilityConfig, elements: dict[str, _Element], ref: Callable,
+              model: Callable, result: TransferabilityResult) -> None:
+    """Dimer curves of every pair and trimer curves of every element, and their checks."""
+    if not config.cluster_fractions:
+        return
+    groups = [("dimer", pair) for pair in itertools.combinations_with_replacement(
+        elements, 2)] + [("trimer", (s, s, s)) for s in elements]
+    down_to = {}
+    for kind, symbols in groups:
+        nearest = float(np.mean([elements[s].nearest for s in symbols]))
+        if not math.isfinite(nearest):
+            continue
+        key = f"{kind} {'-'.join(symbols)}"
+        result.clusters[key] = cluster_curve(
+            symbols, [f * nearest for f in config.cluster_fractions], model, ref)
+        down_to[key] = config.cluster_down_to * nearest
+    result.checks += cluster_checks(result.clusters, down_to, config.cluster_tolerance)
+
+
+def _alloys(config: TransferabilityConfig, elements: dict[str, _Element], ref: Callable,
+            model: Callable, result: TransferabilityResult) -> None:
+    """Formation energies of the compounds of every pair of elements, and their checks."""
+    for a, b in itertools.combinations(elements, 2):
+        for name, atoms in alloys.compounds(a, b, config.seed).items():
+            values = []
+            for side, source in zip(_SIDES, (ref, model)):
+                ground = {s: elements[s].phase(side, elements[s].structure) for s in (a, b)}
+                values.append(alloys.formation_energy(atoms, ground, source)[0])
+            result.formation[name] = (values[0], values[1])
+            result.rows.append(Row(f"formation energy {name}", "meV/atom", 1000 * values[0],
+                                   1000 * values[1]))
+            error = abs(values[1] - values[0])
+            result.checks.append(Check(
+                f"formation {name}: |ΔH_model - ΔH_ref|",
+                bool(np.isfinite(error) and error <= config.formation_tolerance),
+                1000 * error, 1000 * config.formation_tolerance, "meV/atom",
+                f"reference {1000 * values[0]:.3g}, model {1000 * values[1]:.3g} meV/atom"))
+
+
 # --------------------------------------------------------------------------- the report
 
 
@@ -520,7 +590,7 @@ def transferability(model: CalculatorConfig, reference: CalculatorConfig,
                     held_out: Sequence[Atoms] = (),
                     config: TransferabilityConfig = TransferabilityConfig(),
                     ) -> TransferabilityResult:
-    """Compare ``model`` with ``reference`` on phases, defects, MD snapshots and ``held_out``.
+    """Compare ``model`` with ``reference`` on phases, defects, MD and ``held_out``.
 
     Parameters
     ----------
@@ -533,163 +603,31 @@ def transferability(model: CalculatorConfig, reference: CalculatorConfig,
         :func:`~pyiron_assyst.fitting.mace.split_by_lineage`); their own labels are the reference
         values where they carry a single point, else the reference is evaluated.
     config
-        Element and settings of the comparison.
+        Elements and settings of the comparison.
 
     Returns
     -------
     TransferabilityResult
-        Table rows, E–V curves and parity data. Error rows have reference 0 and the error as
-        the model value.
+        Table rows, curves, parity data and checks. Error rows have reference 0 and the error
+        as the model value. With one element the rows carry no element prefix (``"fcc a"``);
+        with several they do (``"Cu fcc a"``).
     """
     ref, mod = _calculator_source(reference), _calculator_source(model)
     result = TransferabilityResult()
-    fcc = _phases(config, ref, mod, result)
-    _defects(config, fcc, ref, mod, result)
-    snapshots = md_snapshots(config, fcc["reference"]["a"], ref)
-    _errors("MD snapshots", snapshots, ref, mod, result)
+    elements: dict[str, _Element] = {}
+    for symbol in config.elements:
+        label = "" if len(config.elements) == 1 else f"{symbol} "
+        element = _phases(config, symbol, label, ref, mod, result)
+        elements[symbol] = element
+        _elastic(config, element, ref, mod, result)
+        _defects(config, element, ref, mod, result)
+        snapshots = md_snapshots(config, symbol, element.phase("reference"), ref)
+        _errors(f"{label}MD snapshots", snapshots, ref, mod, result)
+        _cohesion(element, ref, mod, result)
     if held_out:
         _errors("held-out", list(held_out), ref, mod, result, window=config.energy_window)
-    _cohesion(config, fcc, ref, mod, result)
-    _stability(config, fcc["reference"]["a"], ref, mod, result)
+    _alloys(config, elements, ref, mod, result)
+    for element in elements.values():
+        _stability(config, element, ref, mod, result)
+    _clusters(config, elements, ref, mod, result)
     return result
-
-
-def _cohesion(config: TransferabilityConfig, fcc: dict[str, dict[str, float]], ref: Callable,
-              model: Callable, result: TransferabilityResult) -> None:
-    """Isolated-atom energy (eV) and cohesive energy of fcc (eV/atom) of both calculators."""
-    from pyiron_assyst.stages.curate import isolated_atom
-
-    atom = isolated_atom(config.element)
-    e_ref, e_mod = _energy(atom, ref), _energy(atom, model)
-    result.rows += [Row("isolated atom energy", "eV", e_ref, e_mod),
-                    Row("cohesive energy (fcc)", "eV/atom", e_ref - fcc["reference"]["e"],
-                        e_mod - fcc["model"]["e"])]
-
-
-def _stability(config: TransferabilityConfig, a: float, ref: Callable, model: Callable,
-               result: TransferabilityResult) -> None:
-    """MD driven by the model at every temperature, and the cluster curves; their checks."""
-    if not math.isfinite(a):
-        result.checks.append(Check("stability", False, math.nan, math.nan, "",
-                                   "no reference lattice constant"))
-        return
-    nearest = a / math.sqrt(2.0)
-    start = vacancy_cell(config.element, a, config.stability_repeat)
-    limit = config.min_distance * nearest
-    for temperature in config.stability_temperatures:
-        trace = md_trace(start, model, ref, temperature, config.stability_steps,
-                         config.stability_every, config.md_timestep, config.seed,
-                         collapse=limit)
-        result.md.append(trace)
-        result.checks += md_checks(trace, limit, config.md_tolerance)
-    if config.cluster_fractions:
-        distances = [f * nearest for f in config.cluster_fractions]
-        result.clusters = cluster_curves(config.element, distances, model, ref)
-        result.checks += cluster_checks(result.clusters, config.cluster_down_to * nearest,
-                                        config.cluster_tolerance)
-
-
-def write_report(result: TransferabilityResult, directory: str | Path) -> list[Path]:
-    """Write ``transferability.csv``, ``transferability.md`` and the pictures; return paths."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    table = result.table()
-    paths = [directory / "transferability.csv", directory / "transferability.md"]
-    table.to_csv(paths[0], index=False)
-    paths[1].write_text(_markdown(result))
-    paths += _pictures(result, directory)
-    return paths
-
-
-def _verdict(result: TransferabilityResult) -> list[str]:
-    """The pass/fail checks, failures in red, above the table."""
-    if not result.checks:
-        return []
-    failed = [c for c in result.checks if not c.passed]
-    head = ('<span style="color:red">**FAIL**</span>: ' + ", ".join(c.name for c in failed)
-            if failed else "**PASS**: every check holds")
-    lines = [f"Verdict: {head}", "", "| check | result | value | limit | unit | detail |",
-             "|---|---|---|---|---|---|"]
-    for c in result.checks:
-        mark = "pass" if c.passed else '<span style="color:red">**FAIL**</span>'
-        lines.append(f"| {c.name} | {mark} | {c.value:.4g} | {c.limit:.4g} | {c.unit} | "
-                     f"{c.detail} |")
-    return [*lines, ""]
-
-
-def _markdown(result: TransferabilityResult) -> str:
-    lines = [*_verdict(result), "| quantity | unit | reference | model | difference | note |",
-             "|---|---|---|---|---|---|"]
-    lines += [f"| {r.quantity} | {r.unit} | {r.reference:.4g} | {r.model:.4g} | "
-              f"{r.difference:.3g} | {r.note} |" for r in result.rows]
-    return "\n".join(lines) + "\n"
-
-
-def _pictures(result: TransferabilityResult, directory: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    paths = []
-    fig, ax = plt.subplots(figsize=(5, 4))
-    for phase, curve in result.curves.items():
-        line = ax.plot(curve["volume"], curve["reference"], "o", label=f"{phase} reference")
-        ax.plot(curve["volume"], curve["model"], "-", color=line[0].get_color(),
-                label=f"{phase} model")
-    ax.set(xlabel="volume (Å³/atom)", ylabel="energy (eV/atom)")
-    ax.legend(fontsize=7)
-    paths.append(_save(fig, directory / "ev_curves.png"))
-    for kind, unit in (("energy", "eV/atom"), ("forces", "eV/Å")):
-        fig, ax = plt.subplots(figsize=(4, 4))
-        for name, (x, y) in result.parity.items():
-            if name.endswith(" forces") == (kind == "forces"):
-                ax.plot(x, y, ".", ms=3, label=name.removesuffix(" forces"))
-        lims = ax.get_xlim()
-        ax.plot(lims, lims, "k-", lw=0.5)
-        ax.set(xlabel=f"reference ({unit})", ylabel=f"model ({unit})")
-        ax.legend(fontsize=7)
-        paths.append(_save(fig, directory / f"parity_{kind}.png"))
-    if result.md:
-        paths.append(_md_picture(result, directory / "md_traces.png"))
-    if result.clusters:
-        paths.append(_cluster_picture(result, directory / "clusters.png"))
-    return paths
-
-
-def _md_picture(result: TransferabilityResult, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(5, 5), sharex=True)
-    for trace in result.md:
-        line = top.plot(np.asarray(trace.time) / 1000, trace.shortest, "-",
-                        label=f"{trace.temperature:g} K" + (" (stopped)" if trace.stopped
-                                                            else ""))
-        bottom.plot(np.asarray(trace.time) / 1000, 1000 * trace.error(), "-",
-                    color=line[0].get_color())
-    top.set(ylabel="shortest distance (Å)")
-    top.legend(fontsize=7)
-    bottom.set(xlabel="time (ps)", ylabel="E_model - E_ref (meV/atom)")
-    return _save(fig, path)
-
-
-def _cluster_picture(result: TransferabilityResult, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 4))
-    for kind, curve in result.clusters.items():
-        line = ax.plot(curve["distance"], curve["reference"], "o", label=f"{kind} reference")
-        ax.plot(curve["distance"], curve["model"], "-", color=line[0].get_color(),
-                label=f"{kind} model")
-    ax.set(xlabel="distance (Å)", ylabel="energy (eV/atom)")
-    ax.legend(fontsize=7)
-    return _save(fig, path)
-
-
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
