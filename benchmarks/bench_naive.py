@@ -188,8 +188,8 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
     naive = naive_set(len(kept), seed)
     tests = test_sets(seed, held_out)
     config = quick_fit_config(epochs=args.epochs, seed=seed)
-    out: dict = {"seed": seed, "n_train": len(kept), "sizes": {k: len(v) for k, v in
-                                                               tests.items()}}
+    out: dict = {"seed": seed, "n_train": len(kept), "n_naive": len(naive),
+                 "sizes": {k: len(v) for k, v in tests.items()}}
     for name, train in (("assyst", kept), ("naive", naive)):
         start = time.perf_counter()
         model, report = fit(train, config, None, args.work / f"{name}_{seed}")

@@ -39,7 +39,13 @@ def test_single_point_is_chgnets_own_and_relaxation_runs_through_the_stage():
                                                             abs=1e-6)
     np.testing.assert_allclose(labelled.get_forces(), direct.get_forces(), atol=1e-6)
     np.testing.assert_allclose(labelled.get_stress(), direct.get_stress(), atol=1e-7)
-    assert -4.3 < labelled.get_potential_energy() / 2 < -3.8  # MP-compatible Cu, eV/atom
+    # stored from chgnet 0.4.2, model 0.3.0, CPU, on 2026-12-07: a changed model, a wrong
+    # model version or a unit slip shows here (float32: a few 1e-5 between machines)
+    assert labelled.get_potential_energy() == pytest.approx(-8.09982, abs=5e-4)
+    np.testing.assert_allclose(labelled.get_forces()[0], [-0.22666, 0.19126, 0.05794],
+                               atol=2e-3)
+    np.testing.assert_allclose(labelled.get_stress()[:3], [0.047065, 0.045230, 0.051275],
+                               atol=2e-4)
     (relaxed,), report = relax([cu], VolumeRelax(), CHGNet(), Executor(kind="serial"))
     assert relaxed.info["converged"]
     assert 11.0 < relaxed.get_volume() / 2 < 12.8  # fcc Cu: 11.8 Å³/atom (CHGNet ~ PBE)

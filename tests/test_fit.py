@@ -551,3 +551,27 @@ def test_sigterm_to_fit_takes_the_training_process_with_it(tmp_path):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_naive_set_benchmark_smoke(tmp_path):
+    """``benchmarks/bench_naive.py --quick``: both sets of equal size, every category scored
+    for both models, the MD run, and one table row per category."""
+    import json
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_naive.py"
+    done = subprocess.run([sys.executable, str(script), "--quick", "--work",
+                           str(tmp_path / "work"), "--json", str(tmp_path / "naive.json")],
+                          capture_output=True, text=True, timeout=slack(600.0),
+                          env={**os.environ, "TQDM_DISABLE": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run,) = json.loads((tmp_path / "naive.json").read_text())["runs"]
+    assert run["n_naive"] == run["n_train"] > 50
+    for name in ("assyst", "naive"):
+        for category, size in run["sizes"].items():
+            assert size > 0, category
+            assert run[name][category]["n"] == size
+            assert math.isfinite(run[name][category]["energy_mae"])
+        assert run[name]["md"]["time_ps"] == pytest.approx(0.02)
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + 6 + 1  # header, categories, MD
