@@ -557,3 +557,102 @@ def test_any_valid_config_round_trips(pressure, tolerance, steps, trace, keep, o
 def test_bad_values_fail_at_construction(cls, kwargs):
     with pytest.raises(ConfigError, match=next(iter(kwargs), "kind")):
         cls(**kwargs)
+
+
+# --------------------------------------------------------------------------- pre-relaxation
+
+
+def _rattled_cu() -> Atoms:
+    atoms = bulk("Cu", "fcc", a=3.9) * (2, 1, 1)
+    atoms.rattle(0.1, seed=2)
+    return stamp_root(atoms, "00000000-0000-4000-8000-0000000000a1")
+
+
+def test_added_relaxation_fields_leave_every_earlier_identity_alone():
+    """``calculator``, ``pre_relax`` and ``pre_relax_steps`` came later: at their defaults they
+    are not in the JSON or the hash (values from before they existed)."""
+    from pyiron_assyst.calculators import Morse
+
+    assert FullRelax().config_hash() == "8f2caf5089bf8e4f"
+    assert VolumeRelax(max_steps=7).config_hash() == "51f1d8e4ee792286"
+    assert "pre_relax" not in FullRelax().to_json()
+    changed = FullRelax(pre_relax=Morse(), pre_relax_steps=50, calculator=EMT())
+    assert config_from_json(changed.to_json()) == changed
+    assert len({changed.config_hash(), FullRelax(pre_relax=Morse()).config_hash(),
+                FullRelax().config_hash()}) == 3
+    for bad, field in (({"pre_relax": "CHGNet"}, "pre_relax"),
+                       ({"pre_relax_steps": 0}, "pre_relax_steps"),
+                       ({"calculator": FullRelax()}, "calculator")):
+        with pytest.raises(ConfigError, match=f"FullRelax.{field} must be"):
+            FullRelax(**bad)
+
+
+def test_pre_relaxing_with_the_same_calculator_leaves_nothing_to_do():
+    atoms = _rattled_cu()
+    (plain,), plain_report = relax([atoms], FullRelax(), EMT(), Executor(kind="serial"))
+    (pre,), report = relax([atoms], FullRelax(pre_relax=EMT()), EMT(), Executor(kind="serial"))
+    assert pre.info["pre_relax_steps"] == plain.info["relax_steps"] > 10
+    assert pre.info["pre_relax_converged"] is True
+    assert pre.info["relax_steps"] == 0
+    assert report.force_calls == pre.info["force_calls"] == 1  # the EMT check of the end point
+    assert pre.get_potential_energy() == plain.get_potential_energy()
+    np.testing.assert_array_equal(pre.positions, plain.positions)
+    assert plain_report.force_calls == plain.info["force_calls"] > 10
+
+
+def test_a_cheap_pre_relaxation_saves_force_calls_of_the_stage_calculator():
+    from pyiron_assyst.calculators import Morse
+
+    atoms = _rattled_cu()
+    (plain,), plain_report = relax([atoms], FullRelax(), EMT(), Executor(kind="serial"))
+    (pre,), report = relax([atoms], FullRelax(pre_relax=Morse()), EMT(),
+                           Executor(kind="serial"))
+    assert pre.info["converged"]
+    assert pre.info["pre_relax_steps"] > 5
+    assert report.force_calls <= plain_report.force_calls / 3  # measured 5 against 27
+    assert pre.get_potential_energy() == pytest.approx(plain.get_potential_energy(), abs=1e-5)
+    assert pre.info["label_calculator"] == EMT().config_hash()  # labels are the stage's
+    # the next relaxation of the output has no pre-relaxation: the keys do not linger
+    (again,), _ = relax([pre], PositionRelax(), EMT(), Executor(kind="serial"))
+    assert "pre_relax_steps" not in again.info
+
+
+def test_a_relaxation_with_its_own_calculator_labels_with_it():
+    from pyiron_assyst.calculators import Morse
+
+    atoms = _rattled_cu()
+    (own,), report = relax([atoms], FullRelax(calculator=Morse()), EMT(),
+                           Executor(kind="serial"))
+    (direct,), _ = relax([atoms], FullRelax(), Morse(), Executor(kind="serial"))
+    assert own.info["label_calculator"] == Morse().config_hash()
+    assert own.get_potential_energy() == pytest.approx(direct.get_potential_energy(), abs=1e-9)
+    assert report.force_calls == own.info["force_calls"] == direct.info["force_calls"]
+
+
+def test_a_failed_pre_relaxation_is_recorded_and_the_relaxation_starts_from_the_input():
+    atoms = bulk("Fe", "bcc", a=2.9) * (2, 1, 1)  # EMT has no Fe
+    atoms.rattle(0.05, seed=3)
+    stamp_root(atoms, "00000000-0000-4000-8000-0000000000f1")
+    from pyiron_assyst.calculators import Morse
+
+    (out,), report = relax([atoms], FullRelax(pre_relax=EMT()), Morse(), Executor(kind="serial"))
+    (plain,), _ = relax([atoms], FullRelax(), Morse(), Executor(kind="serial"))
+    assert out.info["pre_relax_failed"].startswith("calculator_error")
+    assert "pre_relax_steps" not in out.info
+    assert out.get_potential_energy() == plain.get_potential_energy()
+    assert report.n_out == 1
+    assert report.drops == ()
+
+
+def test_toml_takes_a_pre_relaxation_and_a_relaxation_calculator(tmp_path):
+    from pyiron_assyst.calculators import Morse
+    from pyiron_assyst.cli import settings
+
+    path = tmp_path / "less-dft.toml"
+    path.write_text('[calculator]\ntype = "EMT"\n'
+                    '[volume_relax]\ntype = "VolumeRelax"\ncalculator = { type = "Morse" }\n'
+                    '[full_relax]\ntype = "FullRelax"\nmax_steps = 20\n'
+                    'pre_relax = { type = "Morse", epsilon = 0.5 }\n')
+    _, configs, _ = settings.load_settings(path)
+    assert configs["volume_relax"] == VolumeRelax(calculator=Morse())
+    assert configs["full_relax"] == FullRelax(max_steps=20, pre_relax=Morse(epsilon=0.5))

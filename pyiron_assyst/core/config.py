@@ -33,6 +33,7 @@ from functools import partial
 from typing import Any
 
 __all__ = [
+    "ADDED_FIELD",
     "ALLOWED_PREFIXES",
     "KIND_ALIASES",
     "Config",
@@ -85,6 +86,13 @@ CONFIG_MODULES = (
 """Modules of this package that define config classes (imported to resolve a package kind)."""
 
 _KINDS: dict[str, type] = {}
+
+ADDED_FIELD = {"identity": "optional"}
+"""Metadata of a field added to a config class after configs of it were stored
+(``field(default=..., metadata=ADDED_FIELD)``): while it holds its default it is left out of
+the JSON and of :meth:`Config.config_hash`, so every config made before keeps its identity
+(the uuids, random streams and cache keys derived from it); JSON without it loads with the
+default."""
 
 
 class ConfigError(ValueError):
@@ -250,7 +258,10 @@ class Config:
         """
         out: dict[str, Any] = {"@config": config_kind(type(self))}
         for field in dataclasses.fields(self):  # type: ignore[arg-type]
-            out[field.name] = _encode(getattr(self, field.name), strict)
+            value = getattr(self, field.name)
+            if field.metadata.get("identity") == "optional" and value == field.default:
+                continue  # see ADDED_FIELD
+            out[field.name] = _encode(value, strict)
         return out
 
     def to_json(self) -> str:

@@ -52,7 +52,7 @@ from pyiron_assyst.calculators.evaluation import (
     stamp_repairs,
 )
 from pyiron_assyst.calculators.structure_settings import prepare_structure
-from pyiron_assyst.core.config import Config, require
+from pyiron_assyst.core.config import ADDED_FIELD, Config, require
 from pyiron_assyst.core.info_keys import set_info
 from pyiron_assyst.core.lineage import child_uuid, make_child, uuid_of
 from pyiron_assyst.core.report import Drop, StageReport
@@ -82,7 +82,9 @@ OPTIMIZERS = ("SafeLBFGS", "BFGS", "BFGSLineSearch", "FIRE", "LBFGS", "LBFGSLine
 default)
 and the :mod:`ase.optimize` optimizers of these names."""
 
-_RELAX_KEYS = ("converged", "relax_steps", "force_calls", "repairs", "calculation_attempts")
+_PRE_RELAX_KEYS = ("pre_relax_steps", "pre_relax_converged", "pre_relax_failed")
+_RELAX_KEYS = ("converged", "relax_steps", "force_calls", "repairs", "calculation_attempts",
+               *_PRE_RELAX_KEYS)
 _TASK_REVISION = "relax-task-2"
 """Part of every cache key of :func:`relax`: change it when a task's result would change."""
 
@@ -146,6 +148,25 @@ class Relaxation(Config):
         drop them (dropped ``"not_converged"``).
     trace
         If > 0, also keep every ``trace``-th optimizer snapshot as an extra labelled structure.
+    calculator
+        This relaxation's own calculator instead of the stage's (``None``: the stage's), e.g.
+        a universal potential for the volume relaxation of a DFT run.
+    pre_relax
+        Relax first with this calculator (e.g. :class:`~pyiron_assyst.calculators.chgnet.CHGNet`)
+        with the same optimizer and tolerance, for up to ``pre_relax_steps`` steps, then go on
+        from there with the relaxation's calculator for up to ``max_steps``: a cheap potential
+        does most of the way and the expensive calculator only the end. The stage's force
+        calls and ``relax_steps`` count the expensive calculator only; ``pre_relax_steps`` and
+        ``pre_relax_converged`` on the structure tell what the pre-relaxation did. A failed
+        pre-relaxation is recorded (``pre_relax_failed``) and the relaxation starts from the
+        input.
+    pre_relax_steps
+        Largest number of optimizer steps of the pre-relaxation.
+
+    Notes
+    -----
+    ``calculator``, ``pre_relax`` and ``pre_relax_steps`` were added later: at their defaults
+    they are not part of the config's identity (:data:`~pyiron_assyst.core.config.ADDED_FIELD`).
     """
 
     pressure: float = 0.0
@@ -154,6 +175,9 @@ class Relaxation(Config):
     max_steps: int = 100
     keep_unconverged: bool = True
     trace: int = 0
+    calculator: CalculatorConfig | None = field(default=None, metadata=ADDED_FIELD)
+    pre_relax: CalculatorConfig | None = field(default=None, metadata=ADDED_FIELD)
+    pre_relax_steps: int = field(default=500, metadata=ADDED_FIELD)
 
     kind: ClassVar[str] = ""
     """Short name of the relaxation; the step is ``f"relax:{kind}"``."""
@@ -182,6 +206,17 @@ class Relaxation(Config):
                 "an integer >= 0 (0: no snapshots)", self.trace)
         object.__setattr__(self, "max_steps", int(self.max_steps))
         object.__setattr__(self, "trace", int(self.trace))
+        for key in ("calculator", "pre_relax"):
+            value = getattr(self, key)
+            require(value is None or isinstance(value, CalculatorConfig), name, key,
+                    "None or a calculator config", value)
+        require(_is_int(self.pre_relax_steps) and self.pre_relax_steps >= 1, name,
+                "pre_relax_steps", "an integer >= 1", self.pre_relax_steps)
+        object.__setattr__(self, "pre_relax_steps", int(self.pre_relax_steps))
+
+    def calculator_or(self, stage: CalculatorConfig) -> CalculatorConfig:
+        """The calculator this relaxation uses: its own, else the stage's ``stage``."""
+        return self.calculator if self.calculator is not None else stage
 
     @property
     def step(self) -> str:
@@ -377,9 +412,45 @@ def _minimize_and_label(config: Relaxation, results: dict[str, Any] | None, atom
 _RelaxItem = tuple[Atoms, Relaxation, CalculatorConfig, "dict[str, Any] | None"]
 
 
+def _minimize(config: Relaxation, atoms: Atoms, calc: BaseCalculator) -> Minimization:
+    return config.minimize(atoms, calc)
+
+
+def _pre_relaxed(config: Relaxation, atoms: Atoms) -> Atoms:
+    """``atoms`` moved by the pre-relaxation with ``config.pre_relax`` (no calculator), with
+    what it did in info; ``atoms`` with the failure in info if it failed."""
+    import dataclasses
+
+    assert config.pre_relax is not None
+    pre = dataclasses.replace(config, calculator=None, pre_relax=None, trace=0,
+                              max_steps=config.pre_relax_steps)
+    try:
+        prepared = prepare_structure(config.pre_relax, atoms)
+    except Exception as error:  # a broken settings hook: no pre-relaxation
+        outcome: Outcome[Minimization] = Outcome(None, *classify(error))
+    else:
+        outcome = run_safely(prepared, config.pre_relax, partial(_minimize, pre))
+    if outcome.value is None:
+        moved = atoms.copy()
+        set_info(moved, "pre_relax_failed", f"{outcome.reason}: {outcome.detail}"[:500])
+        return moved
+    result = outcome.value
+    moved = atoms.copy()
+    moved.set_cell(result.atoms.cell)
+    moved.positions = result.atoms.positions
+    set_info(moved, "pre_relax_steps", int(result.steps))
+    set_info(moved, "pre_relax_converged", bool(result.converged))
+    return moved
+
+
 def _relax_task(item: _RelaxItem) -> Outcome[Minimization]:
-    """Worker: derived settings (k-points, moments) recorded, then the minimization, metered."""
+    """Worker: the pre-relaxation (if any), derived settings (k-points, moments) recorded,
+    then the minimization, metered (the pre-relaxation's evaluations are not counted)."""
     atoms, config, calculator, stored = item
+    for key in _PRE_RELAX_KEYS:
+        atoms.info.pop(key, None)
+    if config.pre_relax is not None:
+        atoms, stored = _pre_relaxed(config, atoms), None
     try:
         prepared = prepare_structure(calculator, atoms)
     except Exception as error:  # a broken settings hook is one structure's failure
@@ -459,7 +530,9 @@ def relax(structures: Sequence[Atoms], config: Relaxation, calculator: Calculato
     config
         The relaxation (any :class:`Relaxation` subclass).
     calculator
-        Calculator config; ``calculator.calculator_for(atoms)`` is called for every structure.
+        Calculator config; ``calculator.calculator_for(atoms)`` is called for every structure
+        (``config.calculator``, where set, is used instead; ``config.pre_relax`` relaxes with
+        another calculator first).
     executor
         Where to run the per-structure tasks.
     cache
@@ -495,6 +568,7 @@ def relax(structures: Sequence[Atoms], config: Relaxation, calculator: Calculato
         cached ones too.
     """
     start = time.perf_counter()
+    calculator = config.calculator_or(calculator)
     tag = f"{config.config_hash()}+{calculator.config_hash()}"
     current = calculator.config_hash()
     items = [(s.copy(), config, calculator,
