@@ -716,6 +716,12 @@ def test_run_refuses_elements_its_calculator_cannot_compute_before_any_work(tmp_
     assert main(["run", "--elements", "Fe", "--calculator", "morse", "--reference", "emt",
                  "-o", str(out)]) == 2
     assert "[label] EMT cannot compute Fe" in capsys.readouterr().err
+    settings_path = tmp_path / "pre.toml"
+    settings_path.write_text('[full_relax]\ntype = "FullRelax"\npre_relax = { type = "EMT" }\n')
+    assert main(["run", str(settings_path), "--elements", "Fe", "--calculator", "morse",
+                 "--reference", "morse", "-o", str(out)]) == 2
+    assert "[full_relax] pre_relax EMT cannot compute Fe" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_label_refuses_a_reference_that_cannot_compute_the_runs_elements(tmp_path, capsys):

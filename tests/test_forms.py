@@ -88,6 +88,8 @@ def test_every_form_input_is_a_jsonable_field_or_a_nested_config():
     Executor(kind="slurm_cluster", partition="debug", scheduler_args=("--qos=low",)),
     Morse(epsilon=0.3), LennardJones(rc=6.0), EMT(fixed_cutoff=False),
     VolumeRelax(max_steps=7), FullRelax(pressure=1.0),
+    VolumeRelax(calculator=Morse(epsilon=0.4)),
+    FullRelax(max_steps=20, pre_relax=LennardJones(rc=5.0), pre_relax_steps=80),
     SelectConfig(fraction=0.3, method="farthest", cost_aware=True,
                  cost_model=CostModel(atom_exponent=2.0), descriptor=RadialDescriptor(n_radial=4)),
     SelectConfig(count=5, keep_compositions=False, descriptor=PowerSpectrum(l_max=2,

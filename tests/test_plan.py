@@ -308,3 +308,46 @@ def test_command_plans_the_short_range_table(tmp_path, capsys):
     stages = {s["stage"]: s for s in json.loads(out)["stages"]}
     assert stages["short_range"]["n_in"] == stages["relax:full"]["n_out"]
     assert stages["short_range"]["n_out"] == 1 + 3 + 5 + stages["relax:full"]["n_out"]
+
+
+def test_a_relaxation_with_its_own_calculator_costs_no_calculations():
+    """A CHGNet volume relaxation in a DFT run: its calls are not DFT calculations; a
+    pre-relaxation is named in the note."""
+    from pyiron_assyst.calculators import Morse
+
+    formulas = [{"Cu": 1}, {"Cu": 2}]
+    config = SampleConfig(spacegroups=tuple(range(1, 231, 20)), max_atoms=2, seed=0)
+    plain = {s.stage: s for s in plan(formulas, config, short_range_config=None).stages}
+    cheap = {s.stage: s for s in plan(formulas, config, short_range_config=None,
+                                      volume_relax=VolumeRelax(calculator=Morse()),
+                                      full_relax=FullRelax(pre_relax=Morse())).stages}
+    assert plain["relax:volume"].calculations > 0
+    assert cheap["relax:volume"].calculations == 0.0
+    assert cheap["relax:volume"].n_out == plain["relax:volume"].n_out
+    assert cheap["relax:volume"].note.startswith("with its own calculator Morse: ")
+    assert "after a pre-relaxation with Morse" in cheap["relax:full"].note
+    assert cheap["relax:full"].calculations == plain["relax:full"].calculations
+
+
+def test_command_plans_the_less_dft_example(capsys):
+    """``examples/al_chgnet_gpaw.toml``: CHGNet volume relaxation (no DFT calculations) and a
+    CHGNet pre-relaxation before at most 20 GPAW steps; the same sampling as al_gpaw.toml."""
+    from pyiron_assyst.calculators.chgnet import CHGNet
+    from pyiron_assyst.cli import settings
+
+    _, configs, _ = settings.load_settings("examples/al_chgnet_gpaw.toml")
+    assert configs["volume_relax"].calculator == CHGNet()
+    assert configs["full_relax"].pre_relax == CHGNet()
+    assert configs["full_relax"].max_steps == 20
+    assert type(configs["calculator"]).__name__ == "Gpaw"
+    stages = {}
+    for example in ("al_gpaw", "al_chgnet_gpaw"):
+        code, out, _ = _run(["plan", f"examples/{example}.toml", "--json"], capsys)
+        assert code == 0
+        stages[example] = {s["stage"]: s for s in json.loads(out)["stages"]}
+    plain, cheap = stages["al_gpaw"], stages["al_chgnet_gpaw"]
+    assert plain["relax:volume"]["calculations"] > 0
+    assert cheap["relax:volume"]["calculations"] == 0
+    assert cheap["relax:volume"]["note"].startswith("with its own calculator CHGNet")
+    assert cheap["relax:full"]["max_calculations"] == 21 * cheap["relax:full"]["n_in"]
+    assert cheap["label"]["n_in"] == plain["label"]["n_in"]

@@ -142,11 +142,18 @@ def preflight(formulas: Any, configs: dict[str, Any]) -> None:
     """
     from pyiron_assyst.core.config import ConfigError
 
-    for role in ("calculator", "reference"):
+    checked = [(f"[{'label' if role == 'reference' else role}]", configs[role])
+               for role in ("calculator", "reference")]
+    for step in ("volume_relax", "full_relax"):  # a relaxation's own calculators
+        for key in ("calculator", "pre_relax"):
+            own = getattr(configs.get(step), key, None)
+            if own is not None:
+                checked.append((f"[{step}] {key}", own))
+    for where, calculator in checked:
         try:
-            configs[role].check_elements(formulas.elements)
+            calculator.check_elements(formulas.elements)
         except ConfigError as error:
-            raise ConfigError(f"[{role if role == 'calculator' else 'label'}] {error}") from None
+            raise ConfigError(f"{where} {error}") from None
 
 
 def _same_version(project: Project, run: str) -> bool:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pyiron_assyst import calculators
-from pyiron_assyst.calculators import cost, gpaw, repair, structure_settings
+from pyiron_assyst.calculators import chgnet, cost, gpaw, repair, structure_settings
 from pyiron_assyst.core.config import Config, ConfigError
 from pyiron_assyst.execution import executors
 from pyiron_assyst.stages import curate as curation
@@ -46,8 +46,9 @@ __all__ = [
 CONFIG_TABLES = tuple(c.table for c in CONFIGS)
 """TOML table of each config input of the pipeline, in order."""
 
-CONFIG_MODULES = (calculators, cost, crystals, curation, executors, filters, gpaw, perturbations,
-                  relaxations, repair, selection, short_range, structure_settings)
+CONFIG_MODULES = (calculators, chgnet, cost, crystals, curation, executors, filters, gpaw,
+                  perturbations, relaxations, repair, selection, short_range,
+                  structure_settings)
 """Modules whose public config classes TOML tables (and graph nodes) can name."""
 
 

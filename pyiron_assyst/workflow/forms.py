@@ -158,12 +158,17 @@ def volume_relax(
     max_steps: int = _VOLUME.max_steps,
     keep_unconverged: bool = _VOLUME.keep_unconverged,
     trace: int = _VOLUME.trace,
+    calculator: calculators.CalculatorConfig | None = None,
+    pre_relax: calculators.CalculatorConfig | None = None,
+    pre_relax_steps: int = _VOLUME.pre_relax_steps,
 ) -> relax.Relaxation:
     """:class:`~pyiron_assyst.stages.relax.VolumeRelax` field by field (pressure in GPa,
-    force tolerance in eV/Å)."""
+    force tolerance in eV/Å; its own calculator and a pre-relaxation's from child nodes)."""
     return relax.VolumeRelax(pressure=pressure, optimizer=optimizer,
                              force_tolerance=force_tolerance, max_steps=max_steps,
-                             keep_unconverged=keep_unconverged, trace=trace)
+                             keep_unconverged=keep_unconverged, trace=trace,
+                             calculator=calculator, pre_relax=pre_relax,
+                             pre_relax_steps=pre_relax_steps)
 
 
 @fr.atomic("config")
@@ -174,12 +179,17 @@ def full_relax(
     max_steps: int = _FULL.max_steps,
     keep_unconverged: bool = _FULL.keep_unconverged,
     trace: int = _FULL.trace,
+    calculator: calculators.CalculatorConfig | None = None,
+    pre_relax: calculators.CalculatorConfig | None = None,
+    pre_relax_steps: int = _FULL.pre_relax_steps,
 ) -> relax.Relaxation:
     """:class:`~pyiron_assyst.stages.relax.FullRelax` field by field (pressure in GPa, force
-    tolerance in eV/Å)."""
+    tolerance in eV/Å; its own calculator and a pre-relaxation's from child nodes)."""
     return relax.FullRelax(pressure=pressure, optimizer=optimizer,
                            force_tolerance=force_tolerance, max_steps=max_steps,
-                           keep_unconverged=keep_unconverged, trace=trace)
+                           keep_unconverged=keep_unconverged, trace=trace,
+                           calculator=calculator, pre_relax=pre_relax,
+                           pre_relax_steps=pre_relax_steps)
 
 
 @fr.atomic("config")

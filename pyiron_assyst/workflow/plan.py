@@ -348,6 +348,14 @@ def _relax_stage(population: Population, config: Relaxation, calls: float,
             f"{config.max_steps + 1}; {assumptions.relax_failure:g} fail"
             + (f"; {snapshots} trace snapshots each" if snapshots else ""))
     hours = None if pricing is None else calls * pricing.cost(population, relax=True)
+    if config.pre_relax is not None:
+        note += (f"; after a pre-relaxation with {type(config.pre_relax).__name__} (not "
+                 f"counted; assume fewer calls for what is left)")
+    if config.calculator is not None:  # not the calculator the plan prices: no calculations
+        note = (f"with its own calculator {type(config.calculator).__name__}: "
+                f"{_human(n_in * calls)} force calls of it, not counted; " + note)
+        return out, StagePlan(config.step, n_in, _total(out), False, 0.0, 0.0, note,
+                              None if pricing is None else 0.0)
     return out, StagePlan(config.step, n_in, _total(out), False, n_in * calls,
                           n_in * (config.max_steps + 1), note, hours)
 
