@@ -324,3 +324,26 @@ def test_config_classes_are_nodes_with_editable_constants():
     assert run.exception is None
     assert run.outputs["config"] == SampleConfig(max_atoms=2, seed=5)
     assert nodes.config_from_json(EMT().to_json()) == EMT()
+
+
+def test_a_cheap_volume_relaxation_and_pre_relaxation_in_the_pipeline():
+    """The less-DFT pattern with stand-ins (Morse for CHGNet, EMT for DFT): the volume
+    relaxation is all Morse, the full relaxation Morse then EMT; every label is EMT's; the
+    fully relaxed structures keep their EMT single point as label, the Morse-relaxed ones are
+    labelled anew."""
+    from pyiron_assyst.calculators import Morse
+    from pyiron_assyst.stages.relax import FullRelax, VolumeRelax
+
+    out = run_macro(executor=Executor(kind="serial"),
+                    volume_relax=VolumeRelax(calculator=Morse()),
+                    full_relax=FullRelax(pre_relax=Morse()))
+    morse, emt = Morse().config_hash(), EMT().config_hash()
+    assert {s.info[LABEL_CALCULATOR] for s in out["volume_relaxed"]} == {morse}
+    assert out["volume_report"].force_calls > 0
+    assert {s.info[LABEL_CALCULATOR] for s in out["relaxed"]} == {emt}
+    assert all(s.info["pre_relax_steps"] >= 0 for s in out["relaxed"])
+    assert {s.info[LABEL_CALCULATOR] for s in out["labelled"]} == {emt}
+    filtered = out["filtered"] + out["short_range"]
+    fully = sum(s.info["step"] == "relax:full" for s in filtered)
+    assert 0 < fully < sum(s.info["step"].startswith("relax") for s in filtered)
+    assert out["label_report"].force_calls == len(filtered) - fully
