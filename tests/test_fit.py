@@ -224,6 +224,20 @@ def test_model_hash_ties_config_to_file(tiny_fit, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_fit_without_a_validation_side_trains_on_everything(labelled, tmp_path):
+    """``valid_fraction=0``: MACE refuses a fraction of 0, so the fit validates on the training
+    data; every structure is trained on."""
+    from dataclasses import replace
+
+    model, report = fit(labelled, replace(TINY, valid_fraction=0.0), directory=str(tmp_path))
+    assert (report.n_train, report.n_valid) == (len(labelled), 0)
+    assert report.final_epoch == TINY.epochs - 1
+    atoms = labelled[0].copy()
+    atoms.calc = model.get_calculator()
+    assert math.isfinite(atoms.get_potential_energy())
+
+
+@pytest.mark.slow
 def test_seeded_fit_is_bit_reproducible(tiny_fit, labelled, tmp_path):
     import torch
 

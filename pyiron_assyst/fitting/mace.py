@@ -459,7 +459,9 @@ def _mace_arguments(config: FitConfig, device: str, has_valid: bool,
         args += ["--ema", "--ema_decay", repr(config.ema_decay)]
     if config.pair_repulsion:
         args.append("--pair_repulsion")
-    args += ["--valid_file", "valid.xyz"] if has_valid else ["--valid_fraction", "0.0"]
+    # MACE refuses a validation fraction of 0: without a validation side it validates on the
+    # training data (only its logs and the learning-rate schedule see it)
+    args += ["--valid_file", "valid.xyz" if has_valid else "train.xyz"]
     return args
 
 
