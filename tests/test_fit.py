@@ -127,7 +127,8 @@ def test_transferability_config_validation():
                        ({"stability_runs": (("vacancy", 1500),)}, "stability_runs"),
                        ({"stability_runs": (("vacancy", 1500, -1),)}, "stability_runs"),
                        ({"elastic_strain": 0.1}, "elastic_strain"),
-                       ({"formation_tolerance": 0}, "formation_tolerance")):
+                       ({"formation_tolerance": 0}, "formation_tolerance"),
+                       ({"cluster_up_to": 0.5}, "cluster_up_to")):
         with pytest.raises(ConfigError, match=f"TransferabilityConfig.{field} must be"):
             TransferabilityConfig(**bad)
 
@@ -368,8 +369,8 @@ def test_report_of_reference_against_itself_is_exact(labelled, tmp_path):
     assert result.passed
     assert [c.name for c in result.checks] == [
         "MD vacancy 1500 K: shortest distance", "MD vacancy 1500 K: |E_model - E_ref|",
-        "dimer Cu-Cu curve: |E_model - E_ref| from 1.78 Å",
-        "trimer Cu-Cu-Cu curve: |E_model - E_ref| from 1.78 Å"]
+        "dimer Cu-Cu curve: |E_model - E_ref| 1.78-2.54 Å",
+        "trimer Cu-Cu-Cu curve: |E_model - E_ref| 1.78-2.54 Å"]
     assert (tmp_path / "report" / "transferability.md").read_text().startswith(
         "Verdict: **PASS**")
     assert all(p.stat().st_size > 0 for p in paths)

@@ -92,6 +92,13 @@ def test_cluster_curves_and_checks():
     # the 0.6 point is below the checked range: it does not enter the worst error
     worst = np.abs(other["dimer"]["model"] - other["dimer"]["reference"])[1:].max()
     assert checks[0].value == pytest.approx(1000 * worst)
+    # a range up to 0.7 x: only that point is checked, the nearest-neighbour one is named
+    errors = np.abs(other["dimer"]["model"] - other["dimer"]["reference"])
+    (narrow, _) = cluster_checks(other, 0.65 * NEAREST, 0.1, up_to=0.75 * NEAREST)
+    assert narrow.name == "dimer curve: |E_model - E_ref| 1.65-1.90 Å"
+    assert narrow.value == pytest.approx(1000 * errors[1])
+    assert narrow.detail.endswith(f"beyond 1.90 Å (not checked): {1000 * errors[2]:.3g} "
+                                  f"meV/atom at {NEAREST:.2f} Å")
 
 
 def test_report_says_fail_at_the_top(tmp_path):
@@ -110,5 +117,5 @@ def test_report_says_fail_at_the_top(tmp_path):
     assert good.passed
     assert [c.name for c in good.checks] == [
         "MD vacancy 1500 K: shortest distance", "MD vacancy 1500 K: |E_model - E_ref|",
-        "dimer Cu-Cu curve: |E_model - E_ref| from 1.78 Å",
-        "trimer Cu-Cu-Cu curve: |E_model - E_ref| from 1.78 Å"]
+        "dimer Cu-Cu curve: |E_model - E_ref| 1.78-2.54 Å",
+        "trimer Cu-Cu-Cu curve: |E_model - E_ref| 1.78-2.54 Å"]

@@ -221,17 +221,34 @@ def cluster_curve(symbols: Sequence[str], distances: Sequence[float], model: Sou
 
 
 def cluster_checks(curves: dict[str, dict[str, np.ndarray]], down_to: float | dict[str, float],
-                   tolerance: float) -> list[Check]:
-    """Largest ``|E_model - E_ref|`` per atom of each cluster curve at distances ``>= down_to``
-    Å (one value, or one per curve name), against ``tolerance`` eV/atom."""
+                   tolerance: float, up_to: float | dict[str, float] = math.inf) -> list[Check]:
+    """Largest ``|E_model - E_ref|`` per atom of each cluster curve at distances from
+    ``down_to`` to ``up_to`` Å (one value, or one per curve name), against ``tolerance``
+    eV/atom; the largest error beyond ``up_to`` is given in the detail, not checked."""
     checks = []
     for kind, curve in curves.items():
         low = down_to[kind] if isinstance(down_to, dict) else down_to
-        near = curve["distance"] >= low - 1e-9
-        errors = np.abs(curve["model"] - curve["reference"])[near]
-        worst = float(errors.max()) if errors.size and np.all(np.isfinite(errors)) else math.inf
-        at = float(curve["distance"][near][int(np.argmax(errors))]) if errors.size else math.nan
-        checks.append(Check(f"{kind} curve: |E_model - E_ref| from {low:.2f} Å",
-                            worst <= tolerance, 1000 * worst, 1000 * tolerance, "meV/atom",
-                            f"worst at {at:.2f} Å"))
+        high = up_to[kind] if isinstance(up_to, dict) else up_to
+        errors = np.abs(curve["model"] - curve["reference"])
+        inside = (curve["distance"] >= low - 1e-9) & (curve["distance"] <= high + 1e-9)
+        worst, at = _worst(errors, curve["distance"], inside)
+        span = f"from {low:.2f} Å" if math.isinf(high) else f"{low:.2f}-{high:.2f} Å"
+        detail = f"worst at {at:.2f} Å"
+        beyond = curve["distance"] > high + 1e-9
+        if beyond.any():
+            far, far_at = _worst(errors, curve["distance"], beyond)
+            detail += f"; beyond {high:.2f} Å (not checked): {1000 * far:.3g} meV/atom at " \
+                      f"{far_at:.2f} Å"
+        checks.append(Check(f"{kind} curve: |E_model - E_ref| {span}", worst <= tolerance,
+                            1000 * worst, 1000 * tolerance, "meV/atom", detail))
     return checks
+
+
+def _worst(errors: np.ndarray, distances: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """Largest error within ``mask`` (``inf`` if any is not finite) and its distance."""
+    chosen = errors[mask]
+    if not chosen.size:
+        return math.inf, math.nan
+    if not np.all(np.isfinite(chosen)):
+        return math.inf, float(distances[mask][int(np.argmax(~np.isfinite(chosen)))])
+    return float(chosen.max()), float(distances[mask][int(np.argmax(chosen))])

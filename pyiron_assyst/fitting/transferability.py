@@ -150,8 +150,10 @@ class TransferabilityConfig(Config):
     cluster_fractions
         Distances of the dimer and trimer curves, as fractions of the reference's
         nearest-neighbour distance (for a pair, the mean of both elements'); empty: none.
-    cluster_down_to
-        The curves are checked from this fraction of the nearest-neighbour distance up.
+    cluster_down_to, cluster_up_to
+        The curves are checked from ``cluster_down_to`` to ``cluster_up_to`` × the
+        nearest-neighbour distance: the compressed branch that MD relies on. The stretched part
+        beyond is drawn and its largest error named in the check's detail, not checked.
     cluster_tolerance
         Largest ``|E_model - E_ref|`` per atom (eV/atom) of the checked part of the curves.
     formation_tolerance
@@ -183,6 +185,7 @@ class TransferabilityConfig(Config):
     md_tolerance: float = 0.02
     cluster_fractions: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2, 1.5)
     cluster_down_to: float = 0.7
+    cluster_up_to: float = 1.0
     cluster_tolerance: float = 0.1
     formation_tolerance: float = 0.05
 
@@ -212,6 +215,8 @@ class TransferabilityConfig(Config):
         _positive(self, name, ("relax_fmax", "vacuum", "md_temperature", "md_timestep",
                                "energy_window", "min_distance", "md_tolerance",
                                "cluster_down_to", "cluster_tolerance", "formation_tolerance"))
+        require(self.cluster_up_to >= self.cluster_down_to, name, "cluster_up_to",
+                f">= cluster_down_to ({self.cluster_down_to})", self.cluster_up_to)
         require(0 < self.elastic_strain <= 0.02, name, "elastic_strain", "in (0, 0.02]",
                 self.elastic_strain)
         values = tuple(float(v) for v in self.cluster_fractions)
@@ -551,7 +556,7 @@ def _clusters(config: TransferabilityConfig, elements: dict[str, _Element], ref:
         return
     groups = [("dimer", pair) for pair in itertools.combinations_with_replacement(
         elements, 2)] + [("trimer", (s, s, s)) for s in elements]
-    down_to = {}
+    down_to, up_to = {}, {}
     for kind, symbols in groups:
         nearest = float(np.mean([elements[s].nearest for s in symbols]))
         if not math.isfinite(nearest):
@@ -560,7 +565,8 @@ def _clusters(config: TransferabilityConfig, elements: dict[str, _Element], ref:
         result.clusters[key] = cluster_curve(
             symbols, [f * nearest for f in config.cluster_fractions], model, ref)
         down_to[key] = config.cluster_down_to * nearest
-    result.checks += cluster_checks(result.clusters, down_to, config.cluster_tolerance)
+        up_to[key] = config.cluster_up_to * nearest
+    result.checks += cluster_checks(result.clusters, down_to, config.cluster_tolerance, up_to)
 
 
 def _alloys(config: TransferabilityConfig, elements: dict[str, _Element], ref: Callable,
