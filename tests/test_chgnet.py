@@ -51,3 +51,28 @@ def test_single_point_is_chgnets_own_and_relaxation_runs_through_the_stage():
     assert 11.0 < relaxed.get_volume() / 2 < 12.8  # fcc Cu: 11.8 Å³/atom (CHGNet ~ PBE)
     assert abs(relaxed.get_stress()[:3].mean()) < 5e-4  # no pressure left (eV/Å³)
     assert chgnet.__version__.startswith("0.4")
+
+
+@pytest.mark.slow
+def test_prerelax_benchmark_smoke(tmp_path):
+    """``benchmarks/bench_prerelax.py --quick`` (EMT as the stand-in for GPAW): both arms relax
+    the same cells, the CHGNet arm spends no EMT call on the volume relaxation and fewer in
+    all."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("chgnet")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_prerelax.py"
+    done = subprocess.run([sys.executable, str(script), "--quick", "--workers", "1", "--json",
+                           str(tmp_path / "p.json")], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "p.json").read_text())
+    plain, cheap = result["arms"]["DFT only"], result["arms"]["CHGNet first"]
+    assert result["calculator"] == "EMT"
+    assert plain["n_relaxed"] == cheap["n_relaxed"] == result["cells"] > 0
+    assert cheap["dft_calls_volume"] == 0 < plain["dft_calls_volume"]
+    assert cheap["dft_calls"] < plain["dft_calls"]
+    assert "DFT force calls with CHGNet first: **" in done.stdout
