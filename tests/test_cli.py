@@ -582,7 +582,8 @@ def test_bad_input_exits_2_with_one_line(argv, message, capsys, tmp_path, monkey
      "output: unknown key(s) ['directroy']; allowed: directory; did you mean 'directory'?"),
     ("[full_relax]\ntype = 'FullRelax'\nforc_tolerance = 0.1\n",
      "full_relax.forc_tolerance is not a field of FullRelax; allowed: pressure, optimizer, "
-     "force_tolerance, max_steps, keep_unconverged, trace; did you mean 'force_tolerance'?"),
+     "force_tolerance, max_steps, keep_unconverged, trace, calculator, pre_relax, "
+     "pre_relax_steps; did you mean 'force_tolerance'?"),
     ("[full_relax]\ntype = 'VolumRelax'\n", "got 'VolumRelax'; did you mean 'VolumeRelax'?"),
     ("[calculatr]\ntype = 'EMT'\n", "unknown table(s) ['calculatr']"),
     ("[select]\ntype = 'SelectConfig'\nfracton = 0.5\n",

@@ -483,6 +483,7 @@ def test_fit_command_end_to_end(tmp_path):
     text = (out / "summary.txt").read_text()
     assert "held-out within 1 eV/atom: energy MAE" in text
     assert "final epoch 1" in text
+    assert "One fit (seed 0): another seed gives other numbers" in text
 
 
 @pytest.mark.slow
