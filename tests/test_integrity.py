@@ -408,7 +408,8 @@ def test_the_validation_gaps_of_the_issue_are_closed(tmp_path, capsys):
     assert two.to_json() == other.to_json()
     assert EMT(fixed_cutoff=np.bool_(True)).to_json() == EMT().to_json()
     for text, message in (('[calculator]\ntype = "FullRelax"\n', "calculator.type must be one "
-                                                                 "of ['AseCalculator', 'EMT'"),
+                                                                 "of ['AseCalculator', 'CHGNet', "
+                                                                 "'EMT'"),
                           ('[formulas]\nelements = ["Cu"]\nmax_atoms = 2.7\n',
                            "formulas.max_atoms must be a whole number"),
                           ('[executor]\ntype = "Executor"\nmax_workers = 1.5\n',
