@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         return atoms.info.get("short_range") in ("dimer", "trimer") and (
             atoms.get_all_distances()[np.triu_indices(len(atoms), 1)].min() < args.drop_below)
 
+    from pyiron_assyst.cli.fit import use_torch_threads
+
+    use_torch_threads(1)  # the models are evaluated here; one thread, as the fits
     labelled = [a for a in read(args.training_set, ":") if not short(a)]
     kept, held = split_by_lineage(labelled, 0.2, 0)
     for name, fields in json.loads(args.variants).items():

@@ -472,9 +472,12 @@ def test_fit_command_takes_several_elements_and_samples_every_composition():
 @pytest.mark.slow
 def test_fit_command_end_to_end(tmp_path):
     """The whole loop on a minimal case: 1-2 Cu atoms, every 12th group, a 2-epoch fit."""
+    import torch
+
     from pyiron_assyst.cli.fit import main
 
     out = tmp_path / "run"
+    torch.set_num_threads(2)
     assert main(["--group-step", "12", "--epochs", "2", "--channels", "4", "--threads", "1",
                  "--workers", "1", "--md-time", "0.02", "-o", str(out)]) == 0
     for name in ("summary.txt", "training_set.extxyz", "held_out.extxyz",
@@ -484,6 +487,7 @@ def test_fit_command_end_to_end(tmp_path):
     assert "held-out within 1 eV/atom: energy MAE" in text
     assert "final epoch 1" in text
     assert "One fit (seed 0): another seed gives other numbers" in text
+    assert torch.get_num_threads() == 1  # the report evaluated with --threads, not every core
 
 
 @pytest.mark.slow
