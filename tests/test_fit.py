@@ -52,11 +52,11 @@ mace = pytest.importorskip("mace")
 
 TINY = FitConfig(num_channels=4, correlation=1, r_max=4.0, epochs=2, batch_size=8, seed=1,
                  threads=1, valid_fraction=0.2, ema_decay=0.9)
-QUICK_MAE = 20.0  # meV/atom; seeds 0, 1: 10.4, 15.0
-QUICK_FORCES = 0.15  # eV/Å; seeds 0, 1: 0.041, 0.056
-QUICK_FCC_A = 0.01  # relative; seeds 0, 1: +0.0031, +0.0000
-QUICK_MD_ERROR = 30.0  # meV/atom, largest |E_model - E_ref| of any MD run; seeds 0, 1: 14.4, 18.7
-QUICK_CLUSTERS = 200.0  # meV/atom, dimer and trimer 0.7-1.0 x; seeds 0, 1: 69, 122 (before: ~350)
+QUICK_MAE = 20.0  # meV/atom; seeds 0, 1, 2: 10.4, 15.0, 14.0
+QUICK_FORCES = 0.15  # eV/Å; seeds 0, 1, 2: 0.041, 0.056, 0.084
+QUICK_FCC_A = 0.01  # relative; seeds 0, 1, 2: +0.0031, +0.0000, +0.0047
+QUICK_MD_ERROR = 30.0  # meV/atom, largest |E_model - E_ref| of any MD run; seeds: 14.4, 18.7, 20.8
+QUICK_CLUSTERS = 250.0  # meV/atom, dimer and trimer at 0.7-1.0 x; seeds: 69, 122, 194 (dimers)
 QUICK_REPORT = TransferabilityConfig(n_volumes=5, vacancy_sites=32, relax_steps=20,
                                      slab_layers=3, md_steps=10, md_snapshots=2,
                                      stability_runs=(("vacancy", 1500.0, 0.04),),
@@ -385,9 +385,9 @@ def test_quick_case_meets_the_target(tmp_path):
     held out; a 16-channel float64 MACE model with correlation 3, 200 epochs, the clusters
     weighted 3; the report with 16 ps of the model's own MD).
 
-    The gates lie outside the scatter of the seeds measured (docs/fitting.md), not at the
-    issue's targets, which seed 0 meets and seed 1 does not (its dimer curve is 122 meV/atom
-    off at the bond length against the target's 100): a fit is reproducible only per machine
+    The gates lie outside the scatter of the seeds 0-2 measured (docs/fitting.md), not at the
+    issue's targets, which seed 0 meets and seeds 1 and 2 do not (their dimer curves are 122
+    and 194 meV/atom off against the target's 100): a fit is reproducible only per machine
     and thread count. The MD must stay intact (shortest distance above 0.65 × the nearest
     neighbours' in every run: measured 1.90-2.03 Å against 1.65) and its energy follow the
     reference; the clusters must not fall back to the ~350 meV/atom of before the fit
