@@ -240,3 +240,22 @@ def test_surface_md_of_emt_against_itself_passes():
     assert [t.cell for t in result.md] == ["vacancy", "surface (0001)"]
     assert [len(t.step) for t in result.md] == [2, 2]  # 10 steps observed every 10
     assert result.passed
+
+
+def test_an_eos_without_a_minimum_near_the_samples_is_no_equilibrium():
+    """An untrained model's curve can fit to a negative V0 (a CI run of the binary end-to-end
+    test built a cell of complex lattice vectors from one): NaN, and nothing is built on it."""
+    volumes = np.linspace(10.0, 14.0, 7)
+    v0, _, b = B.eos(volumes, 0.01 * (volumes - 12.0) ** 2)
+    assert v0 == pytest.approx(12.0, rel=1e-3)
+    assert b > 0
+    for energies in (-0.5 * volumes, -((volumes - 9.0) ** 2), 1.0 / volumes**3):
+        v0, _, _ = B.eos(volumes, energies)
+        assert math.isnan(v0) or 5.0 <= v0 <= 28.0
+    far = B.eos(volumes, 0.001 * (volumes - 40.0) ** 2)  # a minimum at 40, far outside
+    assert all(math.isnan(x) for x in far)
+    phase = B.Phase("hcp", math.nan, math.nan, math.nan)
+    assert math.isnan(phase.a)
+    cu = alloys.compounds("Cu", "Ag")["B2 CuAg"]
+    ground = {"Cu": phase, "Ag": B.Phase("fcc", 17.0, 0.0, 100.0)}
+    assert all(math.isnan(x) for x in alloys.formation_energy(cu, ground, EMT_SOURCE))

@@ -85,7 +85,11 @@ def formation_energy(atoms: Atoms, ground: dict[str, Phase], source: Source,
                      points: int = 7) -> tuple[float, float]:
     """``(ΔH eV/atom, V0 Å³/atom)`` of ``atoms`` for ``source``, at its equilibrium volume
     against ``ground`` (the same calculator's elemental ground states). ΔH falls back to the
-    scan's lowest energy when the EOS fit fails (V0 is then NaN)."""
+    scan's lowest energy when the EOS fit fails (V0 is then NaN); both are NaN when an
+    element's ground state has no equilibrium."""
+    if not all(math.isfinite(ground[s].volume) and math.isfinite(ground[s].energy)
+               for s in _fractions(atoms)):
+        return math.nan, math.nan  # an element without an equilibrium: no formation energy
     scan = vegard_volume(atoms, ground) * np.linspace(0.85, 1.15, points)
     energies = np.array([energy(_scaled(atoms, v), source) / len(atoms) for v in scan])
     v0, e0, _ = eos(scan, energies)

@@ -143,7 +143,8 @@ def curve(element: str, phase: str, volumes: np.ndarray, source: Source,
 
 
 def eos(volumes: np.ndarray, energies: np.ndarray) -> tuple[float, float, float]:
-    """Birch–Murnaghan ``(V0 Å³/atom, E0 eV/atom, B GPa)``; NaN where the fit fails."""
+    """Birch–Murnaghan ``(V0 Å³/atom, E0 eV/atom, B GPa)``; NaN where the fit fails or its V0
+    is not within 0.5 × the smallest to 2 × the largest sampled volume."""
     from ase.eos import EquationOfState
 
     try:
@@ -152,6 +153,11 @@ def eos(volumes: np.ndarray, energies: np.ndarray) -> tuple[float, float, float]
             v0, e0, b = EquationOfState(volumes, energies, eos="birchmurnaghan").fit()
     except Exception as error:  # no minimum inside the range, singular fit
         logger.warning("EOS fit failed: %s", error)
+        return math.nan, math.nan, math.nan
+    if not (np.isfinite(v0) and 0.5 * volumes.min() <= v0 <= 2.0 * volumes.max()):
+        # a curve without a minimum near the sampled volumes (e.g. an untrained model) can fit
+        # to a negative or far-off volume: no equilibrium, not a structure to build
+        logger.warning("EOS fit gives no equilibrium near the sampled volumes (V0 %s)", v0)
         return math.nan, math.nan, math.nan
     if not volumes.min() <= v0 <= volumes.max():
         logger.warning("EOS minimum %.3f outside the sampled volumes", v0)
