@@ -783,3 +783,16 @@ def test_a_run_is_complete_only_when_its_outputs_are(tmp_path, monkeypatch):
         _pipeline.execute(project, "r", Formulas.range("Cu", 1, 2), configs, figures=False)
     assert project.runs() == ["r"]
     assert not is_complete(project, "r")
+
+
+def test_a_run_started_with_sigint_ignored_takes_ctrl_c_again(tmp_path):
+    """A background job of a non-interactive shell (a CI runner, ``cmd &`` in a script)
+    inherits SIGINT ignored, and Python keeps it so: ^C and ``kill -INT`` then did nothing and
+    the run went on to the end (seen in a fresh CI run). The command restores the interrupt."""
+    code = ("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+            "from pyiron_assyst.cli.main import main\n"
+            f"status = main(['status', {str(tmp_path / 'missing')!r}])\n"
+            "print(status, signal.getsignal(signal.SIGINT) is signal.default_int_handler)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.stdout.split() == ["2", "True"], proc.stderr

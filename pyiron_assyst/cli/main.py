@@ -77,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread() and (
             signal.getsignal(signal.SIGTERM) == signal.SIG_DFL):
         signal.signal(signal.SIGTERM, _terminate)
+    if threading.current_thread() is threading.main_thread() and (
+            signal.getsignal(signal.SIGINT) == signal.SIG_IGN):
+        # started as a background job of a non-interactive shell (CI runners, `cmd &` in a
+        # script), the process inherits SIGINT ignored and Python keeps it so: ^C or
+        # `kill -INT` then did nothing and the run went on to the end
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return args.handler(args)
     except (ConfigError, StorageError, OSError) as error:  # bad input or path: no traceback
