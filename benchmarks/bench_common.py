@@ -347,3 +347,16 @@ def machine() -> dict[str, Any]:
         "packages": {name: _version(name) for name in PACKAGES},
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
+
+
+def publish(text: str, markdown: Any = None, data: Any = None, json_path: Any = None) -> None:
+    """Write ``data`` as JSON to ``json_path`` and the table ``text`` to ``markdown`` (paths,
+    each if given) and to stdout."""
+    import json
+
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(data, indent=1))
+    if markdown is not None:
+        markdown.write_text(text)
+    sys.stdout.write(text)

@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms
+from bench_common import publish
 
 HERE = Path(__file__).resolve().parent
 CATEGORIES = ("random crystals 3-4 atoms", "chains", "slabs (111), (100)", "vacancy cell",
@@ -187,8 +188,7 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
     kept, held_out = split_by_lineage(labelled, 0.2, seed)
     naive = naive_set(len(kept), seed)
     tests = test_sets(seed, held_out)
-    config = quick_fit_config(seed=seed) if args.epochs is None else quick_fit_config(
-        epochs=args.epochs, seed=seed)
+    config = quick_fit_config(epochs=args.epochs, seed=seed)
     out: dict = {"seed": seed, "n_train": len(kept), "n_naive": len(naive),
                  "sizes": {k: len(v) for k, v in tests.items()}}
     for name, train in (("assyst", kept), ("naive", naive)):
@@ -254,10 +254,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="only write the table again from --json")
     args = parser.parse_args(argv)
     if args.render:
-        text = markdown(json.loads(args.json.read_text())["runs"])
-        if args.markdown is not None:
-            args.markdown.write_text(text)
-        sys.stdout.write(text)
+        publish(markdown(json.loads(args.json.read_text())["runs"]), args.markdown)
         return 0
     if args.quick:
         args.seeds, args.epochs, args.group_step, args.md_ps = [0], 2, 20, 0.02
@@ -265,15 +262,11 @@ def main(argv: list[str] | None = None) -> int:
     from pyiron_assyst.cli.fit import quick_fit_config, use_torch_threads
 
     use_torch_threads(1)  # the models are evaluated here; one thread, as the fits
+    if args.epochs is None:
+        args.epochs = quick_fit_config().epochs
     runs = [run_seed(seed, args) for seed in args.seeds]
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"runs": runs, "epochs": quick_fit_config(
-        **({} if args.epochs is None else {"epochs": args.epochs})).epochs,
-                                     "md_ps": args.md_ps}, indent=1))
-    text = markdown(runs)
-    if args.markdown is not None:
-        args.markdown.write_text(text)
-    sys.stdout.write(text)
+    publish(markdown(runs), args.markdown,
+            {"runs": runs, "epochs": args.epochs, "md_ps": args.md_ps}, args.json)
     return 0
 
 

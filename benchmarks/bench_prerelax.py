@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_common import publish
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -134,18 +135,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="only write the table again from --json")
     args = parser.parse_args(argv)
     if args.render:
-        text = markdown(json.loads(args.json.read_text()))
-        if args.markdown is not None:
-            args.markdown.write_text(text)
-        sys.stdout.write(text)
+        publish(markdown(json.loads(args.json.read_text())), args.markdown)
         return 0
     result = run(args)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=1))
-    text = markdown(result)
-    if args.markdown is not None:
-        args.markdown.write_text(text)
-    sys.stdout.write(text)
+    publish(markdown(result), args.markdown, result, args.json)
     return 0
 
 

@@ -576,7 +576,7 @@ def _alloys(config: TransferabilityConfig, elements: dict[str, _Element], ref: C
         for name, atoms in alloys.compounds(a, b, config.seed).items():
             values = []
             for side, source in zip(_SIDES, (ref, model)):
-                ground = {s: elements[s].phase(side, elements[s].structure) for s in (a, b)}
+                ground = {s: elements[s].phase(side) for s in (a, b)}
                 values.append(alloys.formation_energy(atoms, ground, source)[0])
             result.formation[name] = (values[0], values[1])
             result.rows.append(Row(f"formation energy {name}", "meV/atom", 1000 * values[0],
