@@ -300,6 +300,34 @@ def test_cluster_weight_reaches_maces_config_weight_of_clusters_only(labelled):
             FitConfig(cluster_weight=bad)
 
 
+def test_cluster_energies_and_forces_are_weighted_apart_as_mace_reads_them(labelled):
+    """``cluster_forces_weight``: the clusters' energies get ``cluster_weight`` and their forces
+    the other weight, as MACE's own reader turns them into per-structure loss weights; bulk
+    structures keep 1 for both. At its default it leaves the config's identity alone."""
+    from mace.data.utils import KeySpecification, config_from_atoms
+
+    keys = KeySpecification(info_keys={"energy": "REF_energy"},
+                            arrays_keys={"forces": "REF_forces"})
+
+    def weights(atoms, *args):
+        read = config_from_atoms(training_targets(atoms, *args), key_specification=keys)
+        return read.weight, read.property_weights["energy"], read.property_weights["forces"]
+
+    dimers = [a for a in _short_range_set() if a.info["short_range"] == "dimer"]
+    assert dimers
+    for atoms in dimers:
+        assert weights(atoms, 10.0, 0.5) == (1.0, 10.0, 0.5)
+        assert weights(atoms, 3.0) == (3.0, 1.0, 1.0)  # both alike, as before
+    assert weights(labelled[0], 10.0, 0.5) == (1.0, 1.0, 1.0)
+    assert FitConfig(cluster_forces_weight=2).cluster_forces_weight == 2.0
+    assert FitConfig().config_hash() == "f6f8a0584eead952"  # as before the field existed
+    assert FitConfig(cluster_weight=3.0).config_hash() == "58170ac097328821"
+    assert FitConfig(cluster_forces_weight=1.0) != FitConfig()
+    for bad in (0, -2.0, True, "1"):
+        with pytest.raises(ConfigError, match="cluster_forces_weight"):
+            FitConfig(cluster_forces_weight=bad)
+
+
 def test_split_never_holds_out_isolated_atoms_dimers_or_trimers(labelled):
     clusters = _short_range_set()
     for seed in range(5):

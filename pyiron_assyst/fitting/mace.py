@@ -32,7 +32,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,7 @@ from ase.calculators.calculator import BaseCalculator
 
 from pyiron_assyst.calculators import CalculatorConfig
 from pyiron_assyst.calculators.evaluation import has_labels
-from pyiron_assyst.core.config import Config, require
+from pyiron_assyst.core.config import ADDED_FIELD, Config, require
 from pyiron_assyst.core.lineage import uuid_of
 from pyiron_assyst.core.report import Drop
 from pyiron_assyst.execution.executors import Executor, run_tasks
@@ -134,7 +134,16 @@ class FitConfig(Config):
         Weight of the short-range stage's isolated atoms, dimers and trimers in the loss
         (MACE's per-structure ``config_weight``; 1: like every other structure). They are a
         handful among hundreds of crystals, so with weight 1 the model may miss them by
-        tenths of an eV per atom.
+        tenths of an eV per atom. With ``cluster_forces_weight`` set it weights their
+        energies only (MACE's ``config_energy_weight``).
+    cluster_forces_weight
+        ``None`` (default): ``cluster_weight`` weights the clusters' energies and forces alike.
+        A number: the weight of their forces (MACE's ``config_forces_weight``), apart from
+        their energies. The forces of a compressed dimer are tens of eV/Å, so weighting them
+        with the energies spends the clusters' share of the loss on the steep wall (which the
+        ZBL baseline already gives) and leaves the absolute binding curve off by 0.1-0.2
+        eV/atom; the quick case weights the energies 10 and the forces 1 (docs/fitting.md).
+        At ``None`` it is not part of the config's identity.
     """
 
     backend: str = "mace"
@@ -159,15 +168,16 @@ class FitConfig(Config):
     e0s: str = "isolated"
     pair_repulsion: bool = True
     cluster_weight: float = 1.0
+    cluster_forces_weight: float | None = field(default=None, metadata=ADDED_FIELD)
 
     def __post_init__(self) -> None:
         name = "FitConfig"
         require(self.backend in BACKENDS, name, "backend", f"one of {BACKENDS}", self.backend)
         require(self.r_max > 0, name, "r_max", "> 0 Å", self.r_max)
-        for field in ("num_channels", "correlation", "num_interactions", "epochs",
-                      "batch_size", "threads"):
-            value = getattr(self, field)
-            require(isinstance(value, int) and value >= 1, name, field, "an integer >= 1", value)
+        for key in ("num_channels", "correlation", "num_interactions", "epochs",
+                    "batch_size", "threads"):
+            value = getattr(self, key)
+            require(isinstance(value, int) and value >= 1, name, key, "an integer >= 1", value)
         object.__setattr__(self, "radial_mlp", tuple(self.radial_mlp))
         require(len(self.radial_mlp) >= 1 and all(isinstance(w, int) and w >= 1
                                                   for w in self.radial_mlp),
@@ -175,9 +185,9 @@ class FitConfig(Config):
         require(isinstance(self.max_L, int) and 0 <= self.max_L <= 3, name, "max_L",
                 "an integer in 0..3", self.max_L)
         require(self.learning_rate > 0, name, "learning_rate", "> 0", self.learning_rate)
-        for field in ("energy_weight", "forces_weight", "stress_weight"):
-            value = getattr(self, field)
-            require(value >= 0, name, field, ">= 0", value)
+        for key in ("energy_weight", "forces_weight", "stress_weight"):
+            value = getattr(self, key)
+            require(value >= 0, name, key, ">= 0", value)
         require(self.ema_decay is None or 0 < self.ema_decay < 1, name, "ema_decay",
                 "None or in (0, 1)", self.ema_decay)
         require(0 <= self.valid_fraction < 1, name, "valid_fraction", "in [0, 1)",
@@ -194,6 +204,12 @@ class FitConfig(Config):
             self.cluster_weight, bool) and self.cluster_weight > 0, name, "cluster_weight",
                 "a number > 0", self.cluster_weight)
         object.__setattr__(self, "cluster_weight", float(self.cluster_weight))
+        forces = self.cluster_forces_weight
+        require(forces is None or (isinstance(forces, (int, float)) and not isinstance(
+            forces, bool) and forces > 0), name, "cluster_forces_weight",
+                "None or a number > 0", forces)
+        if forces is not None:
+            object.__setattr__(self, "cluster_forces_weight", float(forces))
 
     def resolved_device(self, executor: Executor | None) -> str:
         """The device the fit runs on: ``"cuda"`` for ``"auto"`` when ``executor`` has GPUs."""
@@ -382,14 +398,17 @@ def isolated_energies(structures: Sequence[Atoms], r_max: float) -> dict[str, fl
 # --------------------------------------------------------------------------- data
 
 
-def training_targets(atoms: Atoms, cluster_weight: float = 1.0) -> Atoms:
+def training_targets(atoms: Atoms, cluster_weight: float = 1.0,
+                     cluster_forces_weight: float | None = None) -> Atoms:
     """A copy of a labelled structure with MACE's reference keys and no calculator.
 
     ``info['REF_energy']`` is the label's ``free_energy`` (eV; ``energy`` if absent),
     ``arrays['REF_forces']`` its forces (eV/Å) and ``info['REF_stress']`` its stress (eV/Å³,
     Voigt, ASE sign) when it has one. Lineage keys are kept. An isolated atom, dimer or
     trimer of the short-range stage gets ``info['config_weight'] = cluster_weight`` (MACE's
-    per-structure loss weight) unless that is 1.
+    per-structure loss weight) unless that is 1; with ``cluster_forces_weight`` it gets
+    ``config_energy_weight = cluster_weight`` and ``config_forces_weight =
+    cluster_forces_weight`` instead (energy and forces weighted apart).
     """
     results = atoms.calc.results
     out = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
@@ -398,7 +417,10 @@ def training_targets(atoms: Atoms, cluster_weight: float = 1.0) -> Atoms:
     out.arrays["REF_forces"] = np.array(results["forces"], dtype=float)
     if "stress" in results and atoms.pbc.all():
         out.info["REF_stress"] = np.array(results["stress"], dtype=float)
-    if cluster_weight != 1.0 and _anchor(atoms):
+    if _anchor(atoms) and cluster_forces_weight is not None:
+        out.info["config_energy_weight"] = float(cluster_weight)
+        out.info["config_forces_weight"] = float(cluster_forces_weight)
+    elif _anchor(atoms) and cluster_weight != 1.0:
         out.info["config_weight"] = float(cluster_weight)
     return out
 
@@ -567,13 +589,13 @@ def fit(structures: Sequence[Atoms], config: FitConfig = FitConfig(),
     device = config.resolved_device(executor)
     staging = Path(directory).resolve() / f"fit_staging_{os.getpid()}"
     staging.mkdir(parents=True, exist_ok=True)
-    weight = config.cluster_weight
-    _write_xyz(staging / "train.xyz", [training_targets(s, weight) for s in train])
+    weights = (config.cluster_weight, config.cluster_forces_weight)
+    _write_xyz(staging / "train.xyz", [training_targets(s, *weights) for s in train])
     e0s, e0s_source = _e0s(config, train)
     if e0s:
         _write_e0s(staging / "e0s.json", e0s)
     if valid:
-        _write_xyz(staging / "valid.xyz", [training_targets(s, weight) for s in valid])
+        _write_xyz(staging / "valid.xyz", [training_targets(s, *weights) for s in valid])
     key = _fit_key(config, device, staging / "train.xyz", staging / "valid.xyz" if valid else None)
     work = Path(directory).resolve() / f"fit_{key}"
     model_file = work / "model.model"
