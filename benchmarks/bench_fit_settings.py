@@ -1,8 +1,9 @@
 """Screen fit settings of the quick case on one labelled set: held-out error and cluster curves.
 
 Takes a labelled set written by ``pyiron-assyst fit`` (``training_set.extxyz``), holds the same
-20 % of its lineages out as that command (seed 0), fits each variant of the quick case's fit
-settings (:func:`pyiron_assyst.cli.fit.quick_fit_config` with the variant's fields replaced)
+20 % of its lineages out as that command (``--seed``: that command's seed), fits each variant of
+the quick case's fit settings (:func:`pyiron_assyst.cli.fit.quick_fit_config` with the
+variant's fields replaced)
 and prints one JSON line per variant: training structures, fit time (s), held-out energy MAE in
 the 1 eV/atom window (meV/atom) and force RMSE (eV/Å), and the largest dimer and trimer errors
 (meV/atom) over 0.7-1.0 and 1.2-1.5 × the reference's nearest-neighbour distance (EMT Cu).
@@ -12,6 +13,8 @@ This is how the quick case's settings were chosen (docs/fitting.md).
     python benchmarks/bench_fit_settings.py quick/training_set.extxyz \\
         '{"c3w3e200": {"correlation": 3, "cluster_weight": 3.0, "epochs": 200}}'
     # --drop-below 1.8: without dimers and trimers shorter than 1.8 Å
+    pyiron-assyst fit --seed 2 -o quick2 && python benchmarks/bench_fit_settings.py \
+        quick2/training_set.extxyz '{"e10f1": {"cluster_forces_weight": 1.0}}' --seed 2
 """
 
 from __future__ import annotations
@@ -50,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drop-below", type=float, default=0.0,
                         help="leave out dimers and trimers with a pair closer than this (Å)")
     parser.add_argument("--work", type=Path, default=Path("fit-settings"))
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the set's `pyiron-assyst fit` run: the held-out lineages "
+                             "and the fit (default 0)")
     args = parser.parse_args(argv)
     from ase.io import read
 
@@ -70,10 +76,10 @@ def main(argv: list[str] | None = None) -> int:
 
     use_torch_threads(1)  # the models are evaluated here; one thread, as the fits
     labelled = [a for a in read(args.training_set, ":") if not short(a)]
-    kept, held = split_by_lineage(labelled, 0.2, 0)
+    kept, held = split_by_lineage(labelled, 0.2, args.seed)
     for name, fields in json.loads(args.variants).items():
         fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
-        config = dataclasses.replace(quick_fit_config(), **fields)
+        config = dataclasses.replace(quick_fit_config(seed=args.seed), **fields)
         start = time.perf_counter()
         model, report = fit(kept, config, None, args.work)
         seconds = time.perf_counter() - start
