@@ -16,8 +16,8 @@ eV/Å) and by its transferability report (E-V, elastic constants, vacancy, surfa
 formation energies of a binary, one 2-ps MD run at 1500 K; ``--no-report`` skips it). Target
 (the issue's): (b) within 1.2x of (a)'s energy MAE and better than (c) beyond its seed scatter.
 A linear check runs first (seconds): the same selections scored with a ridge regression on the
-descriptor, the model leverage is derived for. Results: ``results/select_<case>.json`` (or ``--json``)
-and a markdown table on stdout (``--markdown`` writes it to a file as well).
+descriptor, the model leverage is derived for. Results: ``results/select_<case>.json`` (or
+``--json``) and a markdown table on stdout (``--markdown`` writes it to a file as well).
 
 **Training protocol.** A subset is trained for ``epochs / fraction`` epochs (``--equal-steps``,
 the default), so every fit takes the same number of optimizer steps: a fit on 40 % of the pool

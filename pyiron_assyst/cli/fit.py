@@ -146,13 +146,14 @@ def quick_fit_config(epochs: int = 200, channels: int = 16, r_max: float = 4.5,
                      threads: int = 1):  # -> FitConfig
     """The fit of the quick case (``pyiron-assyst fit``'s defaults; the benchmarks use it too):
     a small invariant MACE model (correlation 3, radial MLP 32 × 32) with an exponential moving
-    average of the weights, ZBL, the isolated atoms' E0s and the short-range clusters weighted
-    3 times (chosen from measurements, docs/fitting.md)."""
+    average of the weights, ZBL, the isolated atoms' E0s and the short-range clusters' energies
+    weighted 10 times, their forces once (chosen from measurements, docs/fitting.md)."""
     from pyiron_assyst.fitting.mace import FitConfig
 
     return FitConfig(epochs=epochs, num_channels=channels, r_max=r_max, correlation=3,
                      radial_mlp=(32, 32), batch_size=batch_size, ema_decay=0.99,
-                     default_dtype=dtype, seed=seed, threads=threads, cluster_weight=3.0)
+                     default_dtype=dtype, seed=seed, threads=threads, cluster_weight=10.0,
+                     cluster_forces_weight=1.0)
 
 
 def use_torch_threads(threads: int) -> None:
