@@ -14,6 +14,7 @@ import pytest
 
 from pyiron_assyst.calculators import EMT, Morse
 from pyiron_assyst.fitting.bulk import Phase
+from pyiron_assyst.fitting.report_files import md_figure, md_limits
 from pyiron_assyst.fitting.stability import (
     cluster_checks,
     cluster_curve,
@@ -119,3 +120,23 @@ def test_report_says_fail_at_the_top(tmp_path):
         "MD vacancy 1500 K: shortest distance", "MD vacancy 1500 K: |E_model - E_ref|",
         "dimer Cu-Cu curve: |E_model - E_ref| 1.78-2.54 Å",
         "trimer Cu-Cu-Cu curve: |E_model - E_ref| 1.78-2.54 Å"]
+
+
+def test_md_figure_draws_the_checks_limits():
+    """The MD picture shows where a run fails: the distance limit and the ± energy tolerance
+    of its checks as dashed lines, beside each trace."""
+    result = TransferabilityResult()
+    _stability(SHORT, CU, _source(EMT()), _source(EMT()), result)
+    distances, tolerances = md_limits(result)
+    assert distances == [pytest.approx(SHORT.min_distance * NEAREST)]
+    assert tolerances == [pytest.approx(1000 * SHORT.md_tolerance)]
+    fig = md_figure(result)
+    top, bottom = fig.axes
+    dashed = {ax: sorted(float(line.get_ydata()[0]) for line in ax.get_lines()
+                         if line.get_linestyle() == "--") for ax in (top, bottom)}
+    assert dashed[top] == distances
+    assert dashed[bottom] == [-tolerances[0], tolerances[0]]
+    assert len(top.get_lines()) == len(result.md) + 1  # one trace and its limit
+    assert bottom.get_yscale() == "linear"
+    _stability(SHORT, CU, _source(EMT()), _source(COLLAPSING), result)  # eV/atom off
+    assert md_figure(result).axes[1].get_yscale() == "symlog"  # the ± band stays visible

@@ -14,7 +14,7 @@ import numpy as np
 
 from pyiron_assyst.fitting.results import TransferabilityResult
 
-__all__ = ["markdown", "write_report"]
+__all__ = ["markdown", "md_figure", "md_limits", "write_report"]
 
 _RED_FAIL = '<span style="color:red">**FAIL**</span>'
 
@@ -106,6 +106,20 @@ def _parity_picture(result: TransferabilityResult, kind: str, unit: str, path: P
 
 
 def _md_picture(result: TransferabilityResult, path: Path) -> Path:
+    return _save(md_figure(result), path)
+
+
+def md_limits(result: TransferabilityResult) -> tuple[list[float], list[float]]:
+    """The limits of the MD checks: shortest distances (Å) and energy tolerances (meV/atom)."""
+    md = [c for c in result.checks if c.name.startswith("MD ")]
+    return (sorted({c.limit for c in md if c.name.endswith("shortest distance")}),
+            sorted({c.limit for c in md if c.name.endswith("|E_model - E_ref|")}))
+
+
+def md_figure(result: TransferabilityResult):  # -> matplotlib.figure.Figure
+    """Shortest distance (Å) and ``E_model - E_ref`` (meV/atom) along each model-driven MD
+    run against time (ps), with the checks' limits as dashed lines (a run must stay above the
+    distance and between the ± energy lines)."""
     import matplotlib.pyplot as plt
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(6, 6), sharex=True)
@@ -115,10 +129,19 @@ def _md_picture(result: TransferabilityResult, path: Path) -> Path:
                         label=label + (" (stopped)" if trace.stopped else ""))
         bottom.plot(np.asarray(trace.time) / 1000, 1000 * trace.error(), "-",
                     color=line[0].get_color())
+    distances, tolerances = md_limits(result)
+    for limit in distances:
+        top.axhline(limit, color="k", ls="--", lw=0.8, label=f"limit {limit:.2f} Å")
+    for limit in tolerances:
+        for sign in (1, -1):
+            bottom.axhline(sign * limit, color="k", ls="--", lw=0.8)
+    worst = max((np.nanmax(np.abs(t.error()), initial=0.0) for t in result.md), default=0.0)
+    if tolerances and 1000 * worst > 10 * max(tolerances):  # a collapse: keep the band visible
+        bottom.set_yscale("symlog", linthresh=max(tolerances))
     top.set(ylabel="shortest distance (Å)")
     _legend(top)
     bottom.set(xlabel="time (ps)", ylabel="E_model - E_ref (meV/atom)")
-    return _save(fig, path)
+    return fig
 
 
 def _cluster_picture(result: TransferabilityResult, path: Path) -> Path:
