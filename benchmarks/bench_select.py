@@ -134,7 +134,8 @@ def report_summary(model: object, elements: list[str], held_out: list[Atoms]) ->
            "vacancy_error_ev": max(errors("vacancy formation", "eV"), default=float("nan")),
            "surface_max_error_j_per_m2": max(errors("surface energy", "J/m²"),
                                              default=float("nan")),
-           "md_snapshots_mae_mev_per_atom": result.value("MD snapshots: energy MAE").model}
+           "md_snapshots_mae_mev_per_atom": max(  # per element in a binary report
+               r.model for r in result.rows if r.quantity.endswith("MD snapshots: energy MAE"))}
     clusters = [c.value for c in result.checks if c.name.startswith("dimer")]
     out["dimer_error_mev_per_atom"] = max(clusters, default=float("nan"))
     if result.formation:
@@ -309,6 +310,7 @@ REPORT_COLUMNS = (
     ("vacancy_error_ev", "vacancy error (eV)", "{:.3f}"),
     ("surface_max_error_j_per_m2", "surface, max error (J/m²)", "{:.3f}"),
     ("dimer_error_mev_per_atom", "dimer 0.7-1.0 (meV/atom)", "{:.0f}"),
+    ("md_snapshots_mae_mev_per_atom", "MD 1500 K, energy MAE (meV/atom)", "{:.1f}"),
     ("formation_max_error_mev_per_atom", "formation, max error (meV/atom)", "{:.0f}"),
 )
 """Numbers of each fit's transferability report in the second table (those present)."""
@@ -346,9 +348,12 @@ def markdown(result: dict) -> str:
              f"{result['epochs']} epochs of the whole pool, {result['protocol']}, "
              f"descriptor {result['descriptor']}; mean ± s.d. over seeds",
              "", "| training set | n | epochs | energy MAE, within 1 eV/atom (meV/atom) "
-             "| energy MAE, all | force RMSE (eV/Å) | vs whole: within / all |",
-             "|---|---|---|---|---|---|---|"]
+             "| energy MAE, all | force RMSE (eV/Å) | vs whole: within / all "
+             "| DFT core-hours (predicted) |",
+             "|---|---|---|---|---|---|---|---|"]
     rows = _rows(result)
+    pool_hours = next((r["predicted_core_hours_pool"] for _, runs in rows for r in runs
+                       if "predicted_core_hours_pool" in r), None)
     for label, runs in rows:
         ratios = " / ".join(f"{np.mean([r.get(key, np.nan) for r in runs]) / w:.2f}"
                             for key, w in zip(keys, whole))
@@ -356,7 +361,9 @@ def markdown(result: dict) -> str:
             f"| {label} | {runs[0]['n_train']} | {runs[0]['epochs']} "
             f"| {_stat(runs, lambda r: r.get(keys[0]), '{:.1f}')} "
             f"| {_stat(runs, lambda r: r[keys[1]], '{:.1f}')} "
-            f"| {_stat(runs, lambda r: r['force_rmse_ev_per_a'], '{:.3f}')} | {ratios} |")
+            f"| {_stat(runs, lambda r: r['force_rmse_ev_per_a'], '{:.3f}')} | {ratios} "
+            f"| {_stat(runs, lambda r: r.get('predicted_core_hours_kept', pool_hours), '{:.1f}')}"
+            " |")
     if "linear" in result:
         linear = result["linear"]
         lines += ["", f"Linear model (ridge on the descriptor, crystals only; within 1 eV/atom, "
