@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
@@ -137,6 +138,10 @@ def test_md_figure_draws_the_checks_limits():
     assert dashed[top] == distances
     assert dashed[bottom] == [-tolerances[0], tolerances[0]]
     assert len(top.get_lines()) == len(result.md) + 1  # one trace and its limit
+    assert [t.get_text() for t in bottom.get_legend().get_texts()] == ["limit ±20 meV/atom"]
     assert bottom.get_yscale() == "linear"
     _stability(SHORT, CU, _source(EMT()), _source(COLLAPSING), result)  # eV/atom off
-    assert md_figure(result).axes[1].get_yscale() == "symlog"  # the ± band stays visible
+    collapsed = md_figure(result)
+    assert collapsed.axes[1].get_yscale() == "symlog"  # the ± band stays visible
+    plt.close(fig)
+    plt.close(collapsed)

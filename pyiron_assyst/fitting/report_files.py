@@ -134,13 +134,15 @@ def md_figure(result: TransferabilityResult):  # -> matplotlib.figure.Figure
         top.axhline(limit, color="k", ls="--", lw=0.8, label=f"limit {limit:.2f} Å")
     for limit in tolerances:
         for sign in (1, -1):
-            bottom.axhline(sign * limit, color="k", ls="--", lw=0.8)
+            bottom.axhline(sign * limit, color="k", ls="--", lw=0.8,
+                           label=f"limit ±{limit:g} meV/atom" if sign > 0 else None)
     worst = max((np.nanmax(np.abs(t.error()), initial=0.0) for t in result.md), default=0.0)
     if tolerances and 1000 * worst > 10 * max(tolerances):  # a collapse: keep the band visible
         bottom.set_yscale("symlog", linthresh=max(tolerances))
     top.set(ylabel="shortest distance (Å)")
     _legend(top)
     bottom.set(xlabel="time (ps)", ylabel="E_model - E_ref (meV/atom)")
+    _legend(bottom)
     return fig
 
 
