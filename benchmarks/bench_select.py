@@ -7,6 +7,8 @@ and fits the quick MACE model of ``pyiron-assyst fit`` on
 (a) the whole remaining pool,
 (b) ``--fraction`` of it chosen by the select stage (leverage sampling), for each seed,
 (c) the same fraction chosen uniformly at random, for each seed,
+(d) with ``--arms cost``: the same fraction by leverage per predicted core-hour (the select
+    stage's ``cost_aware``), for each seed,
 
 then a sweep of fractions with (b). The selection picks among the crystals; the short-range
 structures (isolated atoms, dimers, trimers, compressed crystals) are always kept, as the
@@ -192,17 +194,21 @@ def chosen(pool: list[Atoms], method: str, fraction: float, seed: int, descripto
            ) -> tuple[list[Atoms], dict]:
     """The select stage on the pool's crystals; the short-range structures (isolated atoms,
     dimers, trimers, compressed crystals) are always kept, as in the canonical macro, which adds
-    them after the selection."""
+    them after the selection. ``method`` ``"cost"`` is leverage with ``cost_aware=True``."""
     from pyiron_assyst.stages.select import SelectConfig, select
     from pyiron_assyst.stages.short_range import is_short_range
 
-    config = SelectConfig(method=method, fraction=fraction, seed=seed,
+    config = SelectConfig(method="leverage" if method == "cost" else method, fraction=fraction,
+                          seed=seed, cost_aware=method == "cost",
                           descriptor=DESCRIPTORS[descriptor]())
     kept, report = select([a for a in pool if not is_short_range(a)], config)
     return kept + [a for a in pool if is_short_range(a)], dict(report.notes)
 
 
 LINEAR_METHODS = ("leverage", "leverage_top", "farthest", "random")
+
+ARMS = {"leverage": "leverage", "cost": "leverage per predicted core-hour", "random": "random"}
+"""The selections fitted for each seed: ``--arms`` key and the tables' label."""
 
 
 def linear_check(pool: list[Atoms], held_out: list[Atoms], fraction: float, seeds: int,
@@ -286,14 +292,14 @@ def run_case(name: str, elements: list[str], max_atoms: int, args: argparse.Name
     out["linear"] = linear_check(pool, held_out, args.fraction, 5, args.descriptor)
     if "whole" in args.arms:
         out["whole"] = run(pool, "whole")
-    for method in ("leverage", "random"):
+    for method in ARMS:
         if method not in args.arms:
             continue
         runs = []
         for seed in args.seed_list or range(args.seeds):
             subset, notes = chosen(pool, method, args.fraction, seed, args.descriptor)
-            where = f"{method}_{args.descriptor}_{args.fraction}_{seed}" if method == "leverage" \
-                else f"random_{args.fraction}_{seed}"
+            where = f"random_{args.fraction}_{seed}" if method == "random" \
+                else f"{method}_{args.descriptor}_{args.fraction}_{seed}"
             runs.append({**run(subset, where), "seed": seed, **notes})
         out[method] = runs
     out["sweep"] = []
@@ -319,11 +325,11 @@ REPORT_COLUMNS = (
 def _rows(result: dict) -> list[tuple[str, list[dict]]]:
     """(label, runs) of every arm in the table's order."""
     rows = [("whole pool", [result["whole"]])] if "whole" in result else []
-    for method in ("leverage", "random"):
+    for method, label in ARMS.items():
         runs = result.get(method) or []
         if runs:
             seeds = ", ".join(str(r["seed"]) for r in runs)
-            rows.append((f"{round(100 * result['fraction'])} % by {method} "
+            rows.append((f"{round(100 * result['fraction'])} % by {label} "
                          f"(seed{'s' * (len(runs) > 1)} {seeds})", runs))
     rows += [(f"{round(100 * run['fraction'])} % by leverage (seed 0)", [run])
              for run in result["sweep"]]
@@ -415,7 +421,9 @@ def main(argv: list[str] | None = None) -> int:
                              "default on)")
     parser.add_argument("--descriptor", choices=("power", "radial"), default="power")
     parser.add_argument("--arms", nargs="*", default=["whole", "leverage", "random"],
-                        choices=("whole", "leverage", "random"))
+                        choices=("whole", *ARMS),
+                        help="whole pool and selections (cost: leverage per core-hour; not "
+                             "in the default)")
     parser.add_argument("--group-step", type=int, default=3)
     parser.add_argument("--sweep", type=float, nargs="*", default=[0.2, 0.3, 0.6])
     parser.add_argument("--workers", type=int, default=2)

@@ -15,7 +15,8 @@ from pyiron_assyst.calculators import EMT
 from pyiron_assyst.calculators.cost import CostModel, kpoint_count, predicted_costs
 from pyiron_assyst.calculators.structure_settings import StructureSettings
 from pyiron_assyst.core.config import ConfigError, config_from_json
-from pyiron_assyst.core.lineage import child_uuid, stamp_root
+from pyiron_assyst.core.info_keys import set_info
+from pyiron_assyst.core.lineage import child_uuid, stamp_root, uuid_of
 from pyiron_assyst.stages.descriptors import PowerSpectrum, legendre
 from pyiron_assyst.stages.select import (
     METHODS,
@@ -25,6 +26,7 @@ from pyiron_assyst.stages.select import (
     leverage_scores,
     select,
 )
+from pyiron_assyst.stages.short_range import SHORT_RANGE_KEY, is_short_range
 
 RADIAL = RadialDescriptor()
 """The cheap descriptor, for tests of the selection logic that call the stage many times."""
@@ -319,9 +321,8 @@ def test_pair_vectors_match_ase_neighbor_list():
             np.testing.assert_allclose(b[order[1]], a[order[0]], rtol=0, atol=1e-9)
 
 
-def test_benchmark_trains_a_subset_for_the_same_optimizer_steps():
-    """bench_select: a fit on 40 % of the pool runs 1/0.4 the epochs (same steps) by default."""
-    import argparse
+def _bench_select():
+    """The benchmark script as a module."""
     import importlib.util
     from pathlib import Path
 
@@ -329,12 +330,41 @@ def test_benchmark_trains_a_subset_for_the_same_optimizer_steps():
     spec = importlib.util.spec_from_file_location("bench_select", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_benchmark_trains_a_subset_for_the_same_optimizer_steps():
+    """bench_select: a fit on 40 % of the pool runs 1/0.4 the epochs (same steps) by default."""
+    import argparse
+
+    bench = _bench_select()
     equal = argparse.Namespace(epochs=60, equal_steps=True)
     assert bench.epochs_for(equal, 181, 453) == 150  # 60 × 453 / 181 = 150.2
     assert bench.epochs_for(equal, 453, 453) == 60
     assert bench.epochs_for(argparse.Namespace(epochs=60, equal_steps=False), 181, 453) == 60
     assert bench.DESCRIPTORS["power"] is PowerSpectrum
     assert bench.DESCRIPTORS["radial"] is RadialDescriptor
+
+
+def test_benchmark_cost_arm_is_the_cost_aware_select_stage():
+    """bench_select's ``cost`` arm is leverage with ``cost_aware=True`` on the crystals, the
+    other arms are not cost-aware; the short-range structures are kept by every arm."""
+    bench = _bench_select()
+    structures = pool(12, 0, 12)  # 1-2 atom cells and 8-atom cells: costs 1 to 512
+    dimer = stamp_root(Atoms("Cu2", positions=[[0, 0, 0], [0, 0, 1.5]]),
+                       child_uuid("select-test", "dimer", "x", 0))
+    set_info(dimer, SHORT_RANGE_KEY, "dimer")
+    uuids = {}
+    for arm in ("cost", "leverage", "random"):
+        kept, notes = bench.chosen([*structures, dimer], arm, 0.4, 0, "radial")
+        assert [a for a in kept if is_short_range(a)] == [dimer]
+        uuids[arm] = sorted(uuid_of(a) for a in kept if not is_short_range(a))
+        uuids[arm + " hours"] = notes["predicted_core_hours_kept"]
+    for arm, cost_aware in (("cost", True), ("leverage", False)):
+        expected, _ = select(structures, SelectConfig(fraction=0.4, seed=0, cost_aware=cost_aware,
+                                                      descriptor=RadialDescriptor()))
+        assert uuids[arm] == sorted(uuid_of(a) for a in expected)
+    assert uuids["cost hours"] < uuids["leverage hours"]
 
 
 def test_a_target_of_the_whole_pool_passes_it_through_unchanged(monkeypatch):
