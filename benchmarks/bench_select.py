@@ -346,6 +346,24 @@ def _stat(runs: list[dict], get, fmt: str) -> str:
     return f"{fmt.format(np.mean(values))} ± {fmt.format(np.std(values, ddof=1))}"
 
 
+def _against_random(result: dict, method: str) -> str:
+    """A line comparing ``method``'s held-out energy errors (within 1 eV/atom) with random's
+    over the seeds: the difference of the means, the ranges, and Welch's two-sided t-test
+    ("" with fewer than two seeds in either arm)."""
+    from scipy.stats import ttest_ind
+
+    key = "energy_mae_window_mev_per_atom"
+    a = [r[key] for r in result.get(method) or [] if key in r]
+    b = [r[key] for r in result.get("random") or [] if key in r]
+    if len(a) < 2 or len(b) < 2:
+        return ""
+    test = ttest_ind(a, b, equal_var=False)
+    return (f"\n{ARMS[method]} against random, energy MAE within 1 eV/atom: "
+            f"{np.mean(a) - np.mean(b):+.1f} meV/atom (range {min(a):.1f}-{max(a):.1f} "
+            f"against {min(b):.1f}-{max(b):.1f}; Welch's t {test.statistic:.2f}, "
+            f"p = {test.pvalue:.3f}, {len(a)} and {len(b)} seeds)")
+
+
 def markdown(result: dict) -> str:
     """The scores table and, when the fits have reports, the transferability table."""
     keys = ("energy_mae_window_mev_per_atom", "energy_mae_mev_per_atom")
@@ -370,6 +388,8 @@ def markdown(result: dict) -> str:
             f"| {_stat(runs, lambda r: r['force_rmse_ev_per_a'], '{:.3f}')} | {ratios} "
             f"| {_stat(runs, lambda r: r.get('predicted_core_hours_kept', pool_hours), '{:.1f}')}"
             " |")
+    lines += [line for line in (_against_random(result, method) for method in ARMS
+                                if method != "random") if line]
     if "linear" in result:
         linear = result["linear"]
         lines += ["", f"Linear model (ridge on the descriptor, crystals only; within 1 eV/atom, "

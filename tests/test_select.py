@@ -367,6 +367,21 @@ def test_benchmark_cost_arm_is_the_cost_aware_select_stage():
     assert uuids["cost hours"] < uuids["leverage hours"]
 
 
+def test_benchmark_compares_each_arm_with_random_over_seeds():
+    """bench_select's line under the table: difference of the means, ranges, Welch's t; nothing
+    for an arm with fewer than two seeds."""
+    bench = _bench_select()
+    key = "energy_mae_window_mev_per_atom"
+    result = {"leverage": [{key: v} for v in (17.0, 19.0, 18.0)],
+              "random": [{key: v} for v in (23.0, 21.0, 22.0)]}
+    line = bench._against_random(result, "leverage")
+    assert "-4.0 meV/atom (range 17.0-19.0 against 21.0-23.0;" in line
+    assert "Welch's t -4.90" in line  # -4 / sqrt(1/3 + 1/3): both s.d. 1
+    assert "3 and 3 seeds" in line
+    assert bench._against_random({**result, "random": result["random"][:1]}, "leverage") == ""
+    assert bench._against_random(result, "cost") == ""
+
+
 def test_a_target_of_the_whole_pool_passes_it_through_unchanged(monkeypatch):
     """Selection off (``fraction=1``, the pipeline's default; or a count of at least the
     pool): the very input structures come back, no descriptor is computed, nothing dropped."""
