@@ -358,7 +358,7 @@ def _against_random(result: dict, method: str) -> str:
     if len(a) < 2 or len(b) < 2:
         return ""
     test = ttest_ind(a, b, equal_var=False)
-    return (f"\n{ARMS[method]} against random, energy MAE within 1 eV/atom: "
+    return (f"{ARMS[method]} against random, energy MAE within 1 eV/atom: "
             f"{np.mean(a) - np.mean(b):+.1f} meV/atom (range {min(a):.1f}-{max(a):.1f} "
             f"against {min(b):.1f}-{max(b):.1f}; Welch's t {test.statistic:.2f}, "
             f"p = {test.pvalue:.3f}, {len(a)} and {len(b)} seeds)")
@@ -388,8 +388,9 @@ def markdown(result: dict) -> str:
             f"| {_stat(runs, lambda r: r['force_rmse_ev_per_a'], '{:.3f}')} | {ratios} "
             f"| {_stat(runs, lambda r: r.get('predicted_core_hours_kept', pool_hours), '{:.1f}')}"
             " |")
-    lines += [line for line in (_against_random(result, method) for method in ARMS
-                                if method != "random") if line]
+    for method in ARMS:
+        if method != "random" and (line := _against_random(result, method)):
+            lines += ["", line]
     if "linear" in result:
         linear = result["linear"]
         lines += ["", f"Linear model (ridge on the descriptor, crystals only; within 1 eV/atom, "

@@ -373,11 +373,12 @@ def test_benchmark_compares_each_arm_with_random_over_seeds():
     bench = _bench_select()
     key = "energy_mae_window_mev_per_atom"
     result = {"leverage": [{key: v} for v in (17.0, 19.0, 18.0)],
-              "random": [{key: v} for v in (23.0, 21.0, 22.0)]}
+              "random": [{key: v} for v in (20.0, 24.0, 22.0, 26.0)]}
     line = bench._against_random(result, "leverage")
-    assert "-4.0 meV/atom (range 17.0-19.0 against 21.0-23.0;" in line
-    assert "Welch's t -4.90" in line  # -4 / sqrt(1/3 + 1/3): both s.d. 1
-    assert "3 and 3 seeds" in line
+    assert "-5.0 meV/atom (range 17.0-19.0 against 20.0-26.0;" in line
+    # Welch: -5 / sqrt(1/3 + (20/3)/4) = -3.54 (a pooled-variance t would be -3.12)
+    assert "Welch's t -3.54" in line
+    assert "3 and 4 seeds" in line
     assert bench._against_random({**result, "random": result["random"][:1]}, "leverage") == ""
     assert bench._against_random(result, "cost") == ""
 
