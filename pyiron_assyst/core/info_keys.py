@@ -89,6 +89,8 @@ _KEYS = (
             "regularised leverage of the structure's descriptor in the pool it was chosen from"),
     InfoKey("predicted_cost", float, "core-h", "select",
             "predicted core-hours of its reference single point (CostModel)"),
+    InfoKey("explore_temperature", float, "K", "explore",
+            "thermostat temperature of the model-driven MD the snapshot was taken from"),
     InfoKey("supercell", int, "", "perturb",
             "repetition per periodic direction applied to a one-atom cell before rattling"),
 )

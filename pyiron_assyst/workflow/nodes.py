@@ -9,7 +9,7 @@ nested configs (series of perturbations, filter algebra) from their JSON text.
 
 The label hand-off (``label``, ``isolated_atoms``, ``energies_of``, ``curate``,
 ``reference_energies``, ``reference_calculator``) and the fit (``fit``, ``split``,
-``transferability``) are here too.
+``transferability``, and ``explore`` for a round of active learning) are here too.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from pyiron_assyst.export.nodes import training_container
 from pyiron_assyst.fitting import mace as _fit
 from pyiron_assyst.fitting import transferability as _transferability
 from pyiron_assyst.stages import curate as curation
+from pyiron_assyst.stages import explore as exploration
 from pyiron_assyst.stages import filters, perturbations
 from pyiron_assyst.stages import label as labels
 from pyiron_assyst.stages import perturb as perturb_stage
@@ -47,6 +48,8 @@ __all__ = [
     "curation_config_from_json",
     "energies_of",
     "executor_from_json",
+    "explore",
+    "explore_config_from_json",
     "filter_from_json",
     "fit",
     "formulas_from_json",
@@ -224,6 +227,12 @@ def select_config_from_json(text: str) -> selection.SelectConfig:
 
 
 @fr.atomic("config")
+def explore_config_from_json(text: str) -> exploration.ExploreConfig:
+    """:class:`~pyiron_assyst.stages.explore.ExploreConfig` from JSON text."""
+    return _typed(text, exploration.ExploreConfig)
+
+
+@fr.atomic("config")
 def executor_from_json(text: str) -> executors.Executor:
     """:class:`~pyiron_assyst.execution.executors.Executor` from JSON text."""
     return _typed(text, executors.Executor)
@@ -354,3 +363,16 @@ def select(
     :data:`~pyiron_assyst.workflow.pipeline.DEFAULT_SELECT` keeps everything)."""
     kept, report = selection.select(structures, config, calculator)
     return kept, report
+
+
+@fr.atomic("structures", "report")
+def explore(
+    structures: list[Atoms],
+    model: calculators.CalculatorConfig,
+    config: exploration.ExploreConfig = exploration.ExploreConfig(),
+    executor: executors.Executor = executors.Executor(),
+) -> tuple[list[Atoms], StageReport]:
+    """Snapshots of MD driven by ``model`` from the set's minima, to be labelled and added to
+    the training side (see :func:`pyiron_assyst.stages.explore.explore`)."""
+    snapshots, report = exploration.explore(structures, model, config, executor)
+    return snapshots, report
