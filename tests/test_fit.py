@@ -226,6 +226,42 @@ def test_model_hash_ties_config_to_file(tiny_fit, tmp_path):
         moved.get_calculator()
 
 
+def test_refine_labels_the_models_own_md_and_refits_on_it(tiny_fit, labelled):
+    """One round of active learning on the tiny fit: the snapshots of the model's own MD from
+    the lowest minimum join the training structures with EMT labels and the lineage of their
+    start, and the refit trains on them (a new model)."""
+    from pyiron_assyst.execution.executors import Executor
+    from pyiron_assyst.fitting.active import refine
+    from pyiron_assyst.stages.explore import ExploreConfig
+
+    (model, _), directory = tiny_fit
+    config = ExploreConfig(temperatures=(600.0,), steps=10, every=5, starts=1, min_atoms=4)
+    serial = Executor(kind="serial")
+    new, training, rounds = refine(model, labelled, EMT(), TINY, config, 1, serial, directory)
+    added = training[len(labelled):]
+    assert training[:len(labelled)] == list(labelled)
+    assert len(added) == 2
+    assert [r.explore.n_out for r in rounds] == [2]
+    assert not rounds[0].label.drops
+    lowest = min(labelled, key=lambda a: a.get_potential_energy() / len(a))
+    for atoms in added:
+        assert atoms.info["step"] == "label"
+        assert atoms.info["root"] == lowest.info["root"]
+        assert atoms.info["explore_temperature"] == 600.0
+        assert len(atoms) >= 4
+        assert atoms.get_potential_energy() == pytest.approx(
+            evaluate(Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=True),
+                     EMT()).value.get_potential_energy(), abs=1e-10)
+    assert rounds[0].fit.n_train + rounds[0].fit.n_valid == len(labelled) + 2
+    assert new.sha256 != model.sha256
+    assert not rounds[0].fit.cached
+    assert refine(model, labelled, EMT(), TINY, config, 0, serial, directory)[:2] == (
+        model, list(labelled))
+    lines = rounds[0].summary()
+    assert lines[0].startswith("explore: 36 in, 2 out of 2")
+    assert "explored" in lines[1]
+
+
 @pytest.mark.slow
 def test_a_fit_without_a_validation_side_trains_on_everything(labelled, tmp_path):
     """``valid_fraction=0``: MACE refuses a fraction of 0, so the fit validates on the training
@@ -493,6 +529,8 @@ def test_fit_command_rejects_bad_arguments(capsys):
     assert "--elements must be distinct chemical symbols" in capsys.readouterr().err
     assert main(["--md-time", "0", "-o", "unused"]) == 2
     assert "--md-time must be > 0 ps" in capsys.readouterr().err
+    assert main(["--explore-rounds", "-1", "-o", "unused"]) == 2
+    assert "--explore-rounds must be an integer >= 0" in capsys.readouterr().err
     assert not Path("unused").exists()
 
 
@@ -523,12 +561,21 @@ def test_fit_command_end_to_end(tmp_path):
     torch.set_num_threads(2)
     assert main(["--group-step", "12", "--epochs", "2", "--channels", "4", "--threads", "1",
                  "--workers", "1", "--md-time", "0.02", "-o", str(out)]) == 0
-    for name in ("summary.txt", "training_set.extxyz", "held_out.extxyz",
+    for name in ("summary.txt", "training_set.extxyz", "held_out.extxyz", "explored.extxyz",
                  "report/transferability.csv", "report/ev_curves.png"):
         assert (out / name).is_file(), name
     text = (out / "summary.txt").read_text()
     assert "held-out within 1 eV/atom: energy MAE" in text
     assert "final epoch 1" in text
+    # one round of active learning by default: 2 starts x 2 temperatures x 10 snapshots planned
+    explored = read(out / "explored.extxyz", index=":")
+    training = len(read(out / "training_set.extxyz", index=":"))
+    kept = training - len(read(out / "held_out.extxyz", index=":"))
+    assert f"explore: {kept} in, {len(explored)} out of 40" in text, text
+    assert "(explored snapshots)" in text
+    assert all(a.info["explore_temperature"] in (1000.0, 1800.0) for a in explored)
+    assert all(len(a) >= 24 for a in explored)  # starts repeated to min_atoms
+    assert text.count("final epoch 1") == 2  # the first fit and the refit
     assert "One fit (seed 0): another seed gives other numbers" in text
     assert torch.get_num_threads() == 1  # the report evaluated with --threads, not every core
 
