@@ -176,3 +176,24 @@ def test_a_hanging_structure_in_the_macro_is_dropped_and_counted():
     assert n_two > 0
     assert volume.drop_counts() == {"timeout": n_two}
     assert all(len(s) == 1 for s in result.outputs["relaxed"])
+
+
+def test_failed_relaxations_and_labels_are_dropped_under_the_childs_uuid():
+    """A failure is recorded under the uuid the structure would have had (the derived child of
+    its input), so a resumed or repaired run can name what is missing; not the input's uuid."""
+    from pyiron_assyst.core.lineage import child_uuid, ensure_identity, uuid_of
+    from pyiron_assyst.stages.label import label
+
+    faulty = AseCalculator("tests.support.faulty_calculators:FaultyEMT",
+                           kwargs={"raise_natoms": 2})
+    inputs = [ensure_identity(a) for a in cells(1, 2)]
+    config = PositionRelax()
+    serial = Executor(kind="serial")
+    relaxed, report = relax(inputs, config, faulty, serial)
+    tag = f"{config.config_hash()}+{faulty.config_hash()}"
+    assert [d.uuid for d in report.drops] == [child_uuid(uuid_of(inputs[1]), config.step, tag)]
+    assert uuid_of(relaxed[0]) == child_uuid(uuid_of(inputs[0]), config.step, tag)
+    labelled, report = label(inputs, faulty, serial)
+    assert [d.uuid for d in report.drops] == [
+        child_uuid(uuid_of(inputs[1]), "label", faulty.config_hash())]
+    assert uuid_of(labelled[0]) == child_uuid(uuid_of(inputs[0]), "label", faulty.config_hash())
