@@ -364,6 +364,34 @@ def test_cluster_energies_and_forces_are_weighted_apart_as_mace_reads_them(label
             FitConfig(cluster_forces_weight=bad)
 
 
+def test_explored_snapshots_are_weighted_apart_as_mace_reads_them(labelled):
+    """``explored_weights``: the explore stage's snapshots get their own energy and force
+    weights in MACE's reader; crystals and clusters keep theirs. At its default it is not part
+    of the config's identity (the hash pinned above)."""
+    from mace.data.utils import KeySpecification, config_from_atoms
+
+    keys = KeySpecification(info_keys={"energy": "REF_energy"},
+                            arrays_keys={"forces": "REF_forces"})
+
+    def weights(atoms, *args):
+        read = config_from_atoms(training_targets(atoms, *args), key_specification=keys)
+        return read.weight, read.property_weights["energy"], read.property_weights["forces"]
+
+    snapshot = labelled[1].copy()
+    snapshot.calc = labelled[1].calc
+    snapshot.info["explore_temperature"] = 1800.0
+    assert weights(snapshot, 10.0, 1.0, (2.0, 0.25)) == (1.0, 2.0, 0.25)
+    assert weights(snapshot, 10.0, 1.0) == (1.0, 1.0, 1.0)
+    assert weights(labelled[1], 10.0, 1.0, (2.0, 0.25)) == (1.0, 1.0, 1.0)
+    dimer = next(a for a in _short_range_set() if a.info["short_range"] == "dimer")
+    assert weights(dimer, 10.0, 1.0, (2.0, 0.25)) == (1.0, 10.0, 1.0)
+    assert FitConfig(explored_weights=(1, 1)).config_hash() == "f6f8a0584eead952"
+    assert FitConfig(explored_weights=(1, 0.1)).explored_weights == (1.0, 0.1)
+    for bad in ((1.0,), (1.0, -0.1), (True, 1.0), "11"):
+        with pytest.raises(ConfigError, match="explored_weights"):
+            FitConfig(explored_weights=bad)
+
+
 def test_split_never_holds_out_isolated_atoms_dimers_or_trimers(labelled):
     clusters = _short_range_set()
     for seed in range(5):

@@ -46,6 +46,7 @@ from pyiron_assyst.core.lineage import uuid_of
 from pyiron_assyst.core.report import Drop
 from pyiron_assyst.execution.executors import Executor, run_tasks
 from pyiron_assyst.execution.tasks import TaskError
+from pyiron_assyst.stages.explore import TEMPERATURE_KEY as EXPLORED_KEY
 
 __all__ = [
     "BACKENDS",
@@ -144,6 +145,13 @@ class FitConfig(Config):
         ZBL baseline already gives) and leaves the absolute binding curve off by 0.1-0.2
         eV/atom; the quick case weights the energies 10 and the forces 1 (docs/fitting.md).
         At ``None`` it is not part of the config's identity.
+    explored_weights
+        Weights ``(energy, forces)`` of the explore stage's snapshots (structures with
+        ``info['explore_temperature']``, :mod:`pyiron_assyst.stages.explore`) in the loss
+        (MACE's ``config_energy_weight`` and ``config_forces_weight``). A snapshot of a
+        24-atom liquid brings 24 atoms' forces against one or two of a small crystal, so with
+        weight 1 a few dozen snapshots hold most of the force loss. At ``(1.0, 1.0)`` it is
+        not part of the config's identity.
     """
 
     backend: str = "mace"
@@ -169,6 +177,7 @@ class FitConfig(Config):
     pair_repulsion: bool = True
     cluster_weight: float = 1.0
     cluster_forces_weight: float | None = field(default=None, metadata=ADDED_FIELD)
+    explored_weights: tuple[float, float] = field(default=(1.0, 1.0), metadata=ADDED_FIELD)
 
     def __post_init__(self) -> None:
         name = "FitConfig"
@@ -210,6 +219,11 @@ class FitConfig(Config):
                 "None or a number > 0", forces)
         if forces is not None:
             object.__setattr__(self, "cluster_forces_weight", float(forces))
+        weights = tuple(self.explored_weights)
+        require(len(weights) == 2 and all(isinstance(w, (int, float)) and not isinstance(
+            w, bool) and w >= 0 for w in weights), name, "explored_weights",
+                "two numbers >= 0 (energy, forces)", self.explored_weights)
+        object.__setattr__(self, "explored_weights", tuple(float(w) for w in weights))
 
     def resolved_device(self, executor: Executor | None) -> str:
         """The device the fit runs on: ``"cuda"`` for ``"auto"`` when ``executor`` has GPUs."""
@@ -399,7 +413,8 @@ def isolated_energies(structures: Sequence[Atoms], r_max: float) -> dict[str, fl
 
 
 def training_targets(atoms: Atoms, cluster_weight: float = 1.0,
-                     cluster_forces_weight: float | None = None) -> Atoms:
+                     cluster_forces_weight: float | None = None,
+                     explored_weights: tuple[float, float] = (1.0, 1.0)) -> Atoms:
     """A copy of a labelled structure with MACE's reference keys and no calculator.
 
     ``info['REF_energy']`` is the label's ``free_energy`` (eV; ``energy`` if absent),
@@ -408,7 +423,9 @@ def training_targets(atoms: Atoms, cluster_weight: float = 1.0,
     trimer of the short-range stage gets ``info['config_weight'] = cluster_weight`` (MACE's
     per-structure loss weight) unless that is 1; with ``cluster_forces_weight`` it gets
     ``config_energy_weight = cluster_weight`` and ``config_forces_weight =
-    cluster_forces_weight`` instead (energy and forces weighted apart).
+    cluster_forces_weight`` instead (energy and forces weighted apart). A snapshot of the
+    explore stage (``info['explore_temperature']``) gets ``config_energy_weight`` and
+    ``config_forces_weight`` from ``explored_weights`` unless both are 1.
     """
     results = atoms.calc.results
     out = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
@@ -422,6 +439,9 @@ def training_targets(atoms: Atoms, cluster_weight: float = 1.0,
         out.info["config_forces_weight"] = float(cluster_forces_weight)
     elif _anchor(atoms) and cluster_weight != 1.0:
         out.info["config_weight"] = float(cluster_weight)
+    if EXPLORED_KEY in atoms.info and tuple(explored_weights) != (1.0, 1.0):
+        out.info["config_energy_weight"] = float(explored_weights[0])
+        out.info["config_forces_weight"] = float(explored_weights[1])
     return out
 
 
@@ -589,7 +609,7 @@ def fit(structures: Sequence[Atoms], config: FitConfig = FitConfig(),
     device = config.resolved_device(executor)
     staging = Path(directory).resolve() / f"fit_staging_{os.getpid()}"
     staging.mkdir(parents=True, exist_ok=True)
-    weights = (config.cluster_weight, config.cluster_forces_weight)
+    weights = (config.cluster_weight, config.cluster_forces_weight, config.explored_weights)
     _write_xyz(staging / "train.xyz", [training_targets(s, *weights) for s in train])
     e0s, e0s_source = _e0s(config, train)
     if e0s:

@@ -42,9 +42,12 @@ from pyiron_assyst.execution.tasks import TaskError
 from pyiron_assyst.numerics.distances import image_distances
 from pyiron_assyst.stages.curate import SHORT_RANGE_KEY
 
-__all__ = ["STEP", "ExploreConfig", "explore", "explore_starts", "supercell_repeat"]
+__all__ = ["STEP", "TEMPERATURE_KEY", "ExploreConfig", "explore", "explore_starts",
+           "supercell_repeat"]
 
 STEP = "explore"
+TEMPERATURE_KEY = "explore_temperature"
+"""``Atoms.info`` key of a snapshot: the thermostat temperature of its run (K)."""
 
 
 def _number(value: object, name: str, field: str, allowed: str, ok) -> None:
@@ -247,7 +250,7 @@ def _snapshot(start: Atoms, run: _Run, frames: _Frames, frame: int, key: str) ->
     atoms = Atoms(run.start.numbers, frames.positions[frame], cell=frames.cells[frame],
                   pbc=True)
     make_child(atoms, start, STEP, child_uuid(uuid_of(start), STEP, key, frame + 1))
-    set_info(atoms, "explore_temperature", run.temperature)
+    set_info(atoms, TEMPERATURE_KEY, run.temperature)
     return atoms
 
 
