@@ -218,3 +218,18 @@ def test_a_model_that_raises_ends_its_run_with_the_error_recorded(pool):
     assert report.drop_counts() == {"calculator_error": 2, "md_stopped": 4}
     assert "model raised at frame 2: RuntimeError: model exploded" in report.drops[0].detail
     assert report.n_out + len(report.drops) == report.n_candidates == 8
+
+
+def test_the_node_is_the_stage(pool):
+    """The explore node (thin) gives the stage's snapshots and report on its two ports."""
+    import pyiron_workflow as pwf
+
+    from pyiron_assyst.workflow import nodes
+
+    run = pwf.node(nodes.explore).run(structures=pool, model=EMT(), config=SHORT,
+                                      executor=SERIAL)
+    snaps, report = explore(pool, EMT(), SHORT, SERIAL)
+    assert [s.info["uuid"] for s in run.outputs["structures"]] == [s.info["uuid"] for s in snaps]
+    assert all(np.array_equal(a.positions, b.positions)
+               for a, b in zip(run.outputs["structures"], snaps))
+    assert run.outputs["report"].n_out == report.n_out == 4

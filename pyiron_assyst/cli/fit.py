@@ -70,10 +70,11 @@ def add_fit_command(subparsers: Any) -> argparse.ArgumentParser:
                         help="time of every MD run the report drives with the potential, in "
                              "ps (default: 10 ps at 1500 K and 2 ps at 600 and 2000 K in the "
                              "vacancy cell, 2 ps at 1500 K in the slab)")
-    parser.add_argument("--explore-rounds", type=int, default=1, metavar="N",
+    parser.add_argument("--explore-rounds", type=int, default=0, metavar="N",
                         help="rounds of active learning after the first fit: MD driven by the "
                              "model from the set's minima, snapshots labelled by the reference "
-                             "and added, fit again (default 1; 0: the first fit is the model)")
+                             "and added, fit again (default 0: the first fit is the model; one "
+                             "round, measured over three seeds, is in docs/fitting.md)")
     parser.add_argument("-o", "--output", default="assyst-fit", help="output directory")
     parser.set_defaults(handler=run_fit)
     return parser
@@ -263,7 +264,7 @@ def _fit_and_refine(args: argparse.Namespace, kept: list[Atoms], reference, conf
                     lines: list[str]):  # -> MaceModel
     """The first fit on ``kept``, then ``--explore-rounds`` rounds of active learning
     (:func:`pyiron_assyst.fitting.active.refine`); the labelled snapshots go to
-    ``explored.extxyz``, a line per step to ``lines``."""
+    ``explored.extxyz`` (when there was a round), a line per step to ``lines``."""
     from ase.io import write
 
     from pyiron_assyst.execution.executors import Executor
@@ -278,7 +279,8 @@ def _fit_and_refine(args: argparse.Namespace, kept: list[Atoms], reference, conf
                                      ExploreConfig(threads=args.threads, seed=args.seed),
                                      args.explore_rounds, executor, output)
     lines += [line for done in rounds for line in done.summary()]
-    write(output / "explored.extxyz", training[len(kept):], format="extxyz")
+    if rounds:
+        write(output / "explored.extxyz", training[len(kept):], format="extxyz")
     return model
 
 
