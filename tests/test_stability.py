@@ -12,6 +12,7 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from ase import Atoms
 
 from pyiron_assyst.calculators import EMT, Morse
 from pyiron_assyst.fitting.bulk import Phase
@@ -51,6 +52,8 @@ def test_vacancy_cell_and_shortest_distance():
     cell = vacancy_cell("Cu", A_EMT, 2)
     assert len(cell) == 31
     assert shortest_distance(cell) == pytest.approx(NEAREST)
+    assert shortest_distance(Atoms("Cu")) == math.inf  # one atom, no images: no pair
+    assert shortest_distance(Atoms("Cu2", [[0, 0, 0], [0, 0, 1.7]])) == pytest.approx(1.7)
 
 
 def test_emt_driving_itself_passes_with_zero_error():

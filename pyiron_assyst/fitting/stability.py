@@ -91,11 +91,9 @@ class MDTrace:
 def shortest_distance(atoms: Atoms) -> float:
     """Shortest distance between two atoms, periodic images included (Å; ``inf`` for one
     atom without close images)."""
-    from pyiron_assyst.numerics.distances import image_distances
+    from pyiron_assyst.numerics.distances import shortest_distance as shortest
 
-    if len(atoms) == 1 and not atoms.pbc.any():
-        return math.inf
-    return float(np.min(image_distances(atoms.positions, atoms.cell.array, atoms.pbc, 6.0)))
+    return shortest(atoms.positions, atoms.cell.array, atoms.pbc)
 
 
 def vacancy_cell(element: str, a: float, repeat: int = 2) -> Atoms:

@@ -19,7 +19,7 @@ from functools import lru_cache
 import numpy as np
 
 __all__ = ["has_close_pair", "has_pair_closer", "image_distances", "nearest_distances",
-           "pair_vectors"]
+           "pair_vectors", "shortest_distance"]
 
 _BRUTE_FORCE_ENTRIES = 500_000
 """Above this many (pair, image) entries the distance check uses ASE's binned neighbor list."""
@@ -105,6 +105,13 @@ def image_distances(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray,
         return d
     full, inverse, images = _lattice(cell, pbc, cutoff)
     return np.sqrt(_squared_image_distances(positions, full, inverse, pbc, images))
+
+
+def shortest_distance(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray,
+                      cutoff: float = 6.0) -> float:
+    """Shortest distance between two atoms, periodic images included (Å); ``inf`` when no
+    pair is within ``cutoff`` Å (e.g. one atom without close images)."""
+    return float(np.min(image_distances(positions, cell, pbc, cutoff)))
 
 
 def pair_vectors(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float

@@ -39,7 +39,7 @@ from pyiron_assyst.core.lineage import child_uuid, make_child, rng_for, uuid_of
 from pyiron_assyst.core.report import Drop, StageReport
 from pyiron_assyst.execution.executors import Executor, run_tasks
 from pyiron_assyst.execution.tasks import TaskError
-from pyiron_assyst.numerics.distances import image_distances
+from pyiron_assyst.numerics.distances import shortest_distance
 from pyiron_assyst.stages.curate import SHORT_RANGE_KEY
 
 __all__ = ["STEP", "TEMPERATURE_KEY", "ExploreConfig", "explore", "explore_starts",
@@ -226,10 +226,7 @@ def _run_md(run: _Run) -> _Frames:
 
 
 def _shortest(atoms: Atoms) -> float:
-    """Shortest distance between atoms of a periodic cell, images included (Å; ``inf`` if no
-    pair is within 6 Å)."""
-    distances = image_distances(atoms.positions, atoms.cell.array, atoms.pbc, 6.0)
-    return float(np.min(distances)) if np.size(distances) else math.inf
+    return shortest_distance(atoms.positions, atoms.cell.array, atoms.pbc)
 
 
 def _limit_torch_threads(threads: int) -> None:
@@ -298,20 +295,21 @@ def explore(structures: Sequence[Atoms], model: CalculatorConfig,
     """
     begin = time.perf_counter()
     key = f"{config.config_hash()}|{model.config_hash()}"
-    runs: list[tuple[Atoms, _Run]] = []
+    runs: list[tuple[Atoms, str, _Run]] = []  # (start, the run's key, the run)
     for start in explore_starts(structures, config.starts):
         repeated = _repeated(start, config.min_atoms)
         for temperature in config.temperatures:
-            run_id = child_uuid(uuid_of(start), STEP, f"{key}|{temperature!r}", 0)
+            run_key = f"{key}|{temperature!r}"
+            run_id = child_uuid(uuid_of(start), STEP, run_key, 0)
             seed = int(rng_for(config.seed, run_id).integers(2**63))
-            runs.append((start, _Run(repeated, model, temperature, config, seed)))
-    results = run_tasks(_run_md, [run for _, run in runs], executor or Executor(),
+            runs.append((start, run_key, _Run(repeated, model, temperature, config, seed)))
+    results = run_tasks(_run_md, [run for *_, run in runs], executor or Executor(),
                         desc=STEP)
     out: list[Atoms] = []
     drops: list[Drop] = []
-    for (start, run), frames in zip(runs, results):
-        _collect(start, run, frames, f"{key}|{run.temperature!r}", out, drops)
+    for (start, run_key, run), frames in zip(runs, results):
+        _collect(start, run, frames, run_key, out, drops)
     return out, StageReport(
         stage=STEP, n_in=len(structures), n_candidates=len(runs) * config.frames,
         n_out=len(out), drops=tuple(drops), wall_time=time.perf_counter() - begin,
-        notes=(("starts", len({uuid_of(s) for s, _ in runs})), ("runs", len(runs))))
+        notes=(("starts", len({uuid_of(s) for s, *_ in runs})), ("runs", len(runs))))
