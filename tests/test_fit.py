@@ -9,6 +9,7 @@ its default arguments (the issue's < 20 meV/atom held-out target, ~2.5 min) are 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import signal
@@ -560,7 +561,31 @@ def test_fit_command_rejects_bad_arguments(capsys):
     assert "--md-time must be > 0 ps" in capsys.readouterr().err
     assert main(["--explore-rounds", "-1", "-o", "unused"]) == 2
     assert "--explore-rounds must be an integer >= 0" in capsys.readouterr().err
+    assert main(["--explore-min-atoms", "0", "-o", "unused"]) == 2
+    assert "min_atoms must be an integer >= 1" in capsys.readouterr().err
+    assert main(["--explored-weights", "1", "-0.1", "-o", "unused"]) == 2
+    assert "explored_weights must be two numbers >= 0" in capsys.readouterr().err
     assert not Path("unused").exists()
+
+
+def test_fit_command_passes_active_learning_settings_to_the_refits_only():
+    """``--explore-min-atoms`` reaches the exploration, ``--explored-weights`` the refits; the
+    first fit keeps the config (and so the cache entry) of a run without active learning."""
+    import argparse
+
+    from pyiron_assyst.cli.fit import _active_learning_configs, add_fit_command, quick_fit_config
+    from pyiron_assyst.stages.explore import ExploreConfig
+
+    parser = add_fit_command(argparse.ArgumentParser().add_subparsers())
+    config = quick_fit_config(seed=4, threads=2)
+    args = parser.parse_args(["--seed", "4", "--threads", "2"])
+    assert _active_learning_configs(args, config) == (config, ExploreConfig(threads=2, seed=4))
+    args = parser.parse_args(["--seed", "4", "--threads", "2", "--explore-min-atoms",
+                              "12", "--explored-weights", "3", "0.1"])
+    refit, explore = _active_learning_configs(args, config)
+    assert explore == ExploreConfig(threads=2, seed=4, min_atoms=12)
+    assert refit.explored_weights == (3.0, 0.1)
+    assert dataclasses.replace(refit, explored_weights=(1.0, 1.0)) == config
 
 
 def test_fit_command_takes_several_elements_and_samples_every_composition():

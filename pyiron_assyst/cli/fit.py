@@ -75,6 +75,13 @@ def add_fit_command(subparsers: Any) -> argparse.ArgumentParser:
                              "model from the set's minima, snapshots labelled by the reference "
                              "and added, fit again (default 0: the first fit is the model; one "
                              "round, measured over three seeds, is in docs/fitting.md)")
+    parser.add_argument("--explore-min-atoms", type=int, default=None, metavar="N",
+                        help="atoms of the cells the exploration's MD runs in: each start is "
+                             "repeated to at least N (default: ExploreConfig's)")
+    parser.add_argument("--explored-weights", type=float, nargs=2, default=None,
+                        metavar=("ENERGY", "FORCES"),
+                        help="weights of the explored snapshots' energies and forces in the "
+                             "loss (default 1 1, like every other structure)")
     parser.add_argument("-o", "--output", default="assyst-fit", help="output directory")
     parser.set_defaults(handler=run_fit)
     return parser
@@ -231,6 +238,7 @@ def run_fit(args: argparse.Namespace) -> int:
     config = quick_fit_config(epochs=args.epochs, channels=args.channels, r_max=args.r_max,
                               batch_size=args.batch_size, dtype=args.dtype, seed=args.seed,
                               threads=args.threads)
+    refit_config, explore_config = _active_learning_configs(args, config)
     require(args.md_time is None or args.md_time > 0, "fit", "--md-time", "> 0 ps",
             args.md_time)
     report_config = TransferabilityConfig(elements=tuple(args.elements), seed=args.seed)
@@ -247,7 +255,8 @@ def run_fit(args: argparse.Namespace) -> int:
     kept, held_out = split_by_lineage(labelled, args.held_out, args.seed)
     write(output / "held_out.extxyz", held_out, format="extxyz")
     lines += [label_report.summary(), f"held out: {len(held_out)} structures"]
-    model = _fit_and_refine(args, kept, reference, config, executor, lines)
+    model = _fit_and_refine(args, kept, reference, (config, refit_config), explore_config,
+                            executor, lines)
     use_torch_threads(args.threads)  # the report evaluates the model here, as many as the fit
     result = transferability(model, reference, held_out, report_config)
     write_report(result, output / "report")
@@ -260,23 +269,40 @@ def run_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fit_and_refine(args: argparse.Namespace, kept: list[Atoms], reference, config, executor,
-                    lines: list[str]):  # -> MaceModel
-    """The first fit on ``kept``, then ``--explore-rounds`` rounds of active learning
-    (:func:`pyiron_assyst.fitting.active.refine`); the labelled snapshots go to
+def _active_learning_configs(args: argparse.Namespace, config):  # -> (FitConfig, ExploreConfig)
+    """The refits' config (``config`` with ``--explored-weights``) and the exploration's
+    (``--explore-min-atoms``, the fit's threads and seed), built before any work so that a bad
+    value stops the command at once."""
+    import dataclasses
+
+    from pyiron_assyst.stages.explore import ExploreConfig
+
+    explore_config = ExploreConfig(threads=args.threads, seed=args.seed)
+    if args.explore_min_atoms is not None:
+        explore_config = dataclasses.replace(explore_config, min_atoms=args.explore_min_atoms)
+    if args.explored_weights is None:
+        return config, explore_config
+    return (dataclasses.replace(config, explored_weights=tuple(args.explored_weights)),
+            explore_config)
+
+
+def _fit_and_refine(args: argparse.Namespace, kept: list[Atoms], reference, configs,
+                    explore_config, executor, lines: list[str]):  # -> MaceModel
+    """The first fit on ``kept`` with ``configs[0]``, then ``--explore-rounds`` rounds of
+    active learning (:func:`pyiron_assyst.fitting.active.refine`) whose refits use
+    ``configs[1]`` (the snapshots' weights apply where there are snapshots, so the first fit
+    stays the one without active learning); the labelled snapshots go to
     ``explored.extxyz`` (when there was a round), a line per step to ``lines``."""
     from ase.io import write
 
     from pyiron_assyst.execution.executors import Executor
     from pyiron_assyst.fitting.active import refine
     from pyiron_assyst.fitting.mace import fit
-    from pyiron_assyst.stages.explore import ExploreConfig
 
     output = Path(args.output)
-    model, fit_report = fit(kept, config, Executor(kind="serial"), output)
+    model, fit_report = fit(kept, configs[0], Executor(kind="serial"), output)
     lines.append(fit_report.summary())
-    model, training, rounds = refine(model, kept, reference, config,
-                                     ExploreConfig(threads=args.threads, seed=args.seed),
+    model, training, rounds = refine(model, kept, reference, configs[1], explore_config,
                                      args.explore_rounds, executor, output)
     lines += [line for done in rounds for line in done.summary()]
     if rounds:
