@@ -106,8 +106,8 @@ def test_sets(seed: int, assyst_held_out: list[Atoms]) -> dict[str, list[Atoms]]
     """The categories of :data:`CATEGORIES`, EMT-labelled."""
     from ase.build import fcc100, fcc111
 
+    from pyiron_assyst.core.composition import composition
     from pyiron_assyst.fitting.stability import cluster, shortest_distance, vacancy_cell
-    from pyiron_assyst.fitting.transferability import composition
     from pyiron_assyst.stages.sample import Formulas, SampleConfig, sample
 
     a, nearest = 3.59, 3.59 / math.sqrt(2)

@@ -87,8 +87,8 @@ def held_out_errors(model: object, held_out: list[Atoms]) -> dict[str, float]:
     """Energy MAE (meV/atom, ``free_energy``) and force RMSE (eV/Å) of ``model`` on the set, and
     the energy MAE of the structures within 1 eV/atom of their composition's lowest (the
     quick case's "held-out in window")."""
+    from pyiron_assyst.core.composition import composition
     from pyiron_assyst.execution.executors import Executor
-    from pyiron_assyst.fitting.transferability import composition
     from pyiron_assyst.stages.label import label
 
     predicted, _ = label([a.copy() for a in held_out], model, Executor(kind="serial"),
@@ -217,7 +217,7 @@ def linear_check(pool: list[Atoms], held_out: list[Atoms], fraction: float, seed
     total energy on the summed descriptor and the atom counts per element, trained on the whole
     crystal pool and on each method's selection (``seeds`` seeds each). Returns the held-out
     crystals' energy MAE within 1 eV/atom (meV/atom) per training set; seconds to run."""
-    from pyiron_assyst.fitting.transferability import composition
+    from pyiron_assyst.core.composition import composition
     from pyiron_assyst.stages.select import SelectConfig, select
     from pyiron_assyst.stages.short_range import is_short_range
 

@@ -160,6 +160,29 @@ def test_split_keeps_lineages_whole_and_ignores_order(families, fraction, seed):
     assert {root_of(s) for s in held_reversed} == held_roots
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.dictionaries(st.sampled_from(["Cu", "Ag", "CuAg", "Cu3Ag"]), st.integers(1, 12),
+                       min_size=2), st.floats(0.05, 0.6), st.integers(0, 5))
+def test_split_holds_out_lineages_of_every_composition(lineages, fraction, seed):
+    """Each composition is split on its own: a composition of two or more lineages always has
+    one held out (a split over all lineages at once left the quick binary case's 1:1 cells all
+    on the training side), none loses all, and its split is the one it gets alone."""
+    structures = []
+    for formula, n in lineages.items():
+        for family in range(n):
+            for copy in range(2):
+                atoms = Atoms(formula * (copy + 1), cell=[2.5] * 3, pbc=True)
+                atoms.info.update(uuid=f"{formula}{family}-{copy}", root=f"{formula}{family}")
+                structures.append(atoms)
+    _, held = split_by_lineage(structures, fraction, seed)
+    for formula, n in lineages.items():
+        roots = {root_of(s) for s in held if root_of(s).rstrip("0123456789") == formula}
+        expected = 0 if n < 2 else min(max(round(fraction * n), 1), n - 1)
+        assert len(roots) == expected, (formula, n)
+        alone = [s for s in structures if root_of(s).rstrip("0123456789") == formula]
+        assert {root_of(s) for s in split_by_lineage(alone, fraction, seed)[1]} == roots
+
+
 def test_training_targets_use_free_energy():
     atoms = bulk("Cu", "fcc", a=3.6)
     forces = np.array([[0.1, -0.2, 0.3]])

@@ -41,6 +41,7 @@ from ase.calculators.calculator import BaseCalculator
 
 from pyiron_assyst.calculators import CalculatorConfig
 from pyiron_assyst.calculators.evaluation import has_labels
+from pyiron_assyst.core.composition import composition
 from pyiron_assyst.core.config import ADDED_FIELD, Config, require
 from pyiron_assyst.core.lineage import uuid_of
 from pyiron_assyst.core.report import Drop
@@ -364,10 +365,14 @@ def split_by_lineage(structures: Sequence[Atoms], fraction: float, seed: int = 0
     always kept (the fit's isolated-atom energies come from them); compressed crystals follow
     their lineage.
 
-    The held-out side holds ``round(fraction * n_lineages)`` lineages (at least one when
-    ``fraction > 0`` and there are two or more), chosen by a hash of ``(seed, root)``, so the
-    split of a lineage does not depend on the order or on the other structures given. Order
-    within each side is the input order.
+    Each composition (reduced formula of a lineage's structures) is split on its own: its
+    held-out side holds ``round(fraction * n)`` of its ``n`` lineages (at least one when
+    ``fraction > 0`` and it has two or more, never all of them), chosen by a hash of
+    ``(seed, root)``. So every composition with two or more lineages is tested (an alloy's few
+    lineages are not left all on the training side by chance, as a split over all lineages
+    at once left the quick binary case's 1:1 cells), and the split of a lineage does not depend
+    on the order or on the structures of other compositions. With one composition this is
+    the split over all lineages. Order within each side is the input order.
 
     Parameters
     ----------
@@ -379,12 +384,19 @@ def split_by_lineage(structures: Sequence[Atoms], fraction: float, seed: int = 0
         Seed of the choice.
     """
     require(0 <= fraction < 1, "split_by_lineage", "fraction", "in [0, 1)", fraction)
-    roots = sorted({root_of(s) for s in structures if not _anchor(s)},
-                   key=lambda r: _root_key(seed, r))
-    n_held = round(fraction * len(roots))
-    if fraction > 0 and len(roots) >= 2:
-        n_held = min(max(n_held, 1), len(roots) - 1)
-    held = set(roots[:n_held])
+    kinds: dict[str, str] = {}  # root -> composition (the least, should a lineage mix them)
+    for s in structures:
+        if not _anchor(s):
+            kind = composition(s)
+            kinds[root_of(s)] = min(kinds.get(root_of(s), kind), kind)
+    lineages: dict[str, list[str]] = {}
+    for root, kind in kinds.items():
+        lineages.setdefault(kind, []).append(root)
+    held: set[str] = set()
+    for roots in lineages.values():
+        roots.sort(key=lambda r: _root_key(seed, r))
+        n_held = max(round(fraction * len(roots)), 1 if fraction > 0 else 0)
+        held.update(roots[:min(n_held, len(roots) - 1)])
     kept = [s for s in structures if _anchor(s) or root_of(s) not in held]
     return kept, [s for s in structures if not _anchor(s) and root_of(s) in held]
 

@@ -53,6 +53,7 @@ from ase.calculators.calculator import BaseCalculator
 
 from pyiron_assyst.calculators import CalculatorConfig
 from pyiron_assyst.calculators.evaluation import has_labels
+from pyiron_assyst.core.composition import composition
 from pyiron_assyst.core.config import Config, require
 from pyiron_assyst.fitting import alloys, bulk
 from pyiron_assyst.fitting.bulk import FACETS, PHASES, Phase, phase_structure
@@ -464,11 +465,6 @@ def _reference_values(atoms: Atoms, ref: Callable) -> tuple[float, np.ndarray]:
         results = atoms.calc.results
         return float(results.get("free_energy", results["energy"])), np.array(results["forces"])
     return _energy_forces(atoms, ref)
-
-
-def composition(atoms: Atoms) -> str:
-    """The reduced formula of ``atoms`` (``Cu2`` and ``Cu4`` are both ``Cu``)."""
-    return atoms.get_chemical_formula(mode="hill", empirical=True)
 
 
 def _errors(name: str, structures: Sequence[Atoms], ref: Callable, model: Callable,

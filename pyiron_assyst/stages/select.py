@@ -36,6 +36,7 @@ from ase import Atoms
 
 from pyiron_assyst.calculators import CalculatorConfig
 from pyiron_assyst.calculators.cost import CostModel, predicted_costs
+from pyiron_assyst.core.composition import composition
 from pyiron_assyst.core.config import Config, require
 from pyiron_assyst.core.info_keys import set_info
 from pyiron_assyst.core.lineage import uuid_of
@@ -161,10 +162,6 @@ def leverage_scores(design: np.ndarray, regularization: float = 1e-3) -> np.ndar
     return (u**2 * (s2 / (s2 + ridge))).sum(axis=1)
 
 
-def _composition(atoms: Atoms) -> str:
-    return atoms.get_chemical_formula(mode="hill", empirical=True)
-
-
 def _coverage(weights: np.ndarray, compositions: list[str]) -> list[int]:
     """The best-weighted structure of each composition."""
     best: dict[str, int] = {}
@@ -240,7 +237,7 @@ def select(structures: Sequence[Atoms], config: SelectConfig = SelectConfig(),
     scores = leverage_scores(points, config.regularization)
     costs = predicted_costs(pool, calculator, config.cost_model)
     weights = scores / costs if config.cost_aware else scores
-    compositions = [_composition(a) for a in pool]
+    compositions = [composition(a) for a in pool]
     chosen = _coverage(weights, compositions) if config.keep_compositions else []
     k = max(config.target(len(pool)), len(chosen))
     spread = points.std(axis=0)
