@@ -73,8 +73,9 @@ def add_fit_command(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--explore-rounds", type=int, default=0, metavar="N",
                         help="rounds of active learning after the first fit: MD driven by the "
                              "model from the set's minima, snapshots labelled by the reference "
-                             "and added, fit again (default 0: the first fit is the model; one "
-                             "round, measured over three seeds, is in docs/fitting.md)")
+                             "and added, fit again (default 0: the first fit is the model; "
+                             "one round met the MD target on five seeds of five and roughly "
+                             "doubles the time, docs/fitting.md)")
     parser.add_argument("--explore-min-atoms", type=int, default=None, metavar="N",
                         help="atoms of the cells the exploration's MD runs in: each start is "
                              "repeated to at least N (default: ExploreConfig's)")
