@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -284,6 +285,58 @@ def test_refine_labels_the_models_own_md_and_refits_on_it(tiny_fit, labelled):
     lines = rounds[0].summary()
     assert lines[0].startswith("explore: 36 in, 2 out of 2")
     assert "explored" in lines[1]
+    # the same round continuing the model for 1 epoch: the same snapshots, a continued fit
+    again, more, done = refine(model, labelled, EMT(), TINY, config, 1, serial, directory,
+                               continue_epochs=1)
+    assert more == training
+    assert done[0].fit.continued == model.model_path
+    assert done[0].fit.final_epoch == TINY.epochs - 1  # MACE retrains from the start's last
+    assert again.sha256 not in (model.sha256, new.sha256)
+    with pytest.raises(ConfigError, match="continue_epochs must be None or an integer >= 1"):
+        refine(model, labelled, EMT(), TINY, config, 1, serial, directory, continue_epochs=0)
+
+
+def _rmse_per_atom(model: MaceModel, structures: list[Atoms]) -> float:
+    """RMSE of the model's energy per atom against ``info['REF_energy']``, in meV."""
+    calc = model.get_calculator()
+    errors = []
+    for atoms in structures:
+        atoms.calc = calc
+        errors.append((atoms.get_potential_energy() - atoms.info["REF_energy"]) / len(atoms))
+    return 1000 * float(np.sqrt(np.mean(np.square(errors))))
+
+
+def test_a_continued_fit_starts_from_the_models_function(tiny_fit, labelled):
+    """``fit(start=model)`` trains the model further on new data: before its first step MACE
+    evaluates exactly the start's function on the new validation side (its checkpoint loaded
+    and its neighbour normalisation kept, though the added compressed cells have more
+    neighbours), it runs ``epochs`` more epochs and is cached on the start's identity."""
+    (model, first), directory = tiny_fit
+    dense = _families((0.8,))[:6]  # two more lineages, compressed: denser neighbourhoods
+    config = dataclasses.replace(TINY, epochs=2)
+    new, report = fit(labelled + dense, config, directory=str(directory), start=model)
+    assert report.continued == model.model_path
+    assert "continued fit_" in report.summary()
+    assert report.final_epoch == first.final_epoch + config.epochs - 1
+    work = Path(new.model_path).parent
+    initial = float(re.search(r"Initial: .*RMSE_E_per_atom=\s*([0-9.]+) meV",
+                              (work / "train.log").read_text())[1])
+    valid = read(work / "valid.xyz", ":")
+    assert initial == pytest.approx(_rmse_per_atom(model, valid), abs=0.006)
+    assert new.sha256 != model.sha256
+    assert fit(labelled + dense, config, directory=str(directory), start=model)[1].cached
+    assert fit(labelled + dense, config, directory=str(directory), start=new)[0] != new
+
+
+def test_a_fit_continues_only_a_model_of_the_same_architecture(tiny_fit, labelled, tmp_path):
+    (model, _), _ = tiny_fit
+    with pytest.raises(FitError, match="num_channels differ"):
+        fit(labelled, dataclasses.replace(TINY, num_channels=8), directory=str(tmp_path),
+            start=model)
+    foreign = tmp_path / "foreign.model"
+    foreign.write_bytes(Path(model.model_path).read_bytes())
+    with pytest.raises(FitError, match="not a finished fit"):
+        fit(labelled, TINY, directory=str(tmp_path), start=MaceModel(str(foreign)))
 
 
 @pytest.mark.slow
@@ -588,6 +641,8 @@ def test_fit_command_rejects_bad_arguments(capsys):
     assert "min_atoms must be an integer >= 1" in capsys.readouterr().err
     assert main(["--explored-weights", "1", "-0.1", "-o", "unused"]) == 2
     assert "explored_weights must be two numbers >= 0" in capsys.readouterr().err
+    assert main(["--refit-epochs", "0", "-o", "unused"]) == 2
+    assert "--refit-epochs must be an integer >= 1" in capsys.readouterr().err
     assert not Path("unused").exists()
 
 
@@ -630,7 +685,7 @@ def test_fit_command_takes_several_elements_and_samples_every_composition():
 @pytest.mark.slow
 def test_fit_command_end_to_end(tmp_path):
     """The whole loop on a minimal case: 1-2 Cu atoms, every 12th group, a 2-epoch fit and one
-    round of active learning (explore, label, a second 2-epoch fit)."""
+    round of active learning (explore, label, the model continued for 2 epochs)."""
     import torch
 
     from pyiron_assyst.cli.fit import main
@@ -639,7 +694,7 @@ def test_fit_command_end_to_end(tmp_path):
     torch.set_num_threads(2)
     assert main(["--group-step", "12", "--epochs", "2", "--channels", "4", "--threads", "1",
                  "--workers", "1", "--md-time", "0.02", "--explore-rounds", "1",
-                 "-o", str(out)]) == 0
+                 "--refit-epochs", "2", "-o", str(out)]) == 0
     for name in ("summary.txt", "training_set.extxyz", "held_out.extxyz", "explored.extxyz",
                  "report/transferability.csv", "report/ev_curves.png"):
         assert (out / name).is_file(), name
@@ -655,7 +710,10 @@ def test_fit_command_end_to_end(tmp_path):
     assert all(a.info["explore_temperature"] in (1000.0, 1800.0) for a in explored)
     # starts repeated to at least min_atoms (8), never twice that (supercell_repeat is compact)
     assert all(8 <= len(a) < 16 for a in explored), sorted({len(a) for a in explored})
-    assert text.count("final epoch 1") == 2  # the first fit and the refit
+    # the first fit, then the refit continuing it 2 epochs (MACE retrains its last epoch)
+    assert text.count("final epoch 1") == 1
+    assert "continued fit_" in text
+    assert "final epoch 2" in text
     assert "One fit (seed 0): another seed gives other numbers" in text
     assert torch.get_num_threads() == 1  # the report evaluated with --threads, not every core
 

@@ -76,6 +76,10 @@ def add_fit_command(subparsers: Any) -> argparse.ArgumentParser:
                              "and added, fit again (default 0: the first fit is the model; "
                              "one round met the MD target on five seeds of five and roughly "
                              "doubles the time, docs/fitting.md)")
+    parser.add_argument("--refit-epochs", type=int, default=None, metavar="N",
+                        help="each round continues the previous model for N epochs on the "
+                             "set and the labelled snapshots (default: a fresh fit of "
+                             "--epochs)")
     parser.add_argument("--explore-min-atoms", type=int, default=None, metavar="N",
                         help="atoms of the cells the exploration's MD runs in: each start is "
                              "repeated to at least N (default: ExploreConfig's)")
@@ -236,6 +240,8 @@ def run_fit(args: argparse.Namespace) -> int:
     require(args.explore_rounds >= 0, "fit", "--explore-rounds", "an integer >= 0",
             args.explore_rounds)
     require(0 < args.held_out < 1, "fit", "--held-out", "in (0, 1)", args.held_out)
+    require(args.refit_epochs is None or args.refit_epochs >= 1, "fit", "--refit-epochs",
+            "an integer >= 1", args.refit_epochs)
     config = quick_fit_config(epochs=args.epochs, channels=args.channels, r_max=args.r_max,
                               batch_size=args.batch_size, dtype=args.dtype, seed=args.seed,
                               threads=args.threads)
@@ -304,7 +310,8 @@ def _fit_and_refine(args: argparse.Namespace, kept: list[Atoms], reference, conf
     model, fit_report = fit(kept, configs[0], Executor(kind="serial"), output)
     lines.append(fit_report.summary())
     model, training, rounds = refine(model, kept, reference, configs[1], explore_config,
-                                     args.explore_rounds, executor, output)
+                                     args.explore_rounds, executor, output,
+                                     continue_epochs=args.refit_epochs)
     lines += [line for done in rounds for line in done.summary()]
     if rounds:
         write(output / "explored.extxyz", training[len(kept):], format="extxyz")

@@ -3,8 +3,9 @@
 :func:`refine` runs ``rounds`` rounds on a fitted model: :func:`~pyiron_assyst.stages.explore.
 explore` (snapshots of MD driven by the current model from the set's minima), the reference
 labels them (:func:`~pyiron_assyst.stages.label.label`), they join the training structures and
-:func:`~pyiron_assyst.fitting.mace.fit` trains a new model on the whole. Every fit is a fresh
-one with the same settings (cached by its data like any fit), so a round changes the data only.
+:func:`~pyiron_assyst.fitting.mace.fit` trains on the whole: a fresh fit with the same settings
+(a round changes the data only), or, with ``continue_epochs``, the current model trained that
+many more epochs (a fraction of a fresh fit's time). Every fit is cached by its data.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, replace
 from ase import Atoms
 
 from pyiron_assyst.calculators import CalculatorConfig
+from pyiron_assyst.core.config import require
 from pyiron_assyst.core.report import StageReport
 from pyiron_assyst.execution.executors import Executor
 from pyiron_assyst.fitting.mace import FitConfig, FitReport, MaceModel, fit
@@ -42,7 +44,7 @@ class Round:
 def refine(model: MaceModel, training: Sequence[Atoms], reference: CalculatorConfig,
            fit_config: FitConfig, explore_config: ExploreConfig = ExploreConfig(),
            rounds: int = 1, executor: Executor | None = None,
-           directory: str | os.PathLike[str] = "fit",
+           directory: str | os.PathLike[str] = "fit", continue_epochs: int | None = None,
            ) -> tuple[MaceModel, list[Atoms], list[Round]]:
     """``rounds`` rounds of explore → label → fit, starting from ``model``.
 
@@ -64,6 +66,11 @@ def refine(model: MaceModel, training: Sequence[Atoms], reference: CalculatorCon
         Where exploration and labels run (default: local processes); the fit runs here.
     directory
         Project directory of the fits.
+    continue_epochs
+        ``None``: every refit is a fresh fit with ``fit_config``. A number: every refit
+        continues the round's model (its weights, optimizer and learning-rate state) for that
+        many epochs (``fit_config`` with ``epochs = continue_epochs``; its learning rate is the
+        model's last one).
 
     Returns
     -------
@@ -71,6 +78,11 @@ def refine(model: MaceModel, training: Sequence[Atoms], reference: CalculatorCon
         The last model, the training structures with every labelled snapshot appended, and
         what each round did.
     """
+    require(continue_epochs is None or (isinstance(continue_epochs, int)
+                                        and continue_epochs >= 1), "refine",
+            "continue_epochs", "None or an integer >= 1", continue_epochs)
+    if continue_epochs is not None:
+        fit_config = replace(fit_config, epochs=continue_epochs)
     done: list[Round] = []
     training = list(training)
     for r in range(rounds):
@@ -78,6 +90,7 @@ def refine(model: MaceModel, training: Sequence[Atoms], reference: CalculatorCon
         snapshots, explore_report = explore(training, model, config, executor)
         labelled, label_report = label(snapshots, reference, executor, desc="label explored")
         training += labelled
-        model, fit_report = fit(training, fit_config, Executor(kind="serial"), directory)
+        model, fit_report = fit(training, fit_config, Executor(kind="serial"), directory,
+                                start=model if continue_epochs is not None else None)
         done.append(Round(explore_report, label_report, fit_report))
     return model, training, done

@@ -297,7 +297,9 @@ class FitReport(Config):
     drops
         Structures not used, with reason (``"unlabelled"``).
     final_epoch
-        Epoch (0-based) of the returned model; always ``epochs - 1``.
+        Epoch (0-based, MACE's count) of the returned model; always the last: ``epochs - 1``,
+        or for a continued fit the start's final epoch ``+ epochs - 1`` (MACE retrains from the
+        start's last epoch on).
     device
         Device the training ran on.
     threads
@@ -313,6 +315,8 @@ class FitReport(Config):
         MACE estimates them and logs them).
     e0s_source
         ``"isolated"``, or ``"average"`` with the reason when ``"isolated"`` was asked for.
+    continued
+        The model file the fit continued (``start`` of :func:`fit`; empty: a fresh fit).
     """
 
     backend: str
@@ -330,6 +334,7 @@ class FitReport(Config):
     model_path: str = ""
     e0s: tuple[tuple[str, float], ...] = ()
     e0s_source: str = ""
+    continued: str = field(default="", metadata=ADDED_FIELD)
 
     def summary(self) -> str:
         """One line: sizes of both sides, drops, final epoch, time."""
@@ -340,6 +345,8 @@ class FitReport(Config):
             text += f"; dropped {len(self.drops)}"
         e0s = ", ".join(f"{s} {e:.4g} eV" for s, e in self.e0s)
         text += f"; E0s {self.e0s_source}" + (f" ({e0s})" if e0s else "")
+        if self.continued:
+            text += f"; continued {Path(self.continued).parent.name}"
         return text + f"; final epoch {self.final_epoch}; {self.wall_time:.1f} s" + (
             " (cached)" if self.cached else "")
 
@@ -484,7 +491,9 @@ class _Task:
 
 
 def _mace_arguments(config: FitConfig, device: str, has_valid: bool,
-                    e0s: dict[str, float] | None = None) -> list[str]:
+                    e0s: dict[str, float] | None = None, start: _Start | None = None,
+                    ) -> list[str]:
+    total = _last_epoch(config, start) + 1  # MACE counts on from the start's epoch
     hidden = " + ".join(f"{config.num_channels}x{ell}{'e' if ell % 2 == 0 else 'o'}"
                         for ell in range(config.max_L + 1))
     args = [
@@ -495,13 +504,13 @@ def _mace_arguments(config: FitConfig, device: str, has_valid: bool,
         "--correlation", str(config.correlation),
         "--num_interactions", str(config.num_interactions),
         "--radial_MLP", "[" + ", ".join(str(w) for w in config.radial_mlp) + "]",
-        "--max_num_epochs", str(config.epochs), "--batch_size", str(config.batch_size),
+        "--max_num_epochs", str(total), "--batch_size", str(config.batch_size),
         "--valid_batch_size", str(max(config.batch_size, 16)),
         "--lr", repr(config.learning_rate), "--energy_weight", repr(config.energy_weight),
         "--forces_weight", repr(config.forces_weight), "--device", device,
         "--default_dtype", config.default_dtype,
         # validate every epoch and keep every checkpoint: the last one is the final model
-        "--eval_interval", "1", "--save_all_checkpoints", "--patience", str(config.epochs + 1),
+        "--eval_interval", "1", "--save_all_checkpoints", "--patience", str(total + 1),
         "--num_workers", "0", "--save_cpu", "--log_level", "INFO",
     ]
     if config.stress_weight > 0:
@@ -513,6 +522,9 @@ def _mace_arguments(config: FitConfig, device: str, has_valid: bool,
         args += ["--ema", "--ema_decay", repr(config.ema_decay)]
     if config.pair_repulsion:
         args.append("--pair_repulsion")
+    if start is not None:  # its checkpoint is in checkpoints/; the same message normalisation
+        args += ["--restart_latest", "--compute_avg_num_neighbors", "False",
+                 "--avg_num_neighbors", repr(start.avg_num_neighbors)]
     # MACE refuses a validation fraction of 0: without a validation side it validates on the
     # training data (only its logs and the learning-rate schedule see it)
     args += ["--valid_file", "valid.xyz" if has_valid else "train.xyz"]
@@ -565,6 +577,77 @@ def _final_epoch(log: str, epochs: int) -> int:
     return found[-1]
 
 
+# --------------------------------------------------------------------------- continuing a fit
+
+_ARCHITECTURE = ("backend", "r_max", "num_channels", "max_L", "correlation", "num_interactions",
+                 "radial_mlp", "default_dtype", "pair_repulsion")
+"""The fields of :class:`FitConfig` that a continued fit must share with its start."""
+_NEIGHBOURS = re.compile(r"Average number of neighbors: ([-+0-9.eE]+)")
+
+
+@dataclass(frozen=True)
+class _Start:
+    """The fit that a continued fit starts from.
+
+    ``checkpoint``: its final checkpoint (weights, optimizer and learning-rate state), of
+    MACE epoch ``epoch``; ``avg_num_neighbors``: its message normalisation, which MACE would
+    otherwise compute anew from the new data and so change the start's function;
+    ``sha256``: its model file's hash (part of the continued fit's cache key).
+    """
+
+    checkpoint: Path
+    epoch: int
+    avg_num_neighbors: float
+    sha256: str
+
+
+def _start_of(model: MaceModel, config: FitConfig) -> _Start:
+    """The start of a fit that continues ``model`` (a model of :func:`fit`) with ``config``."""
+    work = Path(model.model_path).parent
+    try:
+        record = json.loads((work / "fit.json").read_text())
+        sha256 = _sha256(Path(model.model_path))
+    except (OSError, ValueError) as error:
+        raise FitError(f"cannot continue {model.model_path}: not a finished fit of this "
+                       f"package ({error})") from None
+    if model.sha256 and sha256 != model.sha256:
+        raise FitError(f"cannot continue {model.model_path}: the file changed since it was "
+                       "fitted")
+    ours = json.loads(config.to_json())
+    differ = [k for k in _ARCHITECTURE if record["config"].get(k) != ours[k]]
+    if differ:
+        raise FitError(f"cannot continue {model.model_path}: its {', '.join(differ)} differ "
+                       "from the config's (a continued fit keeps the model's architecture)")
+    epoch = int(record["final_epoch"])
+    checkpoint = work / "checkpoints" / f"model_run-{record['config']['seed']}_epoch-{epoch}.pt"
+    neighbours = record.get("avg_num_neighbors") or _logged_neighbours(work / "train.log")
+    if not checkpoint.is_file() or neighbours is None:
+        raise FitError(f"cannot continue {model.model_path}: its final checkpoint or its "
+                       f"average number of neighbours is missing in {work}")
+    return _Start(checkpoint, epoch, float(neighbours), sha256)
+
+
+def _logged_neighbours(log: Path) -> float | None:
+    """The average number of neighbours a MACE training log reports (``None``: none)."""
+    found = _NEIGHBOURS.findall(log.read_text()) if log.is_file() else []
+    return float(found[-1]) if found else None
+
+
+def _last_epoch(config: FitConfig, start: _Start | None) -> int:
+    """MACE's number of the final epoch: a continued fit retrains from its start's last one."""
+    return (start.epoch if start is not None else 0) + config.epochs - 1
+
+
+def _check_continued(log: str, start: _Start) -> None:
+    """Raise unless MACE loaded ``start``'s checkpoint before training (it falls back to a
+    fresh model silently when the checkpoint does not load)."""
+    begin = log.find("Started training")
+    if begin < 0 or not re.search(rf"Loading checkpoint: \S*_epoch-{start.epoch}\.pt",
+                                  log[:begin]):
+        raise FitError(f"MACE did not load the checkpoint of epoch {start.epoch} before "
+                       "training: the fit would not continue its start; refusing it")
+
+
 # --------------------------------------------------------------------------- the stage
 
 
@@ -579,8 +662,11 @@ def _usable(structures: Sequence[Atoms]) -> tuple[list[Atoms], list[Drop]]:
     return kept, drops
 
 
-def _fit_key(config: FitConfig, device: str, train: Path, valid: Path | None) -> str:
+def _fit_key(config: FitConfig, device: str, train: Path, valid: Path | None,
+             start: _Start | None = None) -> str:
     digest = hashlib.sha256(config.to_json().encode() + device.encode())
+    if start is not None:
+        digest.update(start.sha256.encode())
     for path in (train, valid):
         if path is not None:
             digest.update(_sha256(path).encode())
@@ -589,7 +675,7 @@ def _fit_key(config: FitConfig, device: str, train: Path, valid: Path | None) ->
 
 def fit(structures: Sequence[Atoms], config: FitConfig = FitConfig(),
         executor: Executor | None = None, directory: str | os.PathLike[str] = "fit",
-        ) -> tuple[MaceModel, FitReport]:
+        start: MaceModel | None = None) -> tuple[MaceModel, FitReport]:
     """Train a potential on labelled ``structures``; return its calculator config and a report.
 
     Parameters
@@ -606,14 +692,23 @@ def fit(structures: Sequence[Atoms], config: FitConfig = FitConfig(),
         partition and GPUs are requested for the training job.
     directory
         Project directory; the fit writes ``fit_<key>/`` there (data, log, checkpoints and
-        ``model.model``), ``key`` being a hash of the config, the device and the data.
+        ``model.model``), ``key`` being a hash of the config, the device, the data and
+        ``start``.
+    start
+        A model of an earlier :func:`fit` (same architecture: ``r_max``, channels, ``max_L``,
+        correlation, interactions, radial MLP, dtype, ZBL) to continue instead of starting
+        from random weights: its final checkpoint (weights, optimizer and learning-rate state)
+        is trained ``config.epochs`` more epochs on ``structures`` (active learning's refit on
+        the old data and the new, :func:`pyiron_assyst.fitting.active.refine`).
 
     Raises
     ------
     FitError
-        If no labelled structure is left, training fails, or the model is not the final one.
+        If no labelled structure is left, training fails, the model is not the final one, or
+        ``start`` cannot be continued (another architecture, a changed or incomplete fit).
     """
-    start = time.perf_counter()
+    begin = time.perf_counter()
+    origin = _start_of(start, config) if start is not None else None
     usable, drops = _usable(structures)
     if not usable:
         raise FitError("fit: no labelled structures (label the set first)")
@@ -628,7 +723,8 @@ def fit(structures: Sequence[Atoms], config: FitConfig = FitConfig(),
         _write_e0s(staging / "e0s.json", e0s)
     if valid:
         _write_xyz(staging / "valid.xyz", [training_targets(s, *weights) for s in valid])
-    key = _fit_key(config, device, staging / "train.xyz", staging / "valid.xyz" if valid else None)
+    key = _fit_key(config, device, staging / "train.xyz", staging / "valid.xyz" if valid else None,
+                   origin)
     work = Path(directory).resolve() / f"fit_{key}"
     model_file = work / "model.model"
     cached = (work / "fit.json").is_file() and model_file.is_file()
@@ -636,36 +732,48 @@ def fit(structures: Sequence[Atoms], config: FitConfig = FitConfig(),
         final_epoch = json.loads((work / "fit.json").read_text())["final_epoch"]
         shutil.rmtree(staging)
     else:
-        final_epoch = _run_training(config, device, staging, work, valid, executor, e0s)
+        final_epoch = _run_training(config, device, staging, work, valid, executor, e0s,
+                                    origin)
     report = FitReport(
         backend=config.backend, n_in=len(structures), n_train=len(train), n_valid=len(valid),
         train_roots=tuple(sorted({root_of(s) for s in train})),
         valid_roots=tuple(sorted({root_of(s) for s in valid})), drops=tuple(drops),
         final_epoch=final_epoch, device=device, threads=config.threads,
-        wall_time=time.perf_counter() - start, cached=cached, model_path=str(model_file),
-        e0s=tuple(e0s.items()), e0s_source=e0s_source)
+        wall_time=time.perf_counter() - begin, cached=cached, model_path=str(model_file),
+        e0s=tuple(e0s.items()), e0s_source=e0s_source,
+        continued=start.model_path if start is not None else "")
     model = MaceModel(str(model_file), _sha256(model_file), "cpu", config.default_dtype)
     return model, report
 
 
 def _run_training(config: FitConfig, device: str, staging: Path, work: Path,
                   valid: Sequence[Atoms], executor: Executor | None,
-                  e0s: dict[str, float]) -> int:
+                  e0s: dict[str, float], start: _Start | None = None) -> int:
     if work.exists():  # an interrupted run: start clean, stale checkpoints would be reloaded
         shutil.rmtree(work)
     staging.rename(work)
-    task = _Task(str(work), tuple(_mace_arguments(config, device, bool(valid), e0s)),
+    if start is not None:  # where MACE's --restart_latest finds it, under this fit's tag
+        (work / "checkpoints").mkdir()
+        shutil.copyfile(start.checkpoint, work / "checkpoints" /
+                        f"model_run-{config.seed}_epoch-{start.epoch}.pt")
+    task = _Task(str(work), tuple(_mace_arguments(config, device, bool(valid), e0s, start)),
                  config.threads)
     executor = executor or Executor(kind="serial")
     (result,) = run_tasks(_train, [task], executor, desc="fit")
     if isinstance(result, TaskError):
         raise FitError(f"fit failed: {result}")
-    final_epoch = _final_epoch(result, config.epochs)
+    if start is not None:
+        _check_continued(result, start)
+    final_epoch = _final_epoch(result, _last_epoch(config, start) + 1)
     if not (work / "model.model").is_file():
         raise FitError(f"MACE wrote no model file in {work}")
     _prune_checkpoints(work)
-    (work / "fit.json").write_text(json.dumps({"final_epoch": final_epoch,
-                                               "config": config.to_dict()}, indent=1))
+    neighbours = start.avg_num_neighbors if start is not None else _logged_neighbours(
+        work / "train.log")
+    (work / "fit.json").write_text(json.dumps({
+        "final_epoch": final_epoch, "config": config.to_dict(),
+        "avg_num_neighbors": neighbours,
+        "start": str(start.checkpoint) if start is not None else None}, indent=1))
     return final_epoch
 
 
