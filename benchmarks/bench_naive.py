@@ -107,14 +107,15 @@ def test_sets(seed: int, assyst_held_out: list[Atoms]) -> dict[str, list[Atoms]]
     from ase.build import fcc100, fcc111
 
     from pyiron_assyst.core.composition import composition
-    from pyiron_assyst.fitting.stability import cluster, shortest_distance, vacancy_cell
+    from pyiron_assyst.fitting.stability import cluster, vacancy_cell
+    from pyiron_assyst.numerics.distances import shortest_distance_in
     from pyiron_assyst.stages.sample import Formulas, SampleConfig, sample
 
     a, nearest = 3.59, 3.59 / math.sqrt(2)
     rng = np.random.default_rng(2000 + seed)
     crystals, _ = sample(Formulas.range("Cu", 3, 5), SampleConfig(
         spacegroups=tuple(range(2, 231, 9)), max_atoms=4, seed=500 + seed))
-    crystals = [c for c in crystals if shortest_distance(c) >= 2.0][:40]
+    crystals = [c for c in crystals if shortest_distance_in(c) >= 2.0][:40]
     chains = []
     for per_cell in (1, 2):
         for spacing in (2.0, 2.2, 2.4, 2.6, 2.8):

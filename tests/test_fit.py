@@ -638,9 +638,9 @@ def test_fit_command_rejects_bad_arguments(capsys):
     assert main(["--explore-rounds", "-1", "-o", "unused"]) == 2
     assert "--explore-rounds must be an integer >= 0" in capsys.readouterr().err
     assert main(["--explore-min-atoms", "0", "-o", "unused"]) == 2
-    assert "min_atoms must be an integer >= 1" in capsys.readouterr().err
+    assert "--explore-min-atoms must be an integer >= 1" in capsys.readouterr().err
     assert main(["--explored-weights", "1", "-0.1", "-o", "unused"]) == 2
-    assert "explored_weights must be two numbers >= 0" in capsys.readouterr().err
+    assert "--explored-weights must be two numbers >= 0" in capsys.readouterr().err
     assert main(["--refit-epochs", "0", "-o", "unused"]) == 2
     assert "--refit-epochs must be an integer >= 1" in capsys.readouterr().err
     assert not Path("unused").exists()

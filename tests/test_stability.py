@@ -22,7 +22,6 @@ from pyiron_assyst.fitting.stability import (
     cluster_curve,
     md_checks,
     md_trace,
-    shortest_distance,
     vacancy_cell,
 )
 from pyiron_assyst.fitting.transferability import (
@@ -33,6 +32,7 @@ from pyiron_assyst.fitting.transferability import (
     _stability,
     write_report,
 )
+from pyiron_assyst.numerics.distances import shortest_distance_in
 
 A_EMT = 3.59  # Å, EMT Cu
 NEAREST = A_EMT / math.sqrt(2)
@@ -48,12 +48,12 @@ def _source(config):
     return lambda atoms: calc
 
 
-def test_vacancy_cell_and_shortest_distance():
+def test_vacancy_cell_and_shortest_distance_in():
     cell = vacancy_cell("Cu", A_EMT, 2)
     assert len(cell) == 31
-    assert shortest_distance(cell) == pytest.approx(NEAREST)
-    assert shortest_distance(Atoms("Cu")) == math.inf  # one atom, no images: no pair
-    assert shortest_distance(Atoms("Cu2", [[0, 0, 0], [0, 0, 1.7]])) == pytest.approx(1.7)
+    assert shortest_distance_in(cell) == pytest.approx(NEAREST)
+    assert shortest_distance_in(Atoms("Cu")) == math.inf  # one atom, no images: no pair
+    assert shortest_distance_in(Atoms("Cu2", [[0, 0, 0], [0, 0, 1.7]])) == pytest.approx(1.7)
 
 
 def test_emt_driving_itself_passes_with_zero_error():

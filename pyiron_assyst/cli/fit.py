@@ -59,7 +59,8 @@ def add_fit_command(subparsers: Any) -> argparse.ArgumentParser:
                         help="floating-point type of training and model (default float64; "
                              "float32 trains ~1.2x faster on CPUs)")
     parser.add_argument("--held-out", type=float, default=0.2,
-                        help="fraction of lineages held out of the fit (default 0.2)")
+                        help="fraction of lineages held out of the fit, of each composition "
+                             "on its own (default 0.2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of everything (default 0)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads of the training (default 1: on a loaded 2-core "
@@ -82,7 +83,7 @@ def add_fit_command(subparsers: Any) -> argparse.ArgumentParser:
                              "--epochs)")
     parser.add_argument("--explore-min-atoms", type=int, default=None, metavar="N",
                         help="atoms of the cells the exploration's MD runs in: each start is "
-                             "repeated to at least N (default: ExploreConfig's)")
+                             "repeated to at least N (default 8)")
     parser.add_argument("--explored-weights", type=float, nargs=2, default=None,
                         metavar=("ENERGY", "FORCES"),
                         help="weights of the explored snapshots' energies and forces in the "
@@ -242,6 +243,10 @@ def run_fit(args: argparse.Namespace) -> int:
     require(0 < args.held_out < 1, "fit", "--held-out", "in (0, 1)", args.held_out)
     require(args.refit_epochs is None or args.refit_epochs >= 1, "fit", "--refit-epochs",
             "an integer >= 1", args.refit_epochs)
+    require(args.explore_min_atoms is None or args.explore_min_atoms >= 1, "fit",
+            "--explore-min-atoms", "an integer >= 1", args.explore_min_atoms)
+    require(args.explored_weights is None or min(args.explored_weights) >= 0, "fit",
+            "--explored-weights", "two numbers >= 0 (energy, forces)", args.explored_weights)
     config = quick_fit_config(epochs=args.epochs, channels=args.channels, r_max=args.r_max,
                               batch_size=args.batch_size, dtype=args.dtype, seed=args.seed,
                               threads=args.threads)
@@ -262,7 +267,7 @@ def run_fit(args: argparse.Namespace) -> int:
     kept, held_out = split_by_lineage(labelled, args.held_out, args.seed)
     write(output / "held_out.extxyz", held_out, format="extxyz")
     lines += [label_report.summary(), f"held out: {len(held_out)} structures"]
-    model = _fit_and_refine(args, kept, reference, (config, refit_config), explore_config,
+    model = _fit_and_refine(args, kept, reference, config, refit_config, explore_config,
                             executor, lines)
     use_torch_threads(args.threads)  # the report evaluates the model here, as many as the fit
     result = transferability(model, reference, held_out, report_config)
@@ -293,11 +298,12 @@ def _active_learning_configs(args: argparse.Namespace, config):  # -> (FitConfig
             explore_config)
 
 
-def _fit_and_refine(args: argparse.Namespace, kept: list[Atoms], reference, configs,
-                    explore_config, executor, lines: list[str]):  # -> MaceModel
-    """The first fit on ``kept`` with ``configs[0]``, then ``--explore-rounds`` rounds of
+def _fit_and_refine(args: argparse.Namespace, kept: list[Atoms], reference, config,
+                    refit_config, explore_config, executor,
+                    lines: list[str]):  # -> MaceModel
+    """The first fit on ``kept`` with ``config``, then ``--explore-rounds`` rounds of
     active learning (:func:`pyiron_assyst.fitting.active.refine`) whose refits use
-    ``configs[1]`` (the snapshots' weights apply where there are snapshots, so the first fit
+    ``refit_config`` (the snapshots' weights apply where there are snapshots, so the first fit
     stays the one without active learning); the labelled snapshots go to
     ``explored.extxyz`` (when there was a round), a line per step to ``lines``."""
     from ase.io import write
@@ -307,9 +313,9 @@ def _fit_and_refine(args: argparse.Namespace, kept: list[Atoms], reference, conf
     from pyiron_assyst.fitting.mace import fit
 
     output = Path(args.output)
-    model, fit_report = fit(kept, configs[0], Executor(kind="serial"), output)
+    model, fit_report = fit(kept, config, Executor(kind="serial"), output)
     lines.append(fit_report.summary())
-    model, training, rounds = refine(model, kept, reference, configs[1], explore_config,
+    model, training, rounds = refine(model, kept, reference, refit_config, explore_config,
                                      args.explore_rounds, executor, output,
                                      continue_epochs=args.refit_epochs)
     lines += [line for done in rounds for line in done.summary()]

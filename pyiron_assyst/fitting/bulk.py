@@ -102,10 +102,10 @@ def conventional_cell(element: str, phase: Phase) -> Atoms:
 
 def nearest_neighbour(element: str, phase: Phase) -> float:
     """Nearest-neighbour distance of ``phase`` in Å."""
-    from pyiron_assyst.fitting.stability import shortest_distance
+    from pyiron_assyst.numerics.distances import shortest_distance_in
 
-    return shortest_distance(phase_structure(element, phase.name, phase.volume,
-                                             phase.c_over_a))
+    return shortest_distance_in(phase_structure(element, phase.name, phase.volume,
+                                                phase.c_over_a))
 
 
 def supercell(element: str, phase: Phase, sites: int) -> Atoms:

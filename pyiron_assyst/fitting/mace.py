@@ -394,8 +394,8 @@ def split_by_lineage(structures: Sequence[Atoms], fraction: float, seed: int = 0
     kinds: dict[str, str] = {}  # root -> composition (the least, should a lineage mix them)
     for s in structures:
         if not _anchor(s):
-            kind = composition(s)
-            kinds[root_of(s)] = min(kinds.get(root_of(s), kind), kind)
+            root, kind = root_of(s), composition(s)
+            kinds[root] = min(kinds.get(root, kind), kind)
     lineages: dict[str, list[str]] = {}
     for root, kind in kinds.items():
         lineages.setdefault(kind, []).append(root)

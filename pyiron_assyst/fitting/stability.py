@@ -31,8 +31,10 @@ import numpy as np
 from ase import Atoms, units
 from ase.calculators.calculator import BaseCalculator
 
+from pyiron_assyst.numerics.distances import shortest_distance_in
+
 __all__ = ["Check", "MDTrace", "cluster_checks", "cluster_curve", "md_checks", "md_trace",
-           "shortest_distance", "vacancy_cell"]
+           "vacancy_cell"]
 
 Source = Callable[[Atoms], BaseCalculator]
 """A calculator for a structure (a live calculator, fresh state)."""
@@ -86,14 +88,6 @@ class MDTrace:
     def error(self) -> np.ndarray:
         """Model minus reference energy per atom along the trajectory (eV/atom)."""
         return np.asarray(self.model) - np.asarray(self.reference)
-
-
-def shortest_distance(atoms: Atoms) -> float:
-    """Shortest distance between two atoms, periodic images included (Å; ``inf`` for one
-    atom without close images)."""
-    from pyiron_assyst.numerics.distances import shortest_distance as shortest
-
-    return shortest(atoms.positions, atoms.cell.array, atoms.pbc)
 
 
 def vacancy_cell(element: str, a: float, repeat: int = 2) -> Atoms:
@@ -166,7 +160,7 @@ def md_trace(start: Atoms, model: Source, reference: Source, temperature: float,
         done = dynamics.nsteps
         trace.step.append(done)
         trace.time.append(done * timestep)
-        trace.shortest.append(shortest_distance(atoms))
+        trace.shortest.append(shortest_distance_in(atoms))
         trace.model.append(energy / len(atoms))
         trace.reference.append(_energy_per_atom(atoms, reference))
         if not (math.isfinite(trace.model[-1]) and math.isfinite(trace.reference[-1])):

@@ -19,7 +19,7 @@ from functools import lru_cache
 import numpy as np
 
 __all__ = ["has_close_pair", "has_pair_closer", "image_distances", "nearest_distances",
-           "pair_vectors", "shortest_distance"]
+           "pair_vectors", "shortest_distance", "shortest_distance_in"]
 
 _BRUTE_FORCE_ENTRIES = 500_000
 """Above this many (pair, image) entries the distance check uses ASE's binned neighbor list."""
@@ -112,6 +112,12 @@ def shortest_distance(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray,
     """Shortest distance between two atoms, periodic images included (Å); ``inf`` when no
     pair is within ``cutoff`` Å (e.g. one atom without close images)."""
     return float(np.min(image_distances(positions, cell, pbc, cutoff)))
+
+
+def shortest_distance_in(atoms) -> float:
+    """:func:`shortest_distance` of an ASE ``Atoms`` (or anything with ``positions``,
+    ``cell.array`` and ``pbc``), in Å; ``inf`` for one atom without close images."""
+    return shortest_distance(atoms.positions, atoms.cell.array, atoms.pbc)
 
 
 def pair_vectors(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float

@@ -39,7 +39,7 @@ from pyiron_assyst.core.lineage import child_uuid, make_child, rng_for, uuid_of
 from pyiron_assyst.core.report import Drop, StageReport
 from pyiron_assyst.execution.executors import Executor, run_tasks
 from pyiron_assyst.execution.tasks import TaskError
-from pyiron_assyst.numerics.distances import shortest_distance
+from pyiron_assyst.numerics.distances import shortest_distance_in
 from pyiron_assyst.stages.curate import SHORT_RANGE_KEY
 
 __all__ = ["STEP", "TEMPERATURE_KEY", "ExploreConfig", "explore", "explore_starts",
@@ -201,7 +201,7 @@ def _run_md(run: _Run) -> _Frames:
 
     config, rng = run.config, np.random.default_rng(run.seed)
     atoms = run.start.copy()
-    limit = config.min_distance * _shortest(atoms)
+    limit = config.min_distance * shortest_distance_in(atoms)
     thermalize = getattr(velocitydistribution, "thermalize_momenta",  # ase >= 3.29
                          velocitydistribution.MaxwellBoltzmannDistribution)
     thermalize(atoms, temperature_K=run.temperature, rng=rng)
@@ -217,7 +217,7 @@ def _run_md(run: _Run) -> _Frames:
             return _Frames(tuple(positions), tuple(cells),
                            f"model raised at frame {frame}: {type(error).__name__}: {error}",
                            "calculator_error")
-        shortest = _shortest(atoms)
+        shortest = shortest_distance_in(atoms)
         if not shortest >= limit:
             return _Frames(tuple(positions), tuple(cells),
                            f"collapsed at frame {frame}: shortest distance {shortest:.2f} Å "
@@ -225,10 +225,6 @@ def _run_md(run: _Run) -> _Frames:
         positions.append(atoms.positions.copy())
         cells.append(atoms.cell.array.copy())
     return _Frames(tuple(positions), tuple(cells))
-
-
-def _shortest(atoms: Atoms) -> float:
-    return shortest_distance(atoms.positions, atoms.cell.array, atoms.pbc)
 
 
 def _limit_torch_threads(threads: int) -> None:
