@@ -54,11 +54,15 @@ mace = pytest.importorskip("mace")
 
 TINY = FitConfig(num_channels=4, correlation=1, r_max=4.0, epochs=2, batch_size=8, seed=1,
                  threads=1, valid_fraction=0.2, ema_decay=0.9)
-QUICK_MAE = 20.0  # meV/atom; seeds 0, 1, 2: 12.2, 11.6, 12.8
-QUICK_FORCES = 0.15  # eV/Å; seeds 0, 1, 2: 0.040, 0.065, 0.055
-QUICK_FCC_A = 0.015  # relative; seeds 0, 1, 2: +0.0055, +0.0105, +0.0008
-QUICK_MD_ERROR = 30.0  # meV/atom, largest |E_model - E_ref| of any MD run; seeds: 13.2, 21.9, 26.0
-QUICK_CLUSTERS = 100.0  # meV/atom, dimer and trimer at 0.7-1.0 x (issue 19); seeds: 26, 41, 40
+# gates of the quick case (the defaults: one round of active learning), outside the scatter of
+# seeds 0-4 measured (docs/fitting.md)
+QUICK_MAE = 20.0  # meV/atom; seeds 0-4: 12.4, 16.4, 12.3, 14.3, 12.4
+QUICK_FORCES = 0.15  # eV/Å; seeds 0-4: 0.037, 0.081, 0.057, 0.048, 0.044
+QUICK_FCC_A = 0.015  # relative; seeds 0-4: +0.0033, +0.0025, -0.0021, -0.0008, +0.0011
+QUICK_MD_ERROR = 30.0  # meV/atom, largest |E_model - E_ref| of any MD run; 10.2, 22.1, 8.9,
+# 19.4, 10.3
+QUICK_DIMER = 100.0  # meV/atom at 0.7-1.0 x (issue 19's target); seeds 0-4: 23, 57, 39, 13, 32
+QUICK_TRIMER = 150.0  # meV/atom at 0.7-1.0 x; seeds 0-4: 39, 108, 97, 28, 16
 QUICK_REPORT = TransferabilityConfig(n_volumes=5, vacancy_sites=32, relax_steps=20,
                                      slab_layers=3, md_steps=10, md_snapshots=2,
                                      stability_runs=(("vacancy", 1500.0, 0.04),),
@@ -552,16 +556,16 @@ def test_quick_case_meets_the_target(tmp_path):
     """``pyiron-assyst fit`` with its default arguments (the quick case: Cu, 1-2 atoms, every
     third space group, the short-range structures, about 530 structures, 20 % of the lineages
     held out; a 16-channel float64 MACE model with correlation 3, 200 epochs, the clusters'
-    energies weighted 10 and their forces 1, no round of active learning; the report with 16 ps
-    of the model's own MD).
+    energies weighted 10 and their forces 1; one round of active learning, the model continued
+    40 epochs on its labelled MD snapshots; the report with 16 ps of the model's own MD).
 
-    The gates lie outside the scatter of the seeds 0-2 measured (docs/fitting.md), not at the
-    issue's targets, which seed 0 meets and seeds 1 and 2 do not (their dimer curves are 122
-    and 194 meV/atom off against the target's 100): a fit is reproducible only per machine
-    and thread count. The MD must stay intact (shortest distance above 0.65 × the nearest
-    neighbours' in every run: measured 1.90-2.03 Å against 1.65) and its energy follow the
-    reference; the clusters must not fall back to the ~350 meV/atom of before the fit
-    settings were chosen. An untrained model is at ~500 meV/atom and ~1 eV/Å.
+    The gates lie outside the scatter of the seeds 0-4 measured (docs/fitting.md), not at the
+    report's limits, which seed 1 misses at 2000 K (22.1 meV/atom) and in its trimer (108):
+    a fit is reproducible only per machine and thread count. The MD must stay intact
+    (shortest distance above 0.65 × the nearest neighbours' in every run: measured 1.90-2.14 Å
+    against 1.65) and its energy follow the reference; the clusters must not fall back to the
+    ~350 meV/atom of before the fit settings were chosen. An untrained model is at ~500
+    meV/atom and ~1 eV/Å.
     """
     import pandas as pd
 
@@ -593,9 +597,15 @@ def test_quick_case_meets_the_target(tmp_path):
         else:
             assert float(value) < QUICK_MD_ERROR, text
     assert "5000/5000 steps" in text  # 10 ps at 1500 K
-    for _name, _, value, *_ in (c for c in checks if not c[0].startswith("| MD ")):
-        assert float(value) < QUICK_CLUSTERS, text
-    assert "final epoch 199" in (out / "summary.txt").read_text()
+    clusters = [c for c in checks if not c[0].startswith("| MD ")]
+    assert [c[0].split()[1] for c in clusters] == ["dimer", "trimer"], text
+    assert float(clusters[0][2]) < QUICK_DIMER, text
+    assert float(clusters[1][2]) < QUICK_TRIMER, text
+    summary = (out / "summary.txt").read_text()
+    assert "final epoch 199" in summary  # the first fit
+    assert "final epoch 238" in summary  # continued 40 epochs (MACE retrains its epoch 199)
+    assert "explore: " in summary
+    assert len(read(out / "explored.extxyz", index=":")) == 40
 
 
 # --------------------------------------------------------------------------- nodes and CLI
@@ -729,7 +739,7 @@ def test_fit_command_binary_end_to_end(tmp_path):
     out = tmp_path / "binary"
     assert main(["--elements", "Cu", "Ag", "--group-step", "20", "--epochs", "2",
                  "--channels", "4", "--threads", "1", "--workers", "1", "--md-time", "0.02",
-                 "-o", str(out)]) == 0
+                 "--refit-epochs", "2", "-o", str(out)]) == 0
     training = read(out / "training_set.extxyz", index=":")
     formulas = {a.get_chemical_formula(empirical=True) for a in training}
     assert {"Cu", "Ag", "AgCu"} <= formulas
@@ -742,8 +752,14 @@ def test_fit_command_binary_end_to_end(tmp_path):
     assert table.loc["formation energy B2 CuAg", "reference"] == pytest.approx(31.3, abs=1.5)
     text = (out / "summary.txt").read_text()
     assert "formation B2 CuAg: |ΔH_model - ΔH_ref|" in text
-    assert "explore: " not in text  # no active learning by default (docs/fitting.md)
-    assert not (out / "explored.extxyz").exists()
+    # one round of active learning by default: snapshots labelled, the model continued
+    assert "continued fit_" in text
+    # the two lowest minima of Cu, Ag and CuAg at 2 temperatures, 10 snapshots each
+    kept = len(training) - len(read(out / "held_out.extxyz", index=":"))
+    assert f"explore: {kept} in, 120 out of 120" in text, text
+    explored = read(out / "explored.extxyz", index=":")
+    assert len(explored) == 120
+    assert {a.get_chemical_formula(empirical=True) for a in explored} == {"Cu", "Ag", "AgCu"}
     assert (out / "report" / "formation_energies.png").is_file()
 
 
