@@ -699,7 +699,8 @@ def fit(structures: Sequence[Atoms], config: FitConfig = FitConfig(),
         correlation, interactions, radial MLP, dtype, ZBL) to continue instead of starting
         from random weights: its final checkpoint (weights, optimizer and learning-rate state)
         is trained ``config.epochs`` more epochs on ``structures`` (active learning's refit on
-        the old data and the new, :func:`pyiron_assyst.fitting.active.refine`).
+        the old data and the new, :func:`pyiron_assyst.fitting.active.refine`). The learning
+        rate goes on from the start's last one; ``config.learning_rate`` does not apply.
 
     Raises
     ------
