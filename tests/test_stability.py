@@ -70,6 +70,25 @@ def test_emt_driving_itself_passes_with_zero_error():
     assert checks[1].value < 1e-9
 
 
+def test_md_check_says_where_its_largest_error_is():
+    """The energy check names the step of the largest error, and says when it is the
+    starting cell's own (a static error the model's MD did not make)."""
+    from pyiron_assyst.fitting.stability import MDTrace
+
+    def trace(model: list[float]) -> MDTrace:
+        return MDTrace(1500.0, 20, "Cu vacancy", step=[0, 10, 20], time=[0.0, 20.0, 40.0],
+                       shortest=[2.5] * 3, model=model, reference=[-3.0, -2.9, -2.8])
+
+    _, static = md_checks(trace([-2.97, -2.89, -2.79]), 1.6, 0.02)
+    assert static.value == pytest.approx(30.0)
+    assert not static.passed
+    assert "largest at step 0 (the starting cell's static error)" in static.detail
+    _, grown = md_checks(trace([-2.99, -2.89, -2.77]), 1.6, 0.02)
+    assert grown.value == pytest.approx(30.0)
+    assert "largest at step 20; drift of the error 20 meV/atom" in grown.detail
+    assert "static" not in grown.detail
+
+
 def test_a_collapsing_model_fails_and_stops_early():
     trace = md_trace(vacancy_cell("Cu", A_EMT), _source(COLLAPSING), _source(EMT()), 1500.0,
                      1000, every=10, seed=1, collapse=0.65 * NEAREST)

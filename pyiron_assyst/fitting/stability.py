@@ -176,20 +176,27 @@ def md_trace(start: Atoms, model: Source, reference: Source, temperature: float,
 def md_checks(trace: MDTrace, min_distance: float, tolerance: float) -> list[Check]:
     """Pass/fail of one trace: shortest distance ``>= min_distance`` Å over the whole run and
     largest ``|E_model - E_ref|`` per atom ``<= tolerance`` eV/atom; a run that stopped early
-    fails both."""
+    fails both. The energy check's detail gives the step of the largest error: at step 0 it
+    is the starting cell's static error, which the model's MD did not make."""
     name = f"MD {trace.cell + ' ' if trace.cell else ''}{trace.temperature:g} K"
     ran = f"{trace.step[-1] if trace.step else 0}/{trace.steps} steps"
     shortest = min(trace.shortest, default=math.nan)
     errors = np.abs(trace.error())
-    worst = float(errors.max()) if errors.size and np.all(np.isfinite(errors)) else math.inf
+    finite = bool(errors.size) and bool(np.all(np.isfinite(errors)))
+    worst = float(errors.max()) if finite else math.inf
     drift = float(trace.error()[-1] - trace.error()[0]) if errors.size > 1 else math.nan
     stopped = f"; stopped: {trace.stopped}" if trace.stopped else ""
+    where = ""
+    if finite and trace.step:
+        at = trace.step[int(np.argmax(errors))]
+        where = f"; largest at step {at}" + (" (the starting cell's static error)"
+                                             if at == trace.step[0] else "")
     return [
         Check(f"{name}: shortest distance", not trace.stopped and shortest >= min_distance,
               shortest, min_distance, "Å", f"{ran}{stopped}"),
         Check(f"{name}: |E_model - E_ref|", not trace.stopped and worst <= tolerance,
               1000 * worst, 1000 * tolerance, "meV/atom",
-              f"{ran}; drift of the error {1000 * drift:.3g} meV/atom{stopped}"),
+              f"{ran}{where}; drift of the error {1000 * drift:.3g} meV/atom{stopped}"),
     ]
 
 
