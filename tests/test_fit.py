@@ -759,13 +759,18 @@ def test_fit_command_binary_end_to_end(tmp_path):
     assert "formation B2 CuAg: |ΔH_model - ΔH_ref|" in text
     # one round of active learning by default: snapshots labelled, the model continued
     assert "continued fit_" in text
-    # up to two minima of each composition, 2 temperatures, 10 snapshots each; none lost
+    # up to two minima of each composition, 2 temperatures, 10 snapshots each; the 2-epoch
+    # model's MD may collapse in a run (measured: 155 of 160), and then the drops are counted
     kept = len(training) - len(read(out / "held_out.extxyz", index=":"))
     explored = read(out / "explored.extxyz", index=":")
-    assert len(explored) % 20 == 0
-    assert f"explore: {kept} in, {len(explored)} out of {len(explored)}" in text, text
-    assert {a.get_chemical_formula(empirical=True) for a in explored} == {
-        "Cu", "Ag", "AgCu", "AgCu2", "Ag2Cu"}
+    found = re.search(rf"explore: {kept} in, {len(explored)} out of (\d+)"
+                      r"(?:; dropped (\d+) \((?:collapsed|md_stopped))?", text)
+    assert found, text
+    assert int(found[1]) % 20 == 0
+    assert len(explored) + int(found[2] or 0) == int(found[1])
+    formulas = {a.get_chemical_formula(empirical=True) for a in explored}
+    assert formulas <= {"Cu", "Ag", "AgCu", "AgCu2", "Ag2Cu"}
+    assert formulas & {"AgCu", "AgCu2", "Ag2Cu"}  # the alloys are explored too
     assert (out / "report" / "formation_energies.png").is_file()
 
 
