@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ase import Atoms
 
 __all__ = ["has_close_pair", "has_pair_closer", "image_distances", "nearest_distances",
            "pair_vectors", "shortest_distance", "shortest_distance_in"]
@@ -114,9 +118,9 @@ def shortest_distance(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray,
     return float(np.min(image_distances(positions, cell, pbc, cutoff)))
 
 
-def shortest_distance_in(atoms) -> float:
-    """:func:`shortest_distance` of an ASE ``Atoms`` (or anything with ``positions``,
-    ``cell.array`` and ``pbc``), in Å; ``inf`` for one atom without close images."""
+def shortest_distance_in(atoms: Atoms) -> float:
+    """:func:`shortest_distance` of an ASE ``Atoms``, in Å; ``inf`` for one atom without close
+    images."""
     return shortest_distance(atoms.positions, atoms.cell.array, atoms.pbc)
 
 
