@@ -320,7 +320,10 @@ def test_a_continued_fit_starts_from_the_models_function(tiny_fit, labelled):
     config = dataclasses.replace(TINY, epochs=2)
     new, report = fit(labelled + dense, config, directory=str(directory), start=model)
     assert report.continued == model.model_path
-    assert "continued fit_" in report.summary()
+    assert f"continued {Path(model.model_path).parent.name} for 2 more epochs; final epoch " \
+        f"{first.final_epoch + 1};" in report.summary()
+    assert report.epochs == 2
+    assert first.epochs == TINY.epochs
     assert report.final_epoch == first.final_epoch + config.epochs - 1
     work = Path(new.model_path).parent
     initial = float(re.search(r"Initial: .*RMSE_E_per_atom=\s*([0-9.]+) meV",
@@ -603,7 +606,7 @@ def test_quick_case_meets_the_target(tmp_path):
     assert float(clusters[1][2]) < QUICK_TRIMER, text
     summary = (out / "summary.txt").read_text()
     assert "final epoch 199" in summary  # the first fit
-    assert "final epoch 238" in summary  # continued 40 epochs (MACE retrains its epoch 199)
+    assert "for 40 more epochs; final epoch 238" in summary  # MACE retrains its epoch 199
     assert "explore: " in summary
     assert len(read(out / "explored.extxyz", index=":")) == 40
 
@@ -727,7 +730,7 @@ def test_fit_command_end_to_end(tmp_path):
     # the first fit, then the refit continuing it 2 epochs (MACE retrains its last epoch)
     assert text.count("final epoch 1") == 1
     assert "continued fit_" in text
-    assert "final epoch 2" in text
+    assert "for 2 more epochs; final epoch 2" in text
     assert "One fit (seed 0): another seed gives other numbers" in text
     assert torch.get_num_threads() == 1  # the report evaluated with --threads, not every core
 

@@ -317,6 +317,9 @@ class FitReport(Config):
         ``"isolated"``, or ``"average"`` with the reason when ``"isolated"`` was asked for.
     continued
         The model file the fit continued (``start`` of :func:`fit`; empty: a fresh fit).
+    epochs
+        Epochs this fit trained (``config.epochs``; for a continued fit the epochs added to
+        its start's; 0: not recorded, a report stored before this field).
     """
 
     backend: str
@@ -335,6 +338,7 @@ class FitReport(Config):
     e0s: tuple[tuple[str, float], ...] = ()
     e0s_source: str = ""
     continued: str = field(default="", metadata=ADDED_FIELD)
+    epochs: int = field(default=0, metadata=ADDED_FIELD)
 
     def summary(self) -> str:
         """One line: sizes of both sides, drops, final epoch, time."""
@@ -346,7 +350,8 @@ class FitReport(Config):
         e0s = ", ".join(f"{s} {e:.4g} eV" for s, e in self.e0s)
         text += f"; E0s {self.e0s_source}" + (f" ({e0s})" if e0s else "")
         if self.continued:
-            text += f"; continued {Path(self.continued).parent.name}"
+            text += f"; continued {Path(self.continued).parent.name}" + (
+                f" for {self.epochs} more epochs" if self.epochs else "")
         return text + f"; final epoch {self.final_epoch}; {self.wall_time:.1f} s" + (
             " (cached)" if self.cached else "")
 
@@ -742,7 +747,7 @@ def fit(structures: Sequence[Atoms], config: FitConfig = FitConfig(),
         final_epoch=final_epoch, device=device, threads=config.threads,
         wall_time=time.perf_counter() - begin, cached=cached, model_path=str(model_file),
         e0s=tuple(e0s.items()), e0s_source=e0s_source,
-        continued=start.model_path if start is not None else "")
+        continued=start.model_path if start is not None else "", epochs=config.epochs)
     model = MaceModel(str(model_file), _sha256(model_file), "cpu", config.default_dtype)
     return model, report
 
