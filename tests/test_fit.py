@@ -255,6 +255,33 @@ def test_model_hash_ties_config_to_file(tiny_fit, tmp_path):
         moved.get_calculator()
 
 
+def test_a_model_is_the_same_model_wherever_its_file_lies(tiny_fit, labelled, tmp_path):
+    """A copied model file (another output directory, a moved project) keeps the model's
+    identity: the same hash, so the same exploration, snapshot for snapshot (their uuids and
+    MD seeds derive from it); another model or, without a content hash, another path is
+    another identity."""
+    from pyiron_assyst.execution.executors import Executor
+    from pyiron_assyst.stages.explore import ExploreConfig, explore
+
+    (model, _), _ = tiny_fit
+    copy = tmp_path / "elsewhere" / "model.model"
+    copy.parent.mkdir()
+    copy.write_bytes(Path(model.model_path).read_bytes())
+    moved = MaceModel(str(copy), model.sha256)
+    assert moved.config_hash() == model.config_hash()
+    assert MaceModel(str(copy), "0" * 64).config_hash() != model.config_hash()
+    assert MaceModel(str(copy)).config_hash() != MaceModel(model.model_path).config_hash()
+    assert dataclasses.replace(moved, default_dtype="float32").config_hash() != \
+        moved.config_hash()
+    config = ExploreConfig(temperatures=(600.0,), steps=10, every=5, starts=1, min_atoms=4)
+    serial = Executor(kind="serial")
+    here, _ = explore(labelled, model, config, serial)
+    there, _ = explore(labelled, moved, config, serial)
+    assert [a.info["uuid"] for a in there] == [a.info["uuid"] for a in here]
+    for a, b in zip(here, there, strict=True):
+        np.testing.assert_array_equal(a.positions, b.positions)
+
+
 def test_refine_labels_the_models_own_md_and_refits_on_it(tiny_fit, labelled):
     """One round of active learning on the tiny fit: the snapshots of the model's own MD from
     the lowest minimum join the training structures with EMT labels and the lineage of their

@@ -237,13 +237,19 @@ class FitConfig(Config):
 class MaceModel(CalculatorConfig):
     """A fitted MACE model file as a calculator config (:class:`mace.calculators.MACECalculator`).
 
+    Its identity (:meth:`config_hash`) is what the model is, not where its file lies: with
+    ``sha256`` given, the path is left out, so the same model copied or moved (another output
+    directory, a project on another machine) drives the same random streams, snapshots and
+    cache keys.
+
     Parameters
     ----------
     model_path
         Absolute path of the ``.model`` file.
     sha256
-        Content hash of the model file: part of the config hash, so caches keyed on the
-        calculator config never answer for another model; checked when the calculator is built.
+        Content hash of the model file: the model's identity (part of the config hash, in
+        place of the path), so caches keyed on the calculator config never answer for another
+        model; checked when the calculator is built. Empty: the path is the identity.
     device
         Device of the calculator (``"cpu"`` or ``"cuda"``).
     default_dtype
@@ -262,6 +268,15 @@ class MaceModel(CalculatorConfig):
                 self.device)
         require(self.default_dtype in _DTYPES, "MaceModel", "default_dtype",
                 f"one of {_DTYPES}", self.default_dtype)
+
+    def config_hash(self) -> str:
+        """Stable 16-hex-digit hash of the model's content (``sha256``), device and dtype; of
+        the path instead where no ``sha256`` is given."""
+        if not self.sha256:
+            return super().config_hash()
+        data = self.to_dict(strict=False)
+        del data["model_path"]
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def get_calculator(self) -> BaseCalculator:
         if self.sha256 and _sha256(Path(self.model_path)) != self.sha256:
