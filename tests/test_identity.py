@@ -189,3 +189,22 @@ def test_an_allowed_object_imported_into_another_module_is_refused():
     with pytest.raises(ConfigError, match="defined in 'ase.atoms'"):
         import_object("pyiron_assyst.core.lineage:Atoms")
     assert import_object("ase.calculators.emt:EMT").__name__ == "EMT"
+
+
+def test_the_fit_types_still_load_from_their_old_module():
+    """The fit's types left ``fitting.mace`` for modules of their own: a pickle (or a stored
+    recipe) that names them there loads the same class, and the old imports work."""
+    import pickle
+
+    from pyiron_assyst.fitting import mace
+    from pyiron_assyst.fitting.fit_config import FitConfig
+
+    config = FitConfig(epochs=3, seed=2)
+    data = pickle.dumps(config, protocol=0)
+    old = data.replace(b"pyiron_assyst.fitting.fit_config", b"pyiron_assyst.fitting.mace")
+    assert old != data
+    assert pickle.loads(old) == config
+    assert mace.BACKENDS == ("mace",)
+    for name in ("FitConfig", "FitError", "FitReport", "MaceModel", "isolated_energies",
+                 "root_of", "split_by_lineage", "training_targets"):
+        assert getattr(mace, name).__module__.startswith("pyiron_assyst.fitting."), name

@@ -180,7 +180,7 @@ def quick_fit_config(epochs: int = 200, channels: int = 16, r_max: float = 4.5,
     a small invariant MACE model (correlation 3, radial MLP 32 × 32) with an exponential moving
     average of the weights, ZBL, the isolated atoms' E0s and the short-range clusters' energies
     weighted 10 times, their forces once (chosen from measurements, docs/fitting.md)."""
-    from pyiron_assyst.fitting.mace import FitConfig
+    from pyiron_assyst.fitting.fit_config import FitConfig
 
     return FitConfig(epochs=epochs, num_channels=channels, r_max=r_max, correlation=3,
                      radial_mlp=(32, 32), batch_size=batch_size, ema_decay=0.99,
@@ -244,7 +244,7 @@ def run_fit(args: argparse.Namespace) -> int:
     from ase.io import write
 
     from pyiron_assyst.execution.executors import Executor
-    from pyiron_assyst.fitting.mace import split_by_lineage
+    from pyiron_assyst.fitting.split import split_by_lineage
     from pyiron_assyst.fitting.transferability import (
         TransferabilityConfig,
         transferability,

@@ -79,7 +79,9 @@ CONFIG_MODULES = (
     "pyiron_assyst.stages.curate",
     "pyiron_assyst.stages.descriptors",
     "pyiron_assyst.stages.select",
-    "pyiron_assyst.fitting.mace",
+    "pyiron_assyst.fitting.fit_config",
+    "pyiron_assyst.fitting.model",
+    "pyiron_assyst.fitting.fit_report",
     "pyiron_assyst.fitting.transferability",
     "pyiron_assyst.workflow.plan",
 )

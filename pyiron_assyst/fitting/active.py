@@ -20,7 +20,10 @@ from pyiron_assyst.calculators import CalculatorConfig
 from pyiron_assyst.core.config import require
 from pyiron_assyst.core.report import StageReport
 from pyiron_assyst.execution.executors import Executor
-from pyiron_assyst.fitting.mace import FitConfig, FitReport, MaceModel, fit
+from pyiron_assyst.fitting.fit_config import FitConfig
+from pyiron_assyst.fitting.fit_report import FitReport
+from pyiron_assyst.fitting.mace import fit
+from pyiron_assyst.fitting.model import MaceModel
 from pyiron_assyst.stages.explore import ExploreConfig, explore
 from pyiron_assyst.stages.label import label
 

@@ -1,7 +1,7 @@
 """Transferability report: a calculator against the reference on structures it was not fitted to.
 
 :func:`transferability` compares any calculator config (typically a fitted
-:class:`~pyiron_assyst.fitting.mace.MaceModel`) with the reference calculator config, for every
+:class:`~pyiron_assyst.fitting.model.MaceModel`) with the reference calculator config, for every
 element of the system (:mod:`~pyiron_assyst.fitting.bulk`):
 
 - energy–volume curves of fcc, bcc, hcp (at the reference's relaxed c/a) and simple cubic,
@@ -597,12 +597,13 @@ def transferability(model: CalculatorConfig, reference: CalculatorConfig,
     Parameters
     ----------
     model
-        Calculator config under test (e.g. a fitted :class:`~pyiron_assyst.fitting.mace.MaceModel`).
+        Calculator config under test (e.g. a fitted
+        :class:`~pyiron_assyst.fitting.model.MaceModel`).
     reference
         Reference calculator config (the one that labelled the training set).
     held_out
         Structures not in the training set (e.g. the held-out side of
-        :func:`~pyiron_assyst.fitting.mace.split_by_lineage`); their own labels are the reference
+        :func:`~pyiron_assyst.fitting.split.split_by_lineage`); their own labels are the reference
         values where they carry a single point, else the reference is evaluated.
     config
         Elements and settings of the comparison.

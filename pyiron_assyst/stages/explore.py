@@ -10,7 +10,7 @@ the set fixed that; the remedy of active learning is data from where the model g
 ASSYST asks): per composition the ``starts`` lowest-energy labelled periodic structures of
 distinct lineages, each repeated to at least ``min_atoms`` atoms. From each it runs seeded
 Langevin NVT MD at every temperature of :class:`ExploreConfig`, driven by the model (any
-calculator config, e.g. a fitted :class:`~pyiron_assyst.fitting.mace.MaceModel`), and keeps a
+calculator config, e.g. a fitted :class:`~pyiron_assyst.fitting.model.MaceModel`), and keeps a
 snapshot every ``every`` steps. A run whose shortest distance falls below ``min_distance`` × the
 start's shortest distance has collapsed: that snapshot and the ones it did not reach are dropped
 (``"collapsed"``, ``"md_stopped"``); a model that raises ends its run the same way

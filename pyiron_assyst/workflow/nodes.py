@@ -329,7 +329,7 @@ def fit(
 def split(
     structures: list[Atoms], fraction: float = 0.2, seed: int = 0,
 ) -> tuple[list[Atoms], list[Atoms]]:
-    """Hold whole lineages out (see :func:`pyiron_assyst.fitting.mace.split_by_lineage`)."""
+    """Hold whole lineages out (see :func:`pyiron_assyst.fitting.split.split_by_lineage`)."""
     kept, held_out = _fit.split_by_lineage(structures, fraction, seed)
     return kept, held_out
 
