@@ -9,8 +9,13 @@ For each seed the script
    sc cells of 1-4 atoms at 0.85-1.2 × each phase's EMT equilibrium volume, strained (±5 %)
    and rattled (σ 0.05 Å), EMT labels, plus the isolated atom (so both fits take their E0s
    from an isolated atom);
-3. fits both with the quick case's settings (:func:`pyiron_assyst.cli.fit.quick_fit_config`,
-   seed = the seed) and evaluates both on the same categories:
+3. fits both as ``pyiron-assyst fit`` does by default: the quick case's settings
+   (:func:`pyiron_assyst.cli.fit.quick_fit_config`, seed = the seed), then ``--rounds``
+   rounds of active learning (:func:`pyiron_assyst.fitting.active.refine`: the model's own MD
+   from the set's lowest-energy cells, labelled with EMT, and the model continued
+   ``--refit-epochs`` epochs on the set and the snapshots); the same procedure for both sets,
+   so that only the set differs. ``--rounds 0`` compares the first fits. Then it evaluates
+   both on the same categories:
 
    - random pyxtal crystals of 3-4 atoms (the sample stage, another seed; shortest distance at
      least 2 Å);
@@ -24,11 +29,14 @@ For each seed the script
      distance, and the largest ``|E_model - E_ref|`` per atom along it.
 
 Energy MAE in meV/atom, force RMSE in eV/Å; mean and scatter (sample standard deviation) over
-the seeds. Results: ``results/naive.json`` and a markdown table (stdout, ``--markdown``).
-Fits are cached by content under ``--work``, so a re-run only evaluates.
+the seeds, and per category on how many seeds ASSYST's error is lower, the geometric mean of
+the ratio of the errors and a paired t-test of their logarithms. Results:
+``results/naive.json`` and a markdown table (stdout, ``--markdown``). Fits are cached by content
+under ``--work``, so a re-run only explores and evaluates.
 
-    python benchmarks/bench_naive.py                     # 3 seeds (~10 min per seed)
+    python benchmarks/bench_naive.py --seeds 0 1 2 3 4   # ~15 min per seed
     python benchmarks/bench_naive.py --quick             # smoke: 1 seed, 2 epochs, 0.02 ps
+    python benchmarks/bench_naive.py --render --merge a.json b.json   # seeds run apart
 """
 
 from __future__ import annotations
@@ -181,22 +189,47 @@ def model_md(model: object, md_ps: float, seed: int) -> dict[str, float]:
             "time_ps": trace.time[-1] / 1000}
 
 
-def run_seed(seed: int, args: argparse.Namespace) -> dict:
+def _fit_default(train: list[Atoms], seed: int, directory: Path,
+                 args: argparse.Namespace) -> tuple[object, dict]:
+    """The model ``pyiron-assyst fit`` makes of ``train``: the first fit, then ``--rounds``
+    rounds of active learning, each continuing the model ``--refit-epochs`` epochs (the
+    command's defaults: one round of 40)."""
+    from pyiron_assyst.calculators import EMT
     from pyiron_assyst.cli.fit import quick_fit_config
-    from pyiron_assyst.fitting.mace import fit, split_by_lineage
+    from pyiron_assyst.execution.executors import Executor
+    from pyiron_assyst.fitting.active import refine
+    from pyiron_assyst.fitting.mace import fit
+    from pyiron_assyst.stages.explore import ExploreConfig
+
+    config = quick_fit_config(epochs=args.epochs, seed=seed)
+    explore_config = ExploreConfig(threads=1, seed=seed, steps=args.explore_steps,
+                                   every=min(50, args.explore_steps))
+    start = time.perf_counter()
+    model, report = fit(train, config, None, directory)
+    cached = [report.cached]
+    model, training, rounds = refine(model, train, EMT(), config, explore_config, args.rounds,
+                                     Executor(kind="process", max_workers=args.workers),
+                                     directory, continue_epochs=args.refit_epochs)
+    cached += [done.fit.cached for done in rounds]
+    return model, {"fit_seconds": time.perf_counter() - start, "cached": any(cached),
+                   "cached_parts": cached,
+                   "n_final": len(training),
+                   "explored": [done.explore.n_out for done in rounds],
+                   "explore_dropped": [len(done.explore.drops) for done in rounds]}
+
+
+def run_seed(seed: int, args: argparse.Namespace) -> dict:
+    from pyiron_assyst.fitting.mace import split_by_lineage
 
     labelled = assyst_set(seed, args.workers, args.group_step)
     kept, held_out = split_by_lineage(labelled, 0.2, seed)
     naive = naive_set(len(kept), seed)
     tests = test_sets(seed, held_out)
-    config = quick_fit_config(epochs=args.epochs, seed=seed)
     out: dict = {"seed": seed, "n_train": len(kept), "n_naive": len(naive),
                  "sizes": {k: len(v) for k, v in tests.items()}}
     for name, train in (("assyst", kept), ("naive", naive)):
-        start = time.perf_counter()
-        model, report = fit(train, config, None, args.work / f"{name}_{seed}")
-        out[name] = {"fit_seconds": time.perf_counter() - start, "cached": report.cached,
-                     **{k: errors(model, v) for k, v in tests.items()},
+        model, fitted = _fit_default(train, seed, args.work / f"{name}_{seed}", args)
+        out[name] = {**fitted, **{k: errors(model, v) for k, v in tests.items()},
                      "md": model_md(model, args.md_ps, seed)}
         print(f"seed {seed} {name}: {json.dumps(out[name])}", file=sys.stderr, flush=True)
     return out
@@ -208,19 +241,45 @@ def _cell(values: list[float], digits: int) -> str:
     return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
 
 
-def markdown(runs: list[dict]) -> str:
+def _lower(runs: list[dict], value) -> str:
+    """On how many seeds ``value(run, name)`` (an error) is lower for ASSYST than for the
+    naive set; the geometric mean of their ratio ASSYST / naive and the two-sided p of a paired
+    t-test of the errors' logarithms over the seeds (both sets of a seed meet the same test
+    structures; the errors span orders of magnitude, so their ratio is what is compared)."""
+    from scipy.stats import ttest_rel
+
+    assyst = np.log([value(r, "assyst") for r in runs])
+    naive = np.log([value(r, "naive") for r in runs])
+    text = f"{int(np.sum(assyst < naive))}/{len(runs)}; × {np.exp(np.mean(assyst - naive)):.2f}"
+    if len(runs) > 2:
+        text += f"; p = {ttest_rel(assyst, naive).pvalue:.3f}"
+    return text
+
+
+def markdown(result: dict) -> str:
+    """The table of ``result`` (the JSON this script writes)."""
+    runs = result["runs"]
     seeds = ", ".join(str(r["seed"]) for r in runs)
+    rounds = result.get("rounds", 0)
+    procedure = ("the first fit only" if not rounds else
+                 f"the first fit and {rounds} round(s) of active learning, each continuing "
+                 f"the model {result['refit_epochs']} epochs (pyiron-assyst fit's default: one "
+                 f"round of 40), for both sets; final training sets of "
+                 f"{', '.join(str(r['assyst']['n_final']) for r in runs)} (ASSYST) and "
+                 f"{', '.join(str(r['naive']['n_final']) for r in runs)} (naive) structures")
     lines = [f"Seeds {seeds}; mean ± sample standard deviation over the seeds. The structure "
              f"counts are seed {runs[0]['seed']}'s. Training sets of "
-             f"{', '.join(str(r['n_train']) for r in runs)} structures.", "",
+             f"{', '.join(str(r['n_train']) for r in runs)} structures; {procedure}.", "",
              "| test set (never trained on) | structures | ASSYST: energy MAE (meV/atom) / "
-             "force RMSE (eV/Å) | naive set |", "|---|---|---|---|"]
+             "force RMSE (eV/Å) | naive set | ASSYST lower: seeds; error ratio; p |",
+             "|---|---|---|---|---|"]
     for category in CATEGORIES:
         row = [category, str(runs[0]["sizes"][category])]
         for name in ("assyst", "naive"):
             e = [r[name][category]["energy_mae"] for r in runs]
             f = [r[name][category]["force_rmse"] for r in runs]
             row.append(f"{_cell(e, 1)} / {_cell(f, 3)}")
+        row.append(_lower(runs, lambda r, n, c=category: r[n][c]["energy_mae"]))
         lines.append("| " + " | ".join(row) + " |")
     row = ["MD 1500 K, 31-atom vacancy cell: intact runs; shortest distance (Å); "
            "largest error (meV/atom)", str(len(runs))]
@@ -229,10 +288,12 @@ def markdown(runs: list[dict]) -> str:
         row.append(f"{int(sum(m['intact'] for m in md))}/{len(md)}; "
                    f"{_cell([m['shortest'] for m in md], 2)}; "
                    f"{_cell([m['worst_error'] for m in md], 1)}")
+    row.append(_lower(runs, lambda r, n: r[n]["md"]["worst_error"]))
     lines.append("| " + " | ".join(row) + " |")
     fit_s = {n: [r[n]["fit_seconds"] for r in runs if not r[n]["cached"]]
              for n in ("assyst", "naive")}
-    lines += ["", "Fit time (s, fits not answered from the cache): " + ", ".join(
+    lines += ["", "Fit time (s, the first fit and the rounds; models with a fit from the cache "
+              "left out): " + ", ".join(
         f"{name} {_cell(values, 0) if values else 'all cached'}"
         for name, values in (("ASSYST", fit_s["assyst"]), ("naive", fit_s["naive"])))]
     return "\n".join(lines) + "\n"
@@ -244,6 +305,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None,
                         help="training epochs (default: the quick case's)")
     parser.add_argument("--group-step", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="rounds of active learning after the first fit, for both sets "
+                             "(default 1, as pyiron-assyst fit; 0: the first fits)")
+    parser.add_argument("--refit-epochs", type=int, default=40,
+                        help="epochs each round continues the model (default 40)")
+    parser.add_argument("--explore-steps", type=int, default=None,
+                        help="MD steps of each exploration run (default: ExploreConfig's)")
     parser.add_argument("--md-ps", type=float, default=2.0, help="MD time in ps (default 2)")
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--work", type=Path, default=Path("naive-work"))
@@ -253,21 +321,35 @@ def main(argv: list[str] | None = None) -> int:
                         help="smoke run: seed 0, 2 epochs, every 20th group, 0.02 ps")
     parser.add_argument("--render", action="store_true",
                         help="only write the table again from --json")
+    parser.add_argument("--merge", type=Path, nargs="+", default=None, metavar="JSON",
+                        help="with --render: join the runs of these files (seeds run apart) "
+                             "into --json first")
     args = parser.parse_args(argv)
     if args.render:
-        publish(markdown(json.loads(args.json.read_text())["runs"]), args.markdown)
+        if args.merge:
+            parts = [json.loads(path.read_text()) for path in args.merge]
+            merged = {**parts[0], "runs": sorted((r for part in parts for r in part["runs"]),
+                                                 key=lambda r: r["seed"])}
+            args.json.write_text(json.dumps(merged, indent=1))
+        publish(markdown(json.loads(args.json.read_text())), args.markdown)
         return 0
     if args.quick:
         args.seeds, args.epochs, args.group_step, args.md_ps = [0], 2, 20, 0.02
+        args.refit_epochs, args.explore_steps = 1, 20
     args.work = args.work.resolve()
     from pyiron_assyst.cli.fit import quick_fit_config, use_torch_threads
 
     use_torch_threads(1)  # the models are evaluated here; one thread, as the fits
     if args.epochs is None:
         args.epochs = quick_fit_config().epochs
+    if args.explore_steps is None:
+        from pyiron_assyst.stages.explore import ExploreConfig
+
+        args.explore_steps = ExploreConfig().steps
     runs = [run_seed(seed, args) for seed in args.seeds]
-    publish(markdown(runs), args.markdown,
-            {"runs": runs, "epochs": args.epochs, "md_ps": args.md_ps}, args.json)
+    result = {"runs": runs, "epochs": args.epochs, "md_ps": args.md_ps, "rounds": args.rounds,
+              "refit_epochs": args.refit_epochs}
+    publish(markdown(result), args.markdown, result, args.json)
     return 0
 
 

@@ -862,8 +862,9 @@ def test_sigterm_to_fit_takes_the_training_process_with_it(tmp_path):
 
 @pytest.mark.slow
 def test_naive_set_benchmark_smoke(tmp_path):
-    """``benchmarks/bench_naive.py --quick``: both sets of equal size, every category scored
-    for both models, the MD run, and one table row per category."""
+    """``benchmarks/bench_naive.py --quick``: both sets of equal size, both through the same
+    round of active learning (2 starts x 2 temperatures x 1 snapshot, each counted), every
+    category scored for both models, the MD run, and one table row per category."""
     import json
 
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_naive.py"
@@ -880,5 +881,10 @@ def test_naive_set_benchmark_smoke(tmp_path):
             assert run[name][category]["n"] == size
             assert math.isfinite(run[name][category]["energy_mae"])
         assert run[name]["md"]["time_ps"] == pytest.approx(0.02)
+        (explored,), (dropped,) = run[name]["explored"], run[name]["explore_dropped"]
+        assert explored + dropped == 4
+        assert run[name]["n_final"] == run["n_train"] + explored
+        assert run[name]["cached_parts"] == [False, False]  # a first fit and a continued one
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
     assert len(rows) == 1 + 6 + 1  # header, categories, MD
+    assert "1 round(s) of active learning, each continuing the model 1 epochs" in done.stdout
