@@ -55,14 +55,15 @@ mace = pytest.importorskip("mace")
 TINY = FitConfig(num_channels=4, correlation=1, r_max=4.0, epochs=2, batch_size=8, seed=1,
                  threads=1, valid_fraction=0.2, ema_decay=0.9)
 # gates of the quick case (the defaults: one round of active learning), outside the scatter of
-# seeds 0-4 measured (docs/fitting.md)
-QUICK_MAE = 20.0  # meV/atom; seeds 0-4: 12.4, 16.4, 12.3, 14.3, 12.4
-QUICK_FORCES = 0.15  # eV/Å; seeds 0-4: 0.037, 0.081, 0.057, 0.048, 0.044
-QUICK_FCC_A = 0.015  # relative; seeds 0-4: +0.0033, +0.0025, -0.0021, -0.0008, +0.0011
-QUICK_MD_ERROR = 30.0  # meV/atom, largest |E_model - E_ref| of any MD run; 10.2, 22.1, 8.9,
-# 19.4, 10.3
-QUICK_DIMER = 100.0  # meV/atom at 0.7-1.0 x (issue 19's target); seeds 0-4: 23, 57, 39, 13, 32
-QUICK_TRIMER = 150.0  # meV/atom at 0.7-1.0 x; seeds 0-4: 39, 108, 97, 28, 16
+# seeds 0-4 measured (docs/fitting.md: the default re-measured with reproducible snapshots; the
+# earlier table's values, another draw of the exploration, in brackets)
+QUICK_MAE = 20.0  # meV/atom; seeds 0-4: 12.5, 10.9, 12.4, 13.7, 12.1 (12.4, 16.4, 12.3, 14.3, 12.4)
+QUICK_FORCES = 0.15  # eV/Å; 0.038, 0.070, 0.057, 0.049, 0.044 (0.037-0.081)
+QUICK_FCC_A = 0.015  # relative; +0.0033, +0.0055, -0.0013, -0.0020, +0.0008 (-0.0021-+0.0033)
+QUICK_MD_ERROR = 30.0  # meV/atom, largest |E_model - E_ref| of any MD run; 10.9, 25.1 (slab),
+# 12.0, 18.9, 10.3 (10.2, 22.1, 8.9, 19.4, 10.3)
+QUICK_DIMER = 100.0  # meV/atom at 0.7-1.0 x (issue 19's target); 21, 32, 42, 10, 32 (13-57)
+QUICK_TRIMER = 150.0  # meV/atom at 0.7-1.0 x; 20, 30, 99, 14, 21 (16-108)
 QUICK_REPORT = TransferabilityConfig(n_volumes=5, vacancy_sites=32, relax_steps=20,
                                      slab_layers=3, md_steps=10, md_snapshots=2,
                                      stability_runs=(("vacancy", 1500.0, 0.04),),
@@ -590,9 +591,10 @@ def test_quick_case_meets_the_target(tmp_path):
     40 epochs on its labelled MD snapshots; the report with 16 ps of the model's own MD).
 
     The gates lie outside the scatter of the seeds 0-4 measured (docs/fitting.md), not at the
-    report's limits, which seed 1 misses at 2000 K (22.1 meV/atom) and in its trimer (108):
-    a fit is reproducible only per machine and thread count. The MD must stay intact
-    (shortest distance above 0.65 × the nearest neighbours' in every run: measured 1.90-2.14 Å
+    report's limits, which seed 1 misses in its slab's MD (25.1 meV/atom; with another draw of
+    the exploration at 2000 K and in its trimer): a fit is reproducible only per machine and
+    thread count. The MD must stay intact
+    (shortest distance above 0.65 × the nearest neighbours' in every run: measured 1.90-2.17 Å
     against 1.65) and its energy follow the reference; the clusters must not fall back to the
     ~350 meV/atom of before the fit settings were chosen. An untrained model is at ~500
     meV/atom and ~1 eV/Å.
