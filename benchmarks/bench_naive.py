@@ -203,7 +203,8 @@ def _fit_default(train: list[Atoms], seed: int, directory: Path,
 
     config = quick_fit_config(epochs=args.epochs, seed=seed)
     explore_config = ExploreConfig(threads=1, seed=seed, steps=args.explore_steps,
-                                   every=min(50, args.explore_steps))
+                                   every=min(50, args.explore_steps),
+                                   surfaces=args.explore_surfaces)
     start = time.perf_counter()
     model, report = fit(train, config, None, directory)
     cached = [report.cached]
@@ -264,7 +265,8 @@ def markdown(result: dict) -> str:
     procedure = ("the first fit only" if not rounds else
                  f"the first fit and {rounds} round(s) of active learning, each continuing "
                  f"the model {result['refit_epochs']} epochs (pyiron-assyst fit's default: one "
-                 f"round of 40), for both sets; final training sets of "
+                 f"round of 40){' exploring slabs too' if result.get('explore_surfaces') else ''}"
+                 f", for both sets; final training sets of "
                  f"{', '.join(str(r['assyst']['n_final']) for r in runs)} (ASSYST) and "
                  f"{', '.join(str(r['naive']['n_final']) for r in runs)} (naive) structures")
     lines = [f"Seeds {seeds}; mean ± sample standard deviation over the seeds. The structure "
@@ -310,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
                              "(default 1, as pyiron-assyst fit; 0: the first fits)")
     parser.add_argument("--refit-epochs", type=int, default=40,
                         help="epochs each round continues the model (default 40)")
+    parser.add_argument("--explore-surfaces", action="store_true",
+                        help="each round also explores a slab of every start (both sets)")
     parser.add_argument("--explore-steps", type=int, default=None,
                         help="MD steps of each exploration run (default: ExploreConfig's)")
     parser.add_argument("--md-ps", type=float, default=2.0, help="MD time in ps (default 2)")
@@ -348,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         args.explore_steps = ExploreConfig().steps
     runs = [run_seed(seed, args) for seed in args.seeds]
     result = {"runs": runs, "epochs": args.epochs, "md_ps": args.md_ps, "rounds": args.rounds,
-              "refit_epochs": args.refit_epochs}
+              "refit_epochs": args.refit_epochs, "explore_surfaces": args.explore_surfaces}
     publish(markdown(result), args.markdown, result, args.json)
     return 0
 

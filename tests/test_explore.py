@@ -24,6 +24,7 @@ from pyiron_assyst.stages.explore import (
     ExploreConfig,
     explore,
     explore_starts,
+    slab_of,
     supercell_repeat,
 )
 from pyiron_assyst.stages.short_range import dimer
@@ -69,7 +70,8 @@ def _per_atom(atoms: Atoms) -> float:
     ({"every": 0}, "every"), ({"every": 600, "steps": 500}, "every"),
     ({"timestep": 0.0}, "timestep"), ({"starts": 0}, "starts"),
     ({"min_distance": 1.0}, "min_distance"), ({"friction": math.nan}, "friction"),
-    ({"threads": 0}, "threads"), ({"seed": -1}, "seed"), ({"steps": True}, "steps")])
+    ({"threads": 0}, "threads"), ({"seed": -1}, "seed"), ({"steps": True}, "steps"),
+    ({"surfaces": 1}, "surfaces"), ({"vacuum": 0.0}, "vacuum"), ({"vacuum": 60.0}, "vacuum")])
 def test_bad_config_names_its_field(fields, field):
     with pytest.raises(ConfigError, match=f"ExploreConfig.{field}"):
         ExploreConfig(**fields)
@@ -83,6 +85,12 @@ def test_config_is_data():
     assert config_from_json(config.to_json()) == config
     assert ExploreConfig().frames == 10
     assert ExploreConfig(steps=99, every=10).frames == 9
+    # the surface fields joined later: at their defaults the identity is the one before them
+    assert ExploreConfig(surfaces=False, vacuum=8).config_hash() == ExploreConfig().config_hash()
+    assert "surfaces" not in ExploreConfig().to_json()
+    surfaces = ExploreConfig(surfaces=True, vacuum=6)
+    assert config_from_json(surfaces.to_json()) == surfaces
+    assert surfaces.config_hash() != ExploreConfig(surfaces=True).config_hash()
 
 
 # --------------------------------------------------------------------------- starts, cells
@@ -233,3 +241,44 @@ def test_the_node_is_the_stage(pool):
     assert all(np.array_equal(a.positions, b.positions)
                for a, b in zip(run.outputs["structures"], snaps))
     assert run.outputs["report"].n_out == report.n_out == 4
+
+
+def test_a_slab_is_the_cell_with_vacuum_along_the_normal_of_its_first_two_vectors():
+    atoms = bulk("Cu", "fcc", a=3.6).repeat((2, 2, 2))  # a skewed (primitive) cell
+    atoms.positions += 0.7  # partly outside the cell: the slab wraps them in first
+    slab = slab_of(atoms, 8.0)
+
+    def height(cell: np.ndarray) -> float:  # along the normal of the first two vectors
+        normal = np.cross(cell[0], cell[1])
+        return float(np.dot(cell[2], normal) / np.linalg.norm(normal))
+
+    assert height(slab.cell.array) == pytest.approx(height(atoms.cell.array) + 8.0)
+    np.testing.assert_allclose(slab.cell.array[:2], atoms.cell.array[:2])
+    np.testing.assert_allclose(slab.positions, atoms.get_positions(wrap=True))
+    assert slab.pbc.all()
+    # the two surfaces face 8 Å of vacuum: no atom sees an image across it within 8 Å - slack
+    normal = np.cross(slab.cell[0], slab.cell[1])
+    depth = slab.positions @ (normal / np.linalg.norm(normal))
+    assert height(slab.cell.array) - (depth.max() - depth.min()) >= 8.0
+
+
+def test_surfaces_add_a_slab_run_per_start_and_temperature_and_keep_the_bulk_runs(pool):
+    bulk_snaps, _ = explore(pool, EMT(), SHORT, SERIAL)
+    config = ExploreConfig(**{**SHORT.__dict__, "surfaces": True})
+    snaps, report = explore(pool, EMT(), config, SERIAL)
+    assert report.n_candidates == 2 * 2 * 2 == report.n_out
+    assert dict(report.notes) == {"starts": 2.0, "runs": 4.0, "surface_runs": 2.0}
+    by_uuid = {s.info["uuid"]: s for s in snaps}
+    for old in bulk_snaps:  # the bulk snapshots are those of a run without surfaces
+        np.testing.assert_array_equal(by_uuid[old.info["uuid"]].positions, old.positions)
+    slabs = [s for s in snaps if s.info["uuid"] not in {b.info["uuid"] for b in bulk_snaps}]
+    assert len(slabs) == 4
+    starts = explore_starts(pool, 1)
+    for snap in slabs:
+        start = next(a for a in starts if a.info["uuid"] == snap.info["parent"])
+        assert snap.info["root"] == start.info["root"]
+        assert snap.info["explore_temperature"] == 800.0
+        cell = snap.cell.array
+        normal = np.cross(cell[0], cell[1])
+        assert np.dot(cell[2], normal) / np.linalg.norm(normal) > 8.0  # the vacuum is there
+    assert len(by_uuid) == 8

@@ -703,9 +703,9 @@ def test_fit_command_passes_active_learning_settings_to_the_refits_only():
     args = parser.parse_args(["--seed", "4", "--threads", "2"])
     assert _active_learning_configs(args, config) == (config, ExploreConfig(threads=2, seed=4))
     args = parser.parse_args(["--seed", "4", "--threads", "2", "--explore-min-atoms",
-                              "12", "--explored-weights", "3", "0.1"])
+                              "12", "--explored-weights", "3", "0.1", "--explore-surfaces"])
     refit, explore = _active_learning_configs(args, config)
-    assert explore == ExploreConfig(threads=2, seed=4, min_atoms=12)
+    assert explore == ExploreConfig(threads=2, seed=4, min_atoms=12, surfaces=True)
     assert refit.explored_weights == (3.0, 0.1)
     assert dataclasses.replace(refit, explored_weights=(1.0, 1.0)) == config
 

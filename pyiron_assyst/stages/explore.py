@@ -11,10 +11,14 @@ ASSYST asks): per composition the ``starts`` lowest-energy labelled periodic str
 distinct lineages, each repeated to at least ``min_atoms`` atoms. From each it runs seeded
 Langevin NVT MD at every temperature of :class:`ExploreConfig`, driven by the model (any
 calculator config, e.g. a fitted :class:`~pyiron_assyst.fitting.model.MaceModel`), and keeps a
-snapshot every ``every`` steps. A run whose shortest distance falls below ``min_distance`` × the
+snapshot every ``every`` steps. With ``surfaces`` each start also runs as a slab: its repeated
+cell with ``vacuum`` Å of vacuum along the normal of its first two cell vectors (a surface of
+the set's own minimum, no chosen facet). A run whose shortest distance falls below
+``min_distance`` × the
 start's shortest distance has collapsed: that snapshot and the ones it did not reach are dropped
 (``"collapsed"``, ``"md_stopped"``); a model that raises ends its run the same way
-(``"calculator_error"``). The runs fan out over an executor, one task per (start, temperature).
+(``"calculator_error"``). The runs fan out over an executor, one task per (start, cell,
+temperature).
 
 Identity: a snapshot is a child of its start (step ``"explore"``, uuid from the start's uuid,
 the config's and the model's hashes, the temperature and the frame), so it belongs to the
@@ -27,13 +31,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from ase import Atoms
 
 from pyiron_assyst.calculators import CalculatorConfig
-from pyiron_assyst.core.config import Config, require
+from pyiron_assyst.core.config import ADDED_FIELD, Config, require
 from pyiron_assyst.core.info_keys import set_info
 from pyiron_assyst.core.lineage import child_uuid, make_child, rng_for, uuid_of
 from pyiron_assyst.core.report import Drop, StageReport
@@ -42,7 +46,7 @@ from pyiron_assyst.execution.tasks import TaskError
 from pyiron_assyst.numerics.distances import shortest_distance_in
 from pyiron_assyst.stages.curate import SHORT_RANGE_KEY
 
-__all__ = ["STEP", "TEMPERATURE_KEY", "ExploreConfig", "explore", "explore_starts",
+__all__ = ["STEP", "TEMPERATURE_KEY", "ExploreConfig", "explore", "explore_starts", "slab_of",
            "supercell_repeat"]
 
 STEP = "explore"
@@ -89,6 +93,13 @@ class ExploreConfig(Config):
         torch intra-op threads per worker, where the model runs on torch (a MACE model).
     seed
         Seed of the velocities and the thermostat noise (per run, with the start's uuid).
+    surfaces
+        Also run each start as a slab at every temperature (twice the runs and snapshots): the
+        repeated start with ``vacuum`` Å of vacuum along the normal of its first two cell
+        vectors. The bulk runs and their snapshots stay those of ``surfaces=False``. Off by
+        default; at ``False`` not part of the config's identity.
+    vacuum
+        Vacuum of the slabs in Å, in (0, 50] (at its default not part of the identity).
     """
 
     temperatures: tuple[float, ...] = (1000.0, 1800.0)
@@ -101,6 +112,8 @@ class ExploreConfig(Config):
     friction: float = 0.01
     threads: int = 1
     seed: int = 0
+    surfaces: bool = field(default=False, metadata=ADDED_FIELD)
+    vacuum: float = field(default=8.0, metadata=ADDED_FIELD)
 
     def __post_init__(self) -> None:
         name = "ExploreConfig"
@@ -119,7 +132,10 @@ class ExploreConfig(Config):
         _number(self.min_distance, name, "min_distance", "a fraction in (0, 1)",
                 lambda v: 0 < v < 1)
         _number(self.friction, name, "friction", "a friction > 0 per fs", lambda v: v > 0)
-        for key in ("timestep", "min_distance", "friction"):
+        require(isinstance(self.surfaces, bool), name, "surfaces", "True or False",
+                self.surfaces)
+        _number(self.vacuum, name, "vacuum", "a vacuum in (0, 50] Å", lambda v: 0 < v <= 50)
+        for key in ("timestep", "min_distance", "friction", "vacuum"):
             object.__setattr__(self, key, float(getattr(self, key)))
 
     @property
@@ -241,6 +257,26 @@ def _repeated(start: Atoms, min_atoms: int) -> Atoms:
     return Atoms(repeated.numbers, repeated.positions, cell=repeated.cell, pbc=True)
 
 
+def slab_of(atoms: Atoms, vacuum: float) -> Atoms:
+    """A copy of the periodic ``atoms`` with ``vacuum`` Å of vacuum along the normal of its
+    first two cell vectors (the third vector lengthened; positions kept): a slab whose two
+    surfaces cut the bonds across the cell's third boundary."""
+    from ase.build import add_vacuum
+
+    slab = Atoms(atoms.numbers, atoms.get_positions(wrap=True), cell=atoms.cell, pbc=True)
+    add_vacuum(slab, vacuum)
+    return slab
+
+
+def _cells(start: Atoms, config: ExploreConfig) -> list[tuple[Atoms, str]]:
+    """The cells a start runs in, with the suffix of their run key: the bulk one, and the
+    slab with ``surfaces``."""
+    repeated = _repeated(start, config.min_atoms)
+    if not config.surfaces:
+        return [(repeated, "")]
+    return [(repeated, ""), (slab_of(repeated, config.vacuum), "|surface")]
+
+
 def _snapshot(start: Atoms, run: _Run, frames: _Frames, frame: int, key: str) -> Atoms:
     atoms = Atoms(run.start.numbers, frames.positions[frame], cell=frames.cells[frame],
                   pbc=True)
@@ -280,7 +316,8 @@ def explore(structures: Sequence[Atoms], model: CalculatorConfig,
     config
         Temperatures, length, snapshot interval, starts, supercell size, collapse limit.
     executor
-        Where the runs go, one task per (start, temperature) (default: local processes).
+        Where the runs go, one task per (start, cell, temperature) (default: local
+        processes).
 
     Returns
     -------
@@ -289,18 +326,19 @@ def explore(structures: Sequence[Atoms], model: CalculatorConfig,
         by start, then temperature, then time; the report of stage ``"explore"``
         (``n_in``: the structures given; ``n_candidates``: planned snapshots; drops:
         ``"collapsed"``, ``"calculator_error"``, ``"timeout"`` and ``"md_stopped"`` for the
-        frames after; notes: starts and runs).
+        frames after; notes: starts, runs and, with ``surfaces``, the slabs' runs).
     """
     begin = time.perf_counter()
-    key = f"{config.config_hash()}|{model.config_hash()}"
+    bulk = replace(config, surfaces=False, vacuum=8.0)  # the bulk runs: as without surfaces
+    key = f"{bulk.config_hash()}|{model.config_hash()}"
     runs: list[tuple[Atoms, str, _Run]] = []  # (start, the run's key, the run)
     for start in explore_starts(structures, config.starts):
-        repeated = _repeated(start, config.min_atoms)
-        for temperature in config.temperatures:
-            run_key = f"{key}|{temperature!r}"
-            run_id = child_uuid(uuid_of(start), STEP, run_key, 0)
-            seed = int(rng_for(config.seed, run_id).integers(2**63))
-            runs.append((start, run_key, _Run(repeated, model, temperature, config, seed)))
+        for cell, kind in _cells(start, config):
+            for temperature in config.temperatures:
+                run_key = f"{key}|{temperature!r}{kind}"
+                run_id = child_uuid(uuid_of(start), STEP, run_key, 0)
+                seed = int(rng_for(config.seed, run_id).integers(2**63))
+                runs.append((start, run_key, _Run(cell, model, temperature, config, seed)))
     results = run_tasks(_run_md, [run for *_, run in runs], executor or Executor(),
                         desc=STEP)
     out: list[Atoms] = []
@@ -310,4 +348,6 @@ def explore(structures: Sequence[Atoms], model: CalculatorConfig,
     return out, StageReport(
         stage=STEP, n_in=len(structures), n_candidates=len(runs) * config.frames,
         n_out=len(out), drops=tuple(drops), wall_time=time.perf_counter() - begin,
-        notes=(("starts", len({uuid_of(s) for s, *_ in runs})), ("runs", len(runs))))
+        notes=(("starts", len({uuid_of(s) for s, *_ in runs})), ("runs", len(runs)),
+               *((("surface_runs", sum(k.endswith("|surface") for _, k, _ in runs)),)
+                 if config.surfaces else ())))
