@@ -46,6 +46,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -242,7 +243,7 @@ def _cell(values: list[float], digits: int) -> str:
     return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
 
 
-def _lower(runs: list[dict], value) -> str:
+def _lower(runs: list[dict], value: Callable[[dict, str], float]) -> str:
     """On how many seeds ``value(run, name)`` (an error) is lower for ASSYST than for the
     naive set; the geometric mean of their ratio ASSYST / naive and the two-sided p of a paired
     t-test of the errors' logarithms over the seeds (both sets of a seed meet the same test

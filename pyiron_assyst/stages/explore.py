@@ -14,16 +14,16 @@ calculator config, e.g. a fitted :class:`~pyiron_assyst.fitting.model.MaceModel`
 snapshot every ``every`` steps. With ``surfaces`` each start also runs as a slab: its repeated
 cell with ``vacuum`` Å of vacuum along the normal of its first two cell vectors (a surface of
 the set's own minimum, no chosen facet). A run whose shortest distance falls below
-``min_distance`` × the
-start's shortest distance has collapsed: that snapshot and the ones it did not reach are dropped
-(``"collapsed"``, ``"md_stopped"``); a model that raises ends its run the same way
-(``"calculator_error"``). The runs fan out over an executor, one task per (start, cell,
-temperature).
+``min_distance`` × the start's shortest distance has collapsed: that snapshot and the ones it
+did not reach are dropped (``"collapsed"``, ``"md_stopped"``); a model that raises ends its run
+the same way (``"calculator_error"``). The runs fan out over an executor, one task per (start,
+cell, temperature).
 
 Identity: a snapshot is a child of its start (step ``"explore"``, uuid from the start's uuid,
-the config's and the model's hashes, the temperature and the frame), so it belongs to the
-start's lineage: exploring only the training side of a lineage split keeps the held-out
-lineages untouched. Each snapshot carries ``info['explore_temperature']`` (K).
+the config's and the model's hashes, the temperature, the cell (bulk or slab) and the frame;
+a model's hash is its content, not its file's path), so it belongs to the start's lineage:
+exploring only the training side of a lineage split keeps the held-out lineages untouched.
+Each snapshot carries ``info['explore_temperature']`` (K).
 """
 
 from __future__ import annotations
@@ -259,8 +259,8 @@ def _repeated(start: Atoms, min_atoms: int) -> Atoms:
 
 def slab_of(atoms: Atoms, vacuum: float) -> Atoms:
     """A copy of the periodic ``atoms`` with ``vacuum`` Å of vacuum along the normal of its
-    first two cell vectors (the third vector lengthened; positions kept): a slab whose two
-    surfaces cut the bonds across the cell's third boundary."""
+    first two cell vectors (the third vector lengthened, the positions wrapped into the cell
+    first): a slab whose two surfaces cut the bonds across the cell's third boundary."""
     from ase.build import add_vacuum
 
     slab = Atoms(atoms.numbers, atoms.get_positions(wrap=True), cell=atoms.cell, pbc=True)
