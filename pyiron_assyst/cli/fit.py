@@ -94,9 +94,8 @@ def add_fit_command(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--explore-surfaces", action="store_true",
                         help="each round also runs the model's MD in a slab of every start "
                              "(8 Å of vacuum; twice the snapshots): over five seeds it cut the "
-                             "slabs' energy error from 21 to 3 meV/atom and raised the "
-                             "clusters' from 50 to 56 (docs/fitting.md); off by default until "
-                             "measured on the report")
+                             "slabs' energy error from 21 to 3 meV/atom, but one seed's trimer "
+                             "then failed the report (docs/fitting.md); off by default")
     parser.add_argument("--explored-weights", type=float, nargs=2, default=None,
                         metavar=("ENERGY", "FORCES"),
                         help="weights of the explored snapshots' energies and forces in the "
