@@ -280,9 +280,14 @@ class Config:
         return True
 
     def config_hash(self) -> str:
-        """Stable 16-hex-digit content hash (same fields ⇒ same hash, in any process)."""
-        text = json.dumps(self.to_dict(strict=False), sort_keys=True)
+        """Stable 16-hex-digit content hash (same identity ⇒ same hash, in any process)."""
+        text = json.dumps(self._identity(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def _identity(self) -> dict[str, Any]:
+        """What :meth:`config_hash` hashes: the JSON dict (a subclass may leave out a field
+        that says where something is rather than what it is)."""
+        return self.to_dict(strict=False)
 
 
 def _with_type_checks(post_init: Any) -> Any:

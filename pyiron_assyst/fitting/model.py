@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ase.calculators.calculator import BaseCalculator
 
@@ -20,7 +20,7 @@ __all__ = ["MaceModel", "file_sha256"]
 class MaceModel(CalculatorConfig):
     """A fitted MACE model file as a calculator config (:class:`mace.calculators.MACECalculator`).
 
-    Its identity (:meth:`config_hash`) is what the model is, not where its file lies: with
+    Its identity (``config_hash()``) is what the model is, not where its file lies: with
     ``sha256`` given, the path is left out, so the same model copied or moved (another output
     directory, a project on another machine) drives the same random streams, snapshots and
     cache keys.
@@ -52,14 +52,13 @@ class MaceModel(CalculatorConfig):
         require(self.default_dtype in DTYPES, "MaceModel", "default_dtype",
                 f"one of {DTYPES}", self.default_dtype)
 
-    def config_hash(self) -> str:
-        """Stable 16-hex-digit hash of the model's content (``sha256``), device and dtype; of
-        the path instead where no ``sha256`` is given."""
-        if not self.sha256:
-            return super().config_hash()
-        data = self.to_dict(strict=False)
-        del data["model_path"]
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    def _identity(self) -> dict[str, Any]:
+        """The model's content (``sha256``), device and dtype; the path where no ``sha256``
+        is given."""
+        data = super()._identity()
+        if self.sha256:
+            del data["model_path"]
+        return data
 
     def get_calculator(self) -> BaseCalculator:
         if self.sha256 and file_sha256(Path(self.model_path)) != self.sha256:

@@ -329,7 +329,8 @@ def explore(structures: Sequence[Atoms], model: CalculatorConfig,
         frames after; notes: starts, runs and, with ``surfaces``, the slabs' runs).
     """
     begin = time.perf_counter()
-    bulk = replace(config, surfaces=False, vacuum=8.0)  # the bulk runs: as without surfaces
+    # the bulk runs' seeds and uuids: those of the config with its surface fields at default
+    bulk = replace(config, surfaces=ExploreConfig.surfaces, vacuum=ExploreConfig.vacuum)
     key = f"{bulk.config_hash()}|{model.config_hash()}"
     runs: list[tuple[Atoms, str, _Run]] = []  # (start, the run's key, the run)
     for start in explore_starts(structures, config.starts):
